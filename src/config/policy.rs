@@ -1,0 +1,154 @@
+//! `[filters]`, `[roles]` and `[attributes]`: which part of the directory a tenant syncs, how
+//! groups become app roles, and which custom attributes users carry.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{section, Problems};
+use crate::event::SourceKind;
+use crate::policy::path::AttributePath;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UserScope {
+    /// Every user that passes the org-unit filter.
+    #[default]
+    All,
+    /// Only users who are effective members of a synced group.
+    GroupMembers,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilters {
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    org_units: Vec<String>,
+    #[serde(default)]
+    users: UserScope,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FiltersConfig {
+    /// Globs (`*`, `?`) on group email (or name when it has none), case-insensitive. Empty:
+    /// every group.
+    pub groups: Vec<String>,
+    /// Org-unit paths, each with its subtree. Empty: every user.
+    pub org_units: Vec<String>,
+    pub users: UserScope,
+}
+
+impl FiltersConfig {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.org_units.is_empty() && self.users == UserScope::All
+    }
+}
+
+pub(super) fn validate_filters(
+    value: Option<toml::Value>,
+    p: &mut Problems<'_>,
+) -> Option<FiltersConfig> {
+    let raw: RawFilters = match value {
+        Some(value) => section(value, "filters", p)?,
+        None => RawFilters::default(),
+    };
+    let mut ok = true;
+    for (index, org_unit) in raw.org_units.iter().enumerate() {
+        if !org_unit.starts_with('/') {
+            p.add(
+                format!("filters.org_units[{index}]"),
+                format!("{org_unit:?} must be an org-unit path starting with '/'"),
+            );
+            ok = false;
+        }
+    }
+    for (index, glob) in raw.groups.iter().enumerate() {
+        if glob.trim().is_empty() {
+            p.add(
+                format!("filters.groups[{index}]"),
+                "an empty pattern matches no group",
+            );
+            ok = false;
+        }
+    }
+    let org_units = raw
+        .org_units
+        .into_iter()
+        .map(|path| {
+            if path.len() > 1 {
+                path.trim_end_matches('/').to_owned()
+            } else {
+                path
+            }
+        })
+        .collect();
+    ok.then_some(FiltersConfig {
+        groups: raw.groups,
+        org_units,
+        users: raw.users,
+    })
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RolesConfig {
+    /// Group email (or name) → role, matched case-insensitively.
+    pub by_group: BTreeMap<String, String>,
+    /// The role of a user in no mapped group.
+    pub default_role: Option<String>,
+}
+
+pub(super) fn validate_roles(
+    value: Option<toml::Value>,
+    p: &mut Problems<'_>,
+) -> Option<RolesConfig> {
+    let table: BTreeMap<String, String> = match value {
+        Some(value) => section(value, "roles", p)?,
+        None => return Some(RolesConfig::default()),
+    };
+    let mut roles = RolesConfig::default();
+    for (group, role) in table {
+        if role.trim().is_empty() {
+            p.add(format!("roles.\"{group}\""), "the role name is empty");
+            return None;
+        }
+        if group == "default_role" {
+            roles.default_role = Some(role);
+        } else {
+            roles.by_group.insert(group.to_lowercase(), role);
+        }
+    }
+    Some(roles)
+}
+
+/// Custom attribute name → where it comes from in the IdP's user object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttributeMapping {
+    pub paths: BTreeMap<String, AttributePath>,
+}
+
+pub(super) fn validate_attributes(
+    value: Option<toml::Value>,
+    source: Option<SourceKind>,
+    p: &mut Problems<'_>,
+) -> Option<AttributeMapping> {
+    let table: BTreeMap<String, String> = match value {
+        Some(value) => section(value, "attributes", p)?,
+        None => BTreeMap::new(),
+    };
+    let mut mapping = crate::policy::default_attributes(source);
+    let mut ok = true;
+    for (name, text) in table {
+        match AttributePath::parse(&text) {
+            Ok(path) => {
+                mapping.paths.insert(name, path);
+            }
+            Err(err) => {
+                p.add(format!("attributes.{name}"), format!("{text:?}: {err}"));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(mapping)
+}

@@ -1,0 +1,154 @@
+//! `[[sinks]]`: where a tenant's events are delivered besides the SQLite outbox.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{section, Problems, Secret};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RejectPolicy {
+    /// A 4xx (other than 408/429) is retried like any failure, and reported.
+    #[default]
+    Retry,
+    /// Delivery stops with the cursor held until an operator acts.
+    Park,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    name: Option<String>,
+    url: Option<String>,
+    secret_file: Option<PathBuf>,
+    path: Option<PathBuf>,
+    batch_size: Option<usize>,
+    #[serde(default)]
+    on_reject: RejectPolicy,
+    timeout_seconds: Option<u64>,
+    max_backoff_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSinkConfig {
+    pub url: String,
+    pub secret: Secret,
+    pub timeout: Duration,
+    pub on_reject: RejectPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct JsonlSinkConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Webhook(WebhookSinkConfig),
+    Jsonl(JsonlSinkConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Unique within the tenant; names the delivery cursor. Default: `type` + position.
+    pub name: String,
+    /// 1 sends one event per request (the body is the event object); more sends a JSON array.
+    pub batch_size: usize,
+    pub max_backoff: Duration,
+    pub kind: SinkKind,
+}
+
+pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option<Vec<SinkConfig>> {
+    let mut sinks: Vec<SinkConfig> = Vec::new();
+    let mut ok = true;
+    for (index, value) in values.into_iter().enumerate() {
+        let key = format!("sinks[{index}]");
+        let Some(raw) = section::<RawSink>(value, &key, p) else {
+            ok = false;
+            continue;
+        };
+        let kind_name = raw.kind.clone().unwrap_or_default();
+        let kind = match kind_name.as_str() {
+            "webhook" => {
+                let url = raw.url.clone().filter(|url| url::Url::parse(url).is_ok());
+                if url.is_none() {
+                    p.add(
+                        format!("{key}.url"),
+                        "missing or not a URL: where to POST events",
+                    );
+                }
+                let secret = match &raw.secret_file {
+                    Some(path) => p.read_secret(&format!("{key}.secret_file"), path),
+                    None => {
+                        p.add(
+                            format!("{key}.secret_file"),
+                            "missing: a file holding a Standard Webhooks secret (whsec_…)",
+                        );
+                        None
+                    }
+                };
+                if let Some(secret) = &secret {
+                    if !secret.expose().starts_with("whsec_") {
+                        p.add(
+                            format!("{key}.secret_file"),
+                            "the secret must start with \"whsec_\" followed by a base64 key",
+                        );
+                    }
+                }
+                match (url, secret) {
+                    (Some(url), Some(secret)) => Some(SinkKind::Webhook(WebhookSinkConfig {
+                        url,
+                        secret,
+                        timeout: Duration::from_secs(raw.timeout_seconds.unwrap_or(30)),
+                        on_reject: raw.on_reject,
+                    })),
+                    _ => None,
+                }
+            }
+            "jsonl" => match &raw.path {
+                Some(path) => Some(SinkKind::Jsonl(JsonlSinkConfig {
+                    path: p.resolve(path),
+                })),
+                None => {
+                    p.add(
+                        format!("{key}.path"),
+                        "missing: the file to append events to",
+                    );
+                    None
+                }
+            },
+            other => {
+                p.add(
+                    format!("{key}.type"),
+                    format!("{other:?}: use \"webhook\" or \"jsonl\""),
+                );
+                None
+            }
+        };
+        let name = raw
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{kind_name}-{}", index + 1));
+        if sinks.iter().any(|sink| sink.name == name) {
+            p.add(
+                format!("{key}.name"),
+                format!("{name:?} is used by another sink of this tenant"),
+            );
+            ok = false;
+        }
+        match kind {
+            Some(kind) => sinks.push(SinkConfig {
+                name,
+                batch_size: raw.batch_size.unwrap_or(1).max(1),
+                max_backoff: Duration::from_secs(raw.max_backoff_seconds.unwrap_or(300)),
+                kind,
+            }),
+            None => ok = false,
+        }
+    }
+    ok.then_some(sinks)
+}

@@ -1,0 +1,2 @@
+//! A local emulator of Google's Admin SDK Directory API and OAuth token endpoint, for tests,
+//! benchmarks and `dirsync demo`.

@@ -1,0 +1,25 @@
+//! dirsync: Directory Sync for B2B SaaS. Pulls users, groups and memberships from a tenant's
+//! IdP (Google Workspace, SCIM 2.0), diffs each snapshot against SQLite, and emits normalized
+//! change events.
+//!
+//! # Layout
+//! - `config`: the global and tenant TOML files, raw → validated.
+//! - `model`, `event`, `diff`: the pure core — normalized objects, change events, the diff.
+//! - `policy`: filters, roles, custom attributes, nested-group flattening (pure).
+//! - `source`: fetch complete snapshots from Google or SCIM; retries, paging, rate limits.
+//! - `store`: SQLite only — migrations, snapshot, outbox, runs, per-tenant locks, cursors.
+//! - `sync`: one run of one tenant — fetch → policy → diff → guard → one transaction.
+//! - `emulator`: the Google Directory API emulator used by tests, benchmarks and the demo.
+//! - `cli`, `commands`: the thin edge — argument parsing, verbs, exit codes.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod diff;
+pub mod emulator;
+pub mod event;
+pub mod model;
+pub mod policy;
+pub mod source;
+pub mod store;
+pub mod sync;

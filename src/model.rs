@@ -1,0 +1,169 @@
+//! The normalized directory: users, groups and effective memberships, as the contract's event
+//! objects describe them. Every source produces these; the store persists them; the diff
+//! compares them. Pure data: no I/O, nothing source-specific.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// An immutable IdP identifier. Shared (`Arc`) because a large directory repeats every id in
+/// many memberships.
+pub type Id = Arc<str>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserState {
+    Active,
+    Inactive,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email {
+    pub value: String,
+    pub primary: bool,
+}
+
+/// The IdP's own object, canonical JSON (sorted keys, compact) without volatile fields, kept
+/// as text because a large directory holds hundreds of thousands of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawAttributes(Box<RawValue>);
+
+impl RawAttributes {
+    /// `value` must already be stripped of volatile fields. `serde_json::Value` keeps object
+    /// keys sorted, so equal objects give equal text.
+    pub fn from_value(value: &serde_json::Value) -> Self {
+        let text = value.to_string();
+        Self(RawValue::from_string(text).unwrap_or_else(|_| Self::empty_object()))
+    }
+
+    pub fn from_canonical_text(text: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text).map(Self)
+    }
+
+    pub fn empty() -> Self {
+        Self(Self::empty_object())
+    }
+
+    fn empty_object() -> Box<RawValue> {
+        RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!("{{}} is JSON"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for RawAttributes {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+impl Eq for RawAttributes {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Id,
+    pub email: String,
+    pub username: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub display_name: Option<String>,
+    pub emails: Vec<Email>,
+    pub state: UserState,
+    pub roles: Vec<String>,
+    pub custom_attributes: BTreeMap<String, serde_json::Value>,
+    pub raw_attributes: RawAttributes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: Id,
+    pub email: Option<String>,
+    pub name: String,
+    pub description: Option<String>,
+    pub raw_attributes: RawAttributes,
+}
+
+impl Group {
+    /// The name config uses for this group: its email, or its name when it has none.
+    pub fn config_key(&self) -> &str {
+        self.email.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// The summary of a user carried by membership events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub id: Id,
+    pub email: String,
+    pub username: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub display_name: Option<String>,
+    pub state: UserState,
+}
+
+impl From<&User> for UserSummary {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            username: user.username.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            display_name: user.display_name.clone(),
+            state: user.state,
+        }
+    }
+}
+
+/// The summary of a group carried by membership events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub id: Id,
+    pub email: Option<String>,
+    pub name: String,
+}
+
+impl From<&Group> for GroupSummary {
+    fn from(group: &Group) -> Self {
+        Self {
+            id: group.id.clone(),
+            email: group.email.clone(),
+            name: group.name.clone(),
+        }
+    }
+}
+
+/// A complete normalized directory of one tenant: what the store holds and what a sync
+/// fetched. `members` maps a group id to the ids of its (effective) user members; every id in
+/// it names a user and a group of the same snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub users: BTreeMap<Id, User>,
+    pub groups: BTreeMap<Id, Group>,
+    pub members: BTreeMap<Id, BTreeSet<Id>>,
+}
+
+impl Snapshot {
+    pub fn membership_count(&self) -> usize {
+        self.members.values().map(BTreeSet::len).sum()
+    }
+
+    /// Drops memberships whose group or user is not in the snapshot, and empty member sets,
+    /// so the invariant above holds whatever a source sent.
+    pub fn prune_dangling_memberships(&mut self) {
+        let users = &self.users;
+        self.members.retain(|group, members| {
+            members.retain(|user| users.contains_key(user));
+            !members.is_empty() && self.groups.contains_key(group)
+        });
+    }
+}

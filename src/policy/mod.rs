@@ -1,0 +1,289 @@
+//! Tenant policy: turns what a source fetched into the snapshot dirsync stores — filters
+//! (groups, org units, user scope), suspended-user handling, nested-group flattening, roles
+//! from groups and custom attributes. Pure: no I/O.
+
+pub mod path;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::{AttributeMapping, NestedGroups, SuspendedUsers, TenantConfig};
+use crate::event::SourceKind;
+use crate::model::{Id, Snapshot, UserState};
+use crate::source::{Fetched, MemberRef};
+use path::AttributePath;
+
+/// The attributes every tenant of a source gets unless its `[attributes]` says otherwise.
+pub fn default_attributes(source: Option<SourceKind>) -> AttributeMapping {
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let defaults: Vec<(&str, String)> = match source {
+        Some(SourceKind::Google) => vec![
+            ("job_title", "organizations[primary].title".into()),
+            ("department", "organizations[primary].department".into()),
+            ("cost_center", "organizations[primary].costCenter".into()),
+            ("employee_id", "externalIds[type=organization].value".into()),
+            ("manager_email", "relations[type=manager].value".into()),
+        ],
+        Some(SourceKind::Scim) => vec![
+            ("job_title", "title".into()),
+            ("department", format!("{ENTERPRISE}:department")),
+            ("cost_center", format!("{ENTERPRISE}:costCenter")),
+            ("employee_id", format!("{ENTERPRISE}:employeeNumber")),
+            ("manager_id", format!("{ENTERPRISE}:manager.value")),
+        ],
+        None => Vec::new(),
+    };
+    let mut mapping = AttributeMapping::default();
+    for (name, text) in defaults {
+        if let Ok(path) = AttributePath::parse(&text) {
+            mapping.paths.insert(name.to_owned(), path);
+        }
+    }
+    mapping
+}
+
+/// Why a user the source returned is not in the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exclusion {
+    OutsideOrgUnits { org_unit: String },
+    NotInSyncedGroup,
+    SuspendedDropped,
+}
+
+impl Exclusion {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Exclusion::OutsideOrgUnits { .. } => "outside_org_units",
+            Exclusion::NotInSyncedGroup => "not_in_synced_group",
+            Exclusion::SuspendedDropped => "suspended_dropped",
+        }
+    }
+}
+
+/// A user left out by policy, kept so `inspect` can say why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExcludedUser {
+    pub id: Id,
+    pub email: String,
+    pub reason: Exclusion,
+}
+
+/// A group left out by the group filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExcludedGroup {
+    pub id: Id,
+    pub key: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub snapshot: Snapshot,
+    pub excluded_users: Vec<ExcludedUser>,
+    pub excluded_groups: Vec<ExcludedGroup>,
+}
+
+/// Case-insensitive glob with `*` and `?`.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
+    let text: Vec<char> = text.to_lowercase().chars().collect();
+    let (mut p, mut t) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    while p < pattern.len() && pattern[p] == '*' {
+        p += 1;
+    }
+    p == pattern.len()
+}
+
+fn in_org_units(path: &str, org_units: &[String]) -> bool {
+    org_units.iter().any(|unit| {
+        unit == "/"
+            || path == unit
+            || path
+                .strip_prefix(unit.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// Applies the tenant's policy to a fetch.
+pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
+    let filters = &tenant.filters;
+    let mut applied = Applied::default();
+
+    let mut groups = BTreeMap::new();
+    for group in fetched.groups {
+        let key = group.config_key().to_owned();
+        if filters.groups.is_empty() || filters.groups.iter().any(|glob| glob_matches(glob, &key)) {
+            groups.insert(group.id.clone(), group);
+        } else {
+            applied.excluded_groups.push(ExcludedGroup {
+                id: group.id.clone(),
+                key,
+            });
+        }
+    }
+
+    let mut users = BTreeMap::new();
+    for fetched_user in fetched.users {
+        let user = fetched_user.user;
+        if !filters.org_units.is_empty() {
+            let org_unit = fetched_user
+                .org_unit_path
+                .clone()
+                .unwrap_or_else(|| "/".into());
+            if !in_org_units(&org_unit, &filters.org_units) {
+                applied.excluded_users.push(ExcludedUser {
+                    id: user.id.clone(),
+                    email: user.email.clone(),
+                    reason: Exclusion::OutsideOrgUnits { org_unit },
+                });
+                continue;
+            }
+        }
+        if user.state == UserState::Inactive
+            && tenant.source.suspended_users() == SuspendedUsers::Delete
+        {
+            applied.excluded_users.push(ExcludedUser {
+                id: user.id.clone(),
+                email: user.email.clone(),
+                reason: Exclusion::SuspendedDropped,
+            });
+            continue;
+        }
+        users.insert(user.id.clone(), user);
+    }
+
+    let members = effective_members(&fetched.members, &groups, tenant.source.nested_groups());
+    let mut members: BTreeMap<Id, BTreeSet<Id>> = members
+        .into_iter()
+        .filter(|(group, _)| groups.contains_key(group))
+        .map(|(group, set)| {
+            (
+                group,
+                set.into_iter()
+                    .filter(|user| users.contains_key(user))
+                    .collect::<BTreeSet<_>>(),
+            )
+        })
+        .filter(|(_, set)| !set.is_empty())
+        .collect();
+
+    if filters.users == crate::config::UserScope::GroupMembers {
+        let in_groups: BTreeSet<&Id> = members.values().flatten().collect();
+        let (kept, dropped): (BTreeMap<_, _>, BTreeMap<_, _>) = users
+            .into_iter()
+            .partition(|(id, _)| in_groups.contains(id));
+        for user in dropped.into_values() {
+            applied.excluded_users.push(ExcludedUser {
+                id: user.id.clone(),
+                email: user.email.clone(),
+                reason: Exclusion::NotInSyncedGroup,
+            });
+        }
+        users = kept;
+    }
+
+    // Roles and custom attributes.
+    let mut roles_by_user: BTreeMap<Id, BTreeSet<String>> = BTreeMap::new();
+    for (group_id, set) in &members {
+        let Some(group) = groups.get(group_id) else {
+            continue;
+        };
+        if let Some(role) = tenant
+            .roles
+            .by_group
+            .get(&group.config_key().to_lowercase())
+        {
+            for user in set {
+                roles_by_user
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(role.clone());
+            }
+        }
+    }
+    for user in users.values_mut() {
+        let mut roles: Vec<String> = roles_by_user
+            .remove(&user.id)
+            .map(|set| set.into_iter().collect())
+            .unwrap_or_default();
+        if roles.is_empty() {
+            roles.extend(tenant.roles.default_role.clone());
+        }
+        user.roles = roles;
+        if !tenant.attributes.paths.is_empty() {
+            let raw = user.raw_attributes.to_value();
+            for (name, path) in &tenant.attributes.paths {
+                if let Some(value) = path.resolve(&raw) {
+                    user.custom_attributes.insert(name.clone(), value.clone());
+                }
+            }
+        }
+    }
+    members.retain(|_, set| {
+        set.retain(|user| users.contains_key(user));
+        !set.is_empty()
+    });
+
+    applied.snapshot = Snapshot {
+        users,
+        groups,
+        members,
+    };
+    applied
+}
+
+/// Effective user members of every group: direct user members, plus (when flattening) the
+/// users of every group reachable through group members, cycles included.
+pub fn effective_members(
+    direct: &BTreeMap<Id, Vec<MemberRef>>,
+    groups: &BTreeMap<Id, crate::model::Group>,
+    nested: NestedGroups,
+) -> BTreeMap<Id, BTreeSet<Id>> {
+    let direct_users = |group: &Id| -> BTreeSet<Id> {
+        direct
+            .get(group)
+            .into_iter()
+            .flatten()
+            .filter_map(|member| match member {
+                MemberRef::User(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut result = BTreeMap::new();
+    for group in direct.keys() {
+        let mut users = direct_users(group);
+        if nested == NestedGroups::Flatten {
+            let mut seen: BTreeSet<&Id> = BTreeSet::from([group]);
+            let mut stack: Vec<&Id> = vec![group];
+            while let Some(current) = stack.pop() {
+                for member in direct.get(current).into_iter().flatten() {
+                    if let MemberRef::Group(child) = member {
+                        if seen.insert(child) {
+                            users.extend(direct_users(child));
+                            stack.push(child);
+                        }
+                    }
+                }
+            }
+        }
+        let _ = groups;
+        result.insert(group.clone(), users);
+    }
+    result
+}

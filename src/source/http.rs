@@ -1,0 +1,239 @@
+//! HTTP plumbing shared by every source: one `send` that retries what can be retried
+//! (truncated exponential backoff with jitter, `Retry-After` honoured, a bounded total time)
+//! and paces requests under a per-tenant rate limit.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::{FetchStats, SourceError};
+
+/// HTTP statuses (with Google's `errors[0].reason`) worth retrying.
+pub fn is_retryable_status(status: u16, reason: Option<&str>) -> bool {
+    match status {
+        429 | 500 | 502 | 503 | 504 | 408 => true,
+        403 => matches!(
+            reason,
+            Some("userRateLimitExceeded" | "rateLimitExceeded" | "quotaExceeded")
+        ),
+        _ => false,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    /// No retry starts after this much time since the first attempt.
+    pub max_elapsed: Duration,
+}
+
+impl RetryPolicy {
+    pub fn new(max_elapsed: Duration) -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(32),
+            max_elapsed,
+        }
+    }
+
+    /// The wait before retry number `attempt` (1-based): base·2^(attempt-1), capped, plus up
+    /// to a second of jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponential = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let jitter = Duration::from_millis(
+            rand::rng().random_range(0..=1000u64.min(self.base.as_millis() as u64)),
+        );
+        exponential.min(self.cap) + jitter
+    }
+}
+
+/// Paces requests to at most `per_minute` (0: unlimited). Fair and lock-cheap: each caller
+/// reserves the next free slot and sleeps until it.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Option<Duration>,
+    next_slot: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        let interval = (per_minute > 0).then(|| Duration::from_secs(60) / per_minute);
+        Self {
+            interval,
+            next_slot: Mutex::new(Instant::now()),
+        }
+    }
+
+    pub async fn acquire(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let slot = {
+            let mut next = self.next_slot.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// A complete response body with its status.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub url: String,
+}
+
+/// Parses Google's / SCIM's error body for a reason and a message; tolerates non-JSON.
+pub fn error_details(body: &str) -> (Option<String>, String) {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(body) {
+        if let Some(error) = json.get("error").filter(|e| e.is_object()) {
+            let reason = error
+                .pointer("/errors/0/reason")
+                .and_then(|r| r.as_str())
+                .map(str::to_owned);
+            let message = error
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .to_owned();
+            return (reason, message);
+        }
+        // SCIM error: {"schemas":[...Error], "detail": "...", "scimType": "...", "status": "400"}
+        if let Some(detail) = json.get("detail").and_then(|d| d.as_str()) {
+            let reason = json
+                .get("scimType")
+                .and_then(|r| r.as_str())
+                .map(str::to_owned);
+            return (reason, detail.to_owned());
+        }
+    }
+    let snippet: String = body.trim().chars().take(200).collect();
+    (
+        None,
+        if snippet.is_empty() {
+            "(empty body)".to_owned()
+        } else {
+            snippet
+        },
+    )
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    if let Ok(seconds) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    wait.to_std().ok()
+}
+
+/// Sends requests built by `build` until one succeeds, a non-retryable error comes back, or the
+/// retry budget is spent. Non-2xx replies become `SourceError::Http`.
+pub async fn send(
+    build: impl Fn() -> reqwest::RequestBuilder,
+    stats: &Arc<FetchStats>,
+    limiter: &RateLimiter,
+    policy: &RetryPolicy,
+) -> Result<Reply, SourceError> {
+    let started = Instant::now();
+    let mut attempt: u32 = 0;
+    loop {
+        limiter.acquire().await;
+        stats.api_requests.fetch_add(1, Ordering::Relaxed);
+        let request = build();
+        let (method, url) = match request.try_clone().and_then(|r| r.build().ok()) {
+            Some(built) => (built.method().to_string(), built.url().to_string()),
+            None => ("GET".to_owned(), String::new()),
+        };
+        let (error, wait_hint) = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let wait_hint = retry_after(&response);
+                match response.text().await {
+                    Ok(body) if (200..300).contains(&status) => {
+                        return Ok(Reply { status, body, url })
+                    }
+                    Ok(body) => {
+                        let (reason, message) = error_details(&body);
+                        (
+                            SourceError::Http {
+                                method,
+                                url,
+                                status,
+                                reason,
+                                message,
+                            },
+                            wait_hint,
+                        )
+                    }
+                    Err(err) => (
+                        SourceError::Network {
+                            url,
+                            message: format!("reading the response: {err}"),
+                        },
+                        None,
+                    ),
+                }
+            }
+            Err(err) => (
+                SourceError::Network {
+                    url,
+                    message: network_message(&err),
+                },
+                None,
+            ),
+        };
+        attempt += 1;
+        if !error.is_retryable() {
+            return Err(error);
+        }
+        let wait = wait_hint
+            .unwrap_or_else(|| policy.backoff(attempt))
+            .min(policy.cap.max(Duration::from_secs(1)) * 4);
+        if started.elapsed() + wait > policy.max_elapsed {
+            return Err(error);
+        }
+        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying");
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn network_message(err: &reqwest::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Parses a JSON body, turning garbage and truncation into a clear error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, SourceError> {
+    serde_json::from_str(&reply.body).map_err(|err| SourceError::InvalidResponse {
+        url: reply.url.clone(),
+        message: if reply.body.trim().is_empty() {
+            "empty body".to_owned()
+        } else {
+            format!("not the expected JSON ({err})")
+        },
+    })
+}

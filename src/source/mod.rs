@@ -1,0 +1,175 @@
+//! Sources: fetch a complete, normalized snapshot of a tenant's directory from its IdP. A
+//! fetch either returns every user, group and direct membership, or an error; never a part.
+//!
+//! Must not: touch the store, apply tenant policy (that is `policy`), or emit events.
+
+pub mod google;
+pub mod http;
+pub mod scim;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{SourceConfig, TenantConfig};
+use crate::event::SourceKind;
+use crate::model::{Group, Id, User};
+
+/// A user as a source returned it: normalized, plus what policy needs to decide on it.
+#[derive(Debug, Clone)]
+pub struct FetchedUser {
+    /// `roles` and `custom_attributes` are empty: policy fills them.
+    pub user: User,
+    /// Google's `orgUnitPath`; `None` for sources without org units.
+    pub org_unit_path: Option<String>,
+    /// Other addresses the user is known by (Google aliases), for `inspect`.
+    pub aliases: Vec<String>,
+}
+
+/// A direct member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberRef {
+    /// A user of this directory.
+    User(Id),
+    /// A group of this directory (nested).
+    Group(Id),
+    /// Anything else (an external user, the whole customer, an id no longer in the directory):
+    /// never a membership event.
+    Other {
+        kind: String,
+        id: Option<String>,
+        email: Option<String>,
+    },
+}
+
+/// Everything one fetch returned.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub source: SourceKind,
+    pub users: Vec<FetchedUser>,
+    pub groups: Vec<Group>,
+    /// Direct members of every group in `groups`.
+    pub members: BTreeMap<Id, Vec<MemberRef>>,
+}
+
+/// Counters a fetch updates as it goes, shared with metrics.
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    pub api_requests: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl FetchStats {
+    pub fn requests(&self) -> u64 {
+        self.api_requests.load(Ordering::Relaxed)
+    }
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("authentication failed: {message}")]
+    Auth {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{method} {url} answered HTTP {status}{}: {message}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    Http {
+        method: String,
+        url: String,
+        status: u16,
+        reason: Option<String>,
+        message: String,
+    },
+    #[error("cannot reach {url}: {message}")]
+    Network { url: String, message: String },
+    #[error("{url} returned a response dirsync cannot read: {message}")]
+    InvalidResponse { url: String, message: String },
+    #[error("{0}")]
+    Protocol(String),
+    #[error("the fetch was cancelled")]
+    Cancelled,
+}
+
+impl SourceError {
+    /// Whether trying the same request again may help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SourceError::Http { status, reason, .. } => {
+                http::is_retryable_status(*status, reason.as_deref())
+            }
+            SourceError::Network { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// What an operator should do about it, when dirsync knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            SourceError::Auth { hint, .. } => hint.clone(),
+            SourceError::Http { status: 401, .. } => Some("check the credentials in the tenant's [source]".into()),
+            SourceError::Http { status: 403, reason, .. } if reason.as_deref() == Some("forbidden") => Some(
+                "the impersonated user (source.subject) must be an admin with the Users and Groups read privileges".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// A tenant's source, ready to fetch.
+pub enum Source {
+    Google(google::GoogleSource),
+    Scim(scim::ScimSource),
+}
+
+impl Source {
+    pub async fn new(tenant: &TenantConfig, stats: Arc<FetchStats>) -> Result<Self, SourceError> {
+        match &tenant.source {
+            SourceConfig::Google(config) => Ok(Source::Google(
+                google::GoogleSource::new(
+                    config.clone(),
+                    &tenant.filters,
+                    &tenant.attributes,
+                    stats,
+                )
+                .await?,
+            )),
+            SourceConfig::Scim(config) => {
+                Ok(Source::Scim(scim::ScimSource::new(config.clone(), stats)?))
+            }
+        }
+    }
+
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            Source::Google(_) => SourceKind::Google,
+            Source::Scim(_) => SourceKind::Scim,
+        }
+    }
+
+    /// Fetches the complete directory. `cancel` abandons it (nothing is returned).
+    pub async fn fetch(&self, cancel: &CancellationToken) -> Result<Fetched, SourceError> {
+        let fetch = async {
+            match self {
+                Source::Google(source) => source.fetch().await,
+                Source::Scim(source) => source.fetch().await,
+            }
+        };
+        tokio::select! {
+            result = fetch => result,
+            () = cancel.cancelled() => Err(SourceError::Cancelled),
+        }
+    }
+
+    /// A quick connectivity check: a token and one page. Returns a one-line description.
+    pub async fn check(&self) -> Result<String, SourceError> {
+        match self {
+            Source::Google(source) => source.check().await,
+            Source::Scim(source) => source.check().await,
+        }
+    }
+}
