@@ -1,1 +1,117 @@
-//! Command-line arguments (clap).
+//! Command-line arguments: the verbs and flags of the contract, parsed by clap. Parsing only;
+//! `commands` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dirsync",
+    version,
+    about = "Directory Sync: Google Workspace and SCIM directories to normalized change events"
+)]
+pub struct Cli {
+    /// The global config file [default: $DIRSYNC_CONFIG, else /etc/dirsync/dirsync.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The daemon: schedules every enabled tenant, serves the control socket and HTTP listener.
+    Run(RunArgs),
+    /// Force a sync of one tenant now (through the daemon when one runs).
+    Sync(SyncArgs),
+    /// Print stored events as JSON lines, oldest first.
+    Events(EventsArgs),
+    /// Per tenant: last run, next run, stored counts, last event seq.
+    Status(StatusArgs),
+    /// Triage: what dirsync knows about a user or group, and why something is missing.
+    Inspect(InspectArgs),
+    /// Validate every config file; --connect also reaches every tenant's source.
+    CheckConfig(CheckConfigArgs),
+    /// A local Google Directory API + OAuth token endpoint for tests and demos.
+    Emulator(crate::emulator::cli::EmulatorArgs),
+    /// The main job on the built-in emulator: generated org, daemon, changes, events.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The tenant id (its file name without .toml)
+    pub tenant: String,
+    /// Fetch and diff, print the events it would emit, commit nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Commit even if the run deletes more than the deletion guard allows
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+    /// Print one JSON object summarising the run
+    #[arg(long)]
+    pub json: bool,
+    /// Run in this process even when a daemon is running
+    #[arg(long)]
+    pub local: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    pub tenant: String,
+    /// Only events with seq greater than this
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// At most this many events
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Keep printing new events as they are committed
+    #[arg(long)]
+    pub follow: bool,
+    /// Re-deliver the selected events to this sink of the tenant (replay)
+    #[arg(long, value_name = "SINK")]
+    pub resend_to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    pub tenant: String,
+    /// A user's email, alias or id, or a group's email, name or id
+    pub who: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Also fetch a token and one page from each tenant's source
+    #[arg(long)]
+    pub connect: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Stop after this many seconds (default: until Ctrl-C)
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Users in the generated organisation
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    /// Groups in the generated organisation
+    #[arg(long, default_value_t = 20)]
+    pub groups: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
