@@ -1,9 +1,20 @@
 //! The verbs: each turns parsed arguments into work and maps failures to the contract's exit
 //! codes. The only place with `anyhow`-style context.
 
+mod check_config;
+mod events;
+mod inspect;
+mod status;
+mod sync;
+
+use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use crate::cli::{Cli, Command};
+use crate::config::{self, Config, LogFormat};
+use crate::store::Store;
 
 /// Exit codes of the contract.
 pub mod exit {
@@ -44,17 +55,101 @@ impl From<anyhow::Error> for Failure {
 pub type Outcome = Result<u8, Failure>;
 
 pub async fn dispatch(cli: Cli) -> Outcome {
-    let config = cli.config;
+    let config_flag = cli.config;
+    let config_path = config::config_path(config_flag.as_deref());
     match cli.command {
-        Command::Emulator(args) => crate::emulator::cli::run(args)
-            .await
-            .map(|()| exit::SUCCESS)
-            .map_err(Failure::run),
-        other => {
-            let _ = (config, other);
-            Err(Failure::usage(anyhow::anyhow!("not built yet")))
+        Command::Emulator(args) => {
+            init_tracing(LogFormat::Text, "info");
+            crate::emulator::cli::run(args)
+                .await
+                .map(|()| exit::SUCCESS)
+                .map_err(Failure::run)
         }
+        Command::CheckConfig(args) => {
+            init_tracing(LogFormat::Text, "warn");
+            check_config::run(&config_path, &args).await
+        }
+        Command::Sync(args) => {
+            let config = load_config(&config_path)?;
+            init_tracing(config.global.log_format, "warn");
+            sync::run(&config, &args).await
+        }
+        Command::Events(args) => {
+            let config = load_config(&config_path)?;
+            init_tracing(config.global.log_format, "warn");
+            events::run(&config, &args).await
+        }
+        Command::Status(args) => {
+            let config = load_config(&config_path)?;
+            init_tracing(config.global.log_format, "warn");
+            status::run(&config, &args).await
+        }
+        Command::Inspect(args) => {
+            let config = load_config(&config_path)?;
+            init_tracing(config.global.log_format, "warn");
+            inspect::run(&config, &args).await
+        }
+        Command::Run(_) | Command::Demo(_) => Err(Failure::usage(anyhow::anyhow!(
+            "this verb is not available in this build yet"
+        ))),
     }
+}
+
+/// Loads the whole configuration strictly: every problem is reported, exit code 2.
+pub fn load_config(path: &Path) -> Result<Config, Failure> {
+    config::load_strict(path).map_err(|err| {
+        Failure::usage(anyhow::anyhow!("{err}\n(config file: {}; fix the problems above, `dirsync check-config` lists them all)", path.display()))
+    })
+}
+
+/// The tenant's config, or a usage error naming the file it should be in.
+pub fn tenant<'a>(config: &'a Config, id: &str) -> Result<&'a config::TenantConfig, Failure> {
+    config.tenant(id).ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "no tenant {id:?}: expected a file {} (known tenants: {})",
+            config
+                .global
+                .tenants_dir
+                .join(format!("{id}.toml"))
+                .display(),
+            if config.tenants.is_empty() {
+                "none".to_owned()
+            } else {
+                config
+                    .tenants
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ))
+    })
+}
+
+/// Opens (creating if needed) the database under `state_dir`.
+pub fn open_store(config: &Config) -> Result<Store, Failure> {
+    Store::open(&config.global.state_dir)
+        .with_context(|| {
+            format!(
+                "opening the store (state_dir in {})",
+                config.global.file.display()
+            )
+        })
+        .map_err(Failure::run)
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the level.
+pub fn init_tracing(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// Prints a failure the contract's way: one readable line (or a few) on stderr.

@@ -28,6 +28,8 @@ pub enum NestedGroups {
     Direct,
 }
 
+// One per tenant, never in a hot collection: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     Google(GoogleSourceConfig),

@@ -95,7 +95,8 @@ impl AttributePath {
                 Segment::Select { field, value } => current.as_array()?.iter().find(|item| {
                     item.get(field).is_some_and(|found| match found {
                         serde_json::Value::String(s) => s.eq_ignore_ascii_case(value),
-                        other => other.to_string() == *value,
+                        other => serde_json::from_str::<serde_json::Value>(value)
+                            .is_ok_and(|v| &v == other),
                     })
                 })?,
             };

@@ -121,6 +121,7 @@ impl SourceError {
 }
 
 /// A tenant's source, ready to fetch.
+#[allow(clippy::large_enum_variant)] // one per running sync
 pub enum Source {
     Google(google::GoogleSource),
     Scim(scim::ScimSource),

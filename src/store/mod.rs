@@ -1,1 +1,118 @@
-//! SQLite store.
+//! The SQLite store: the only module that speaks SQL. It owns the schema (numbered,
+//! forward-only migrations tracked by `PRAGMA user_version`), the stored snapshot of every
+//! tenant, the transactional outbox of events, the record of runs, the per-tenant sync lease
+//! and the sinks' delivery cursors.
+//!
+//! Every function here is synchronous over a `rusqlite::Connection`/`Transaction`; async
+//! callers reach it through `spawn_blocking`. Must not: import sources or sinks.
+
+mod lock;
+pub mod lookup;
+mod migrations;
+mod outbox;
+mod runs;
+mod snapshot;
+
+pub use lock::{acquire_lease, new_holder, release_lease, renew_lease, Lease, LeaseError};
+pub use outbox::{build_event, commit, events_after, last_seq, CommitSummary, NewEvents};
+pub use runs::{last_runs, record_run, RunOutcome, RunRecord, StoredRun};
+pub use snapshot::{load_snapshot, stored_counts, StoredCounts};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use migrations::SCHEMA_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory {path}: {source}. Check `state_dir` in the global config and that dirsync may write there")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database {path}: {source}. Check that `state_dir` is writable")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the database {path} has schema version {found}, newer than this dirsync knows ({known}); run a newer dirsync or restore a backup")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+}
+
+/// Where the database lives; opens connections configured the same way.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    /// Creates the state directory if needed, opens the database and migrates it.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::StateDir {
+            path: state_dir.to_owned(),
+            source,
+        })?;
+        let store = Self {
+            path: state_dir.join("dirsync.db"),
+        };
+        let mut conn = store.connect()?;
+        migrations::migrate(&mut conn, &store.path)?;
+        Ok(store)
+    }
+
+    /// Opens the database only if it exists (for read-only verbs); never creates it.
+    pub fn open_existing(state_dir: &Path) -> Result<Option<Self>, StoreError> {
+        let path = state_dir.join("dirsync.db");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let store = Self { path };
+        let mut conn = store.connect()?;
+        migrations::migrate(&mut conn, &store.path)?;
+        Ok(Some(store))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn connect(&self) -> Result<Connection, StoreError> {
+        let open = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(conn)
+        };
+        open().map_err(|source| StoreError::Open {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch, the store's time unit.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests;

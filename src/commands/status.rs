@@ -1,0 +1,127 @@
+//! `dirsync status [TENANT]`: per tenant, the last run, the next scheduled run, stored counts
+//! and the last event seq.
+
+use serde::Serialize;
+
+use super::{tenant, Failure, Outcome};
+use crate::cli::StatusArgs;
+use crate::config::{Config, TenantConfig};
+use crate::store::{self, Store, StoredCounts, StoredRun};
+
+#[derive(Debug, Serialize)]
+pub struct TenantStatus {
+    pub tenant: String,
+    pub enabled: bool,
+    pub schedule: String,
+    pub next_run: Option<String>,
+    pub last_run: Option<StoredRun>,
+    pub last_success: Option<String>,
+    pub stored: StoredCounts,
+    pub last_seq: u64,
+}
+
+/// Reads one tenant's status from the database.
+pub fn tenant_status(
+    store: Option<&Store>,
+    tenant: &TenantConfig,
+) -> Result<TenantStatus, store::StoreError> {
+    let next_run = tenant
+        .enabled
+        .then(|| tenant.schedule.upcoming(chrono::Utc).next())
+        .flatten()
+        .map(crate::event::format_timestamp);
+    let mut status = TenantStatus {
+        tenant: tenant.id.clone(),
+        enabled: tenant.enabled,
+        schedule: tenant.schedule_text.clone(),
+        next_run,
+        last_run: None,
+        last_success: None,
+        stored: StoredCounts::default(),
+        last_seq: 0,
+    };
+    if let Some(store) = store {
+        let conn = store.connect()?;
+        let runs = store::last_runs(&conn, &tenant.id, 50)?;
+        status.last_success = runs
+            .iter()
+            .find(|r| {
+                matches!(
+                    r.outcome,
+                    store::RunOutcome::Committed | store::RunOutcome::NoChanges
+                )
+            })
+            .map(|r| r.finished_at.clone());
+        status.last_run = runs.into_iter().next();
+        status.stored = store::stored_counts(&conn, &tenant.id)?;
+        status.last_seq = store::last_seq(&conn, &tenant.id)?;
+    }
+    Ok(status)
+}
+
+pub async fn run(config: &Config, args: &StatusArgs) -> Outcome {
+    let tenants: Vec<&TenantConfig> = match &args.tenant {
+        Some(id) => vec![tenant(config, id)?],
+        None => config.tenants.values().collect(),
+    };
+    let store = Store::open_existing(&config.global.state_dir).map_err(Failure::run)?;
+    let mut statuses = Vec::new();
+    for tenant in tenants {
+        statuses.push(tenant_status(store.as_ref(), tenant).map_err(Failure::run)?);
+    }
+    if args.json {
+        let json = if args.tenant.is_some() {
+            serde_json::to_string_pretty(&statuses[0])
+        } else {
+            serde_json::to_string_pretty(&statuses)
+        };
+        println!("{}", json.unwrap_or_default());
+    } else {
+        for status in &statuses {
+            print_text(status);
+        }
+        if statuses.is_empty() {
+            println!(
+                "no tenants configured in {}",
+                config.global.tenants_dir.display()
+            );
+        }
+    }
+    Ok(super::exit::SUCCESS)
+}
+
+fn print_text(status: &TenantStatus) {
+    println!(
+        "{}{}",
+        status.tenant,
+        if status.enabled { "" } else { " (disabled)" }
+    );
+    match &status.last_run {
+        Some(run) => {
+            println!(
+                "  last run:    {} {} in {:.1}s, {} events (sync {})",
+                run.finished_at,
+                run.outcome.as_str(),
+                run.duration_ms as f64 / 1000.0,
+                run.events,
+                run.sync_id
+            );
+            if let Some(error) = &run.error {
+                println!("  last error:  {error}");
+            }
+        }
+        None => println!("  last run:    never"),
+    }
+    if let Some(success) = &status.last_success {
+        println!("  last success: {success}");
+    }
+    println!(
+        "  next run:    {} (schedule \"{}\")",
+        status.next_run.as_deref().unwrap_or("-"),
+        status.schedule
+    );
+    println!(
+        "  stored:      {} users, {} groups, {} memberships; last event seq {}",
+        status.stored.users, status.stored.groups, status.stored.memberships, status.last_seq
+    );
+}

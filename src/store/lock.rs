@@ -1,0 +1,126 @@
+//! The per-tenant sync lease: one sync per tenant at a time, across processes. A lease has an
+//! expiry so a crashed holder does not block the tenant forever; a live holder renews it, and
+//! the commit checks it in the same transaction, so a holder whose lease lapsed cannot commit
+//! a diff computed from a state someone else has since changed.
+
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{now_ms, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub tenant: String,
+    pub holder: String,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(
+        "tenant {tenant} is being synced by {holder} (lease until {until}); wait for it to finish"
+    )]
+    Held {
+        tenant: String,
+        holder: String,
+        until: String,
+    },
+    #[error("the sync lease of tenant {tenant} was lost (it expired and another process took it); nothing was committed")]
+    Lost { tenant: String },
+}
+
+fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// A holder id unique to this process and call.
+pub fn new_holder() -> String {
+    format!("pid {} ({})", std::process::id(), ulid::Ulid::new())
+}
+
+/// Takes the tenant's lease, or says who holds it.
+pub fn acquire_lease(
+    conn: &mut Connection,
+    tenant: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<Lease, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = now_ms();
+    let current: Option<(String, i64)> = tx
+        .query_row(
+            "SELECT holder, expires_at FROM leases WHERE tenant = ?1",
+            [tenant],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((other, expires_at)) = current {
+        if other != holder && expires_at > now {
+            return Err(LeaseError::Held {
+                tenant: tenant.to_owned(),
+                holder: other,
+                until: format_ms(expires_at),
+            }
+            .into());
+        }
+    }
+    tx.execute(
+        "INSERT INTO leases (tenant, holder, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
+        params![tenant, holder, now + ttl.as_millis() as i64],
+    )?;
+    tx.commit()?;
+    Ok(Lease {
+        tenant: tenant.to_owned(),
+        holder: holder.to_owned(),
+        ttl,
+    })
+}
+
+/// Extends the lease; fails if it was lost.
+pub fn renew_lease(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
+    let changed = conn.execute(
+        "UPDATE leases SET expires_at = ?3 WHERE tenant = ?1 AND holder = ?2",
+        params![
+            lease.tenant,
+            lease.holder,
+            now_ms() + lease.ttl.as_millis() as i64
+        ],
+    )?;
+    if changed == 0 {
+        return Err(LeaseError::Lost {
+            tenant: lease.tenant.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Checks, inside a commit's transaction, that the lease is still ours and unexpired.
+pub(super) fn check_lease(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
+    let held: Option<i64> = conn
+        .query_row(
+            "SELECT expires_at FROM leases WHERE tenant = ?1 AND holder = ?2",
+            params![lease.tenant, lease.holder],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match held {
+        Some(expires_at) if expires_at > now_ms() => Ok(()),
+        _ => Err(LeaseError::Lost {
+            tenant: lease.tenant.clone(),
+        }
+        .into()),
+    }
+}
+
+pub fn release_lease(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM leases WHERE tenant = ?1 AND holder = ?2",
+        params![lease.tenant, lease.holder],
+    )?;
+    Ok(())
+}

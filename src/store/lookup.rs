@@ -1,0 +1,156 @@
+//! Point lookups for triage (`inspect`) and status: one object, its memberships, its events,
+//! and why something is missing.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::StoreError;
+use crate::model::{Group, User};
+
+fn parse<T: serde::de::DeserializeOwned>(data: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(data).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
+}
+
+/// A stored user by id, primary email or any of its emails (case-insensitive).
+pub fn find_user(conn: &Connection, tenant: &str, key: &str) -> Result<Option<User>, StoreError> {
+    let lowered = key.to_lowercase();
+    let data: Option<String> = conn
+        .query_row(
+            "SELECT data FROM users WHERE tenant = ?1 AND (id = ?2 OR email = ?3) LIMIT 1",
+            params![tenant, key, lowered],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(data) = data {
+        return parse(&data, "user").map(Some);
+    }
+    // Aliases and secondary emails live in the JSON; a scan is fine for triage.
+    let mut statement =
+        conn.prepare("SELECT data FROM users WHERE tenant = ?1 AND instr(lower(data), ?2) > 0")?;
+    let needle = format!("\"{lowered}\"");
+    let mut rows = statement.query(params![tenant, needle])?;
+    while let Some(row) = rows.next()? {
+        let user: User = parse(&row.get::<_, String>(0)?, "user")?;
+        let raw = user.raw_attributes.as_str().to_lowercase();
+        if user
+            .emails
+            .iter()
+            .any(|e| e.value.eq_ignore_ascii_case(key))
+            || raw.contains(&needle)
+        {
+            return Ok(Some(user));
+        }
+    }
+    Ok(None)
+}
+
+/// A stored group by id, email or name (case-insensitive).
+pub fn find_group(conn: &Connection, tenant: &str, key: &str) -> Result<Option<Group>, StoreError> {
+    let data: Option<String> = conn
+        .query_row(
+            "SELECT data FROM groups WHERE tenant = ?1 AND (id = ?2 OR lower(email) = lower(?2) OR lower(name) = lower(?2)) LIMIT 1",
+            params![tenant, key],
+            |row| row.get(0),
+        )
+        .optional()?;
+    data.map(|d| parse(&d, "group")).transpose()
+}
+
+pub fn groups_of_user(
+    conn: &Connection,
+    tenant: &str,
+    user_id: &str,
+) -> Result<Vec<Group>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT g.data FROM memberships m JOIN groups g ON g.tenant = m.tenant AND g.id = m.group_id
+         WHERE m.tenant = ?1 AND m.user_id = ?2 ORDER BY g.email, g.name",
+    )?;
+    let rows = statement.query_map(params![tenant, user_id], |row| row.get::<_, String>(0))?;
+    rows.map(|data| parse(&data?, "group")).collect()
+}
+
+pub fn members_of_group(
+    conn: &Connection,
+    tenant: &str,
+    group_id: &str,
+) -> Result<Vec<User>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT u.data FROM memberships m JOIN users u ON u.tenant = m.tenant AND u.id = m.user_id
+         WHERE m.tenant = ?1 AND m.group_id = ?2 ORDER BY u.email",
+    )?;
+    let rows = statement.query_map(params![tenant, group_id], |row| row.get::<_, String>(0))?;
+    rows.map(|data| parse(&data?, "user")).collect()
+}
+
+/// The most recent events about an object (its id as user, group or member), newest first.
+pub fn events_about(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT body FROM events WHERE tenant = ?1 AND subject_id = ?2 ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let rows = statement.query_map(params![tenant, id, limit], |row| row.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The last deletion event whose object had this id or email, if any.
+pub fn last_deletion(
+    conn: &Connection,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<String>, StoreError> {
+    let lowered = key.to_lowercase();
+    Ok(conn
+        .query_row(
+            "SELECT body FROM events WHERE tenant = ?1 AND type IN ('user.deleted', 'group.deleted')
+               AND (subject_id = ?2 OR json_extract(body, '$.data.email') = ?3)
+             ORDER BY seq DESC LIMIT 1",
+            params![tenant, key, lowered],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// Why policy left an object out: (kind, reason, detail, run id).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Exclusion {
+    pub id: String,
+    pub email: String,
+    pub kind: String,
+    pub reason: String,
+    pub detail: Option<String>,
+    pub run_id: i64,
+}
+
+pub fn find_exclusion(
+    conn: &Connection,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<Exclusion>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, email, kind, reason, detail, run_id FROM exclusions
+             WHERE tenant = ?1 AND (id = ?2 OR lower(email) = lower(?2)) LIMIT 1",
+            params![tenant, key],
+            |row| {
+                Ok(Exclusion {
+                    id: row.get(0)?,
+                    email: row.get(1)?,
+                    kind: row.get(2)?,
+                    reason: row.get(3)?,
+                    detail: row.get(4)?,
+                    run_id: row.get(5)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Tenants that have anything stored (runs or events), for `status` without config.
+pub fn known_tenants(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn.prepare("SELECT DISTINCT tenant FROM runs ORDER BY tenant")?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,125 @@
+//! Numbered, forward-only migrations. `PRAGMA user_version` is the number applied; a database
+//! with a higher number than this binary knows is refused, never touched.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: snapshot, outbox, runs, leases, sink cursors.
+    r#"
+    CREATE TABLE tenants (
+        tenant   TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE users (
+        tenant TEXT NOT NULL,
+        id     TEXT NOT NULL,
+        email  TEXT NOT NULL,
+        data   TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX users_by_email ON users (tenant, email);
+    CREATE TABLE groups (
+        tenant TEXT NOT NULL,
+        id     TEXT NOT NULL,
+        email  TEXT,
+        name   TEXT NOT NULL,
+        data   TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX groups_by_email ON groups (tenant, email);
+    CREATE TABLE memberships (
+        tenant   TEXT NOT NULL,
+        group_id TEXT NOT NULL,
+        user_id  TEXT NOT NULL,
+        PRIMARY KEY (tenant, group_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX memberships_by_user ON memberships (tenant, user_id);
+    CREATE TABLE events (
+        tenant      TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        id          TEXT NOT NULL UNIQUE,
+        type        TEXT NOT NULL,
+        subject_id  TEXT NOT NULL,
+        occurred_at INTEGER NOT NULL,
+        sync_id     INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        PRIMARY KEY (tenant, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_by_subject ON events (tenant, subject_id);
+    CREATE TABLE runs (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant       TEXT NOT NULL,
+        started_at   INTEGER NOT NULL,
+        finished_at  INTEGER NOT NULL,
+        outcome      TEXT NOT NULL,
+        duration_ms  INTEGER NOT NULL,
+        events       INTEGER NOT NULL,
+        counts       TEXT NOT NULL,
+        users        INTEGER,
+        groups       INTEGER,
+        memberships  INTEGER,
+        api_requests INTEGER NOT NULL,
+        retries      INTEGER NOT NULL,
+        first_seq    INTEGER,
+        last_seq     INTEGER,
+        error        TEXT
+    );
+    CREATE INDEX runs_by_tenant ON runs (tenant, id);
+    CREATE TABLE leases (
+        tenant     TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE sink_cursors (
+        tenant        TEXT NOT NULL,
+        sink          TEXT NOT NULL,
+        delivered_seq INTEGER NOT NULL DEFAULT 0,
+        updated_at    INTEGER NOT NULL,
+        last_error    TEXT,
+        last_error_at INTEGER,
+        parked        INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, sink)
+    ) WITHOUT ROWID;
+    CREATE TABLE exclusions (
+        tenant  TEXT NOT NULL,
+        id      TEXT NOT NULL,
+        email   TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        reason  TEXT NOT NULL,
+        detail  TEXT,
+        run_id  INTEGER NOT NULL,
+        PRIMARY KEY (tenant, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX exclusions_by_email ON exclusions (tenant, email);
+    "#,
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Another process may have migrated while we waited for the write lock.
+        let now: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if now > index as i64 {
+            continue;
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

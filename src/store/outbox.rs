@@ -1,0 +1,210 @@
+//! The transactional outbox: a sync's new snapshot rows, every event it emits (with gap-free
+//! per-tenant `seq`) and the record of the run commit in one transaction, or not at all.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::lock::{check_lease, Lease};
+use super::runs::{insert_run, RunOutcome, RunRecord};
+use super::snapshot::write_changes;
+use super::{now_ms, StoreError};
+use crate::event::{format_timestamp, new_event_id, Change, Event, SourceKind};
+use crate::model::Snapshot;
+
+/// What a sync hands the store to commit.
+pub struct NewEvents<'a> {
+    pub tenant: &'a str,
+    pub source: SourceKind,
+    pub lease: &'a Lease,
+    pub before: &'a Snapshot,
+    pub after: &'a Snapshot,
+    pub changes: &'a [Change],
+    pub run: RunRecord,
+    /// Users and groups left out by policy: (id, email, kind, reason, detail).
+    pub exclusions: Vec<(String, String, &'static str, &'static str, Option<String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSummary {
+    pub sync_id: i64,
+    pub first_seq: Option<u64>,
+    pub last_seq: u64,
+    pub events: u64,
+}
+
+pub fn last_seq(conn: &Connection, tenant: &str) -> Result<u64, StoreError> {
+    let seq: Option<i64> = conn
+        .query_row(
+            "SELECT last_seq FROM tenants WHERE tenant = ?1",
+            [tenant],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(seq.unwrap_or(0) as u64)
+}
+
+/// Builds the event for the `index`-th change of a run.
+pub fn build_event(
+    change: &Change,
+    input: &NewEvents<'_>,
+    seq: u64,
+    sync_id: i64,
+    occurred_at: &str,
+) -> Event {
+    let (data, previous_attributes) = change.render(input.before, input.after);
+    Event {
+        id: new_event_id(),
+        tenant: input.tenant.to_owned(),
+        seq,
+        event_type: change.event_type(),
+        occurred_at: occurred_at.to_owned(),
+        sync_id,
+        source: input.source,
+        data,
+        previous_attributes,
+    }
+}
+
+fn subject_id(change: &Change) -> &str {
+    match change {
+        Change::UserCreated(id) | Change::UserDeleted(id) | Change::UserUpdated { id, .. } => id,
+        Change::GroupCreated(id) | Change::GroupDeleted(id) | Change::GroupUpdated { id, .. } => id,
+        Change::UserAdded { user, .. } | Change::UserRemoved { user, .. } => user,
+    }
+}
+
+/// Commits a sync: checks the lease, records the run, appends every event, writes the changed
+/// rows and moves the tenant's `last_seq`, all in one transaction.
+pub fn commit(
+    conn: &mut Connection,
+    mut input: NewEvents<'_>,
+) -> Result<CommitSummary, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    check_lease(&tx, input.lease)?;
+    let previous_seq = last_seq(&tx, input.tenant)?;
+    let events = input.changes.len() as u64;
+    input.run.outcome = if events == 0 {
+        RunOutcome::NoChanges
+    } else {
+        RunOutcome::Committed
+    };
+    input.run.first_seq = (events > 0).then_some(previous_seq + 1);
+    input.run.last_seq = (events > 0).then_some(previous_seq + events);
+    input.run.finished_at = now_ms();
+    let sync_id = insert_run(&tx, input.tenant, &input.run)?;
+
+    let now = now_ms();
+    let occurred_at = format_timestamp(
+        chrono::DateTime::from_timestamp_millis(now).unwrap_or_else(chrono::Utc::now),
+    );
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (tenant, seq, id, type, subject_id, occurred_at, sync_id, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (index, change) in input.changes.iter().enumerate() {
+            let seq = previous_seq + 1 + index as u64;
+            let event = build_event(change, &input, seq, sync_id, &occurred_at);
+            let body = serde_json::to_string(&event)
+                .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+            insert.execute(params![
+                input.tenant,
+                seq as i64,
+                event.id,
+                event.event_type.as_str(),
+                subject_id(change),
+                now,
+                sync_id,
+                body
+            ])?;
+        }
+    }
+    write_changes(&tx, input.tenant, input.changes, input.after)?;
+    if events > 0 {
+        tx.execute(
+            "INSERT INTO tenants (tenant, last_seq) VALUES (?1, ?2)
+             ON CONFLICT (tenant) DO UPDATE SET last_seq = excluded.last_seq",
+            params![input.tenant, (previous_seq + events) as i64],
+        )?;
+    }
+    write_exclusions(&tx, input.tenant, &input.exclusions, sync_id)?;
+    tx.commit()?;
+    Ok(CommitSummary {
+        sync_id,
+        first_seq: input.run.first_seq,
+        last_seq: previous_seq + events,
+        events,
+    })
+}
+
+/// Replaces the tenant's exclusions only when they changed, so a no-change sync rewrites no
+/// rows.
+fn write_exclusions(
+    conn: &Connection,
+    tenant: &str,
+    exclusions: &[(String, String, &'static str, &'static str, Option<String>)],
+    run_id: i64,
+) -> Result<(), StoreError> {
+    let mut stored: BTreeMap<String, (String, String, String, Option<String>)> = BTreeMap::new();
+    {
+        let mut statement = conn.prepare_cached(
+            "SELECT id, email, kind, reason, detail FROM exclusions WHERE tenant = ?1",
+        )?;
+        let mut rows = statement.query([tenant])?;
+        while let Some(row) = rows.next()? {
+            stored.insert(
+                row.get(0)?,
+                (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?),
+            );
+        }
+    }
+    let wanted: BTreeMap<String, (String, String, String, Option<String>)> = exclusions
+        .iter()
+        .map(|(id, email, kind, reason, detail)| {
+            (
+                id.clone(),
+                (
+                    email.clone(),
+                    (*kind).to_owned(),
+                    (*reason).to_owned(),
+                    detail.clone(),
+                ),
+            )
+        })
+        .collect();
+    let mut delete = conn.prepare_cached("DELETE FROM exclusions WHERE tenant = ?1 AND id = ?2")?;
+    for id in stored.keys().filter(|id| !wanted.contains_key(*id)) {
+        delete.execute(params![tenant, id])?;
+    }
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO exclusions (tenant, id, email, kind, reason, detail, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (tenant, id) DO UPDATE SET email = excluded.email, kind = excluded.kind, reason = excluded.reason,
+             detail = excluded.detail, run_id = excluded.run_id",
+    )?;
+    for (id, value) in &wanted {
+        if stored.get(id) != Some(value) {
+            upsert.execute(params![
+                tenant, id, value.0, value.1, value.2, value.3, run_id
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Stored events of a tenant with `seq > after`, oldest first, as their JSON text.
+pub fn events_after(
+    conn: &Connection,
+    tenant: &str,
+    after: u64,
+    limit: Option<u64>,
+) -> Result<Vec<(u64, String)>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, body FROM events WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let limit = limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1);
+    let rows = statement.query_map(params![tenant, after as i64, limit], |row| {
+        Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,318 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use serde_json::Value;
+
+use super::*;
+use crate::diff::diff;
+use crate::event::SourceKind;
+use crate::model::{Email, Group, Id, RawAttributes, Snapshot, User, UserState};
+
+fn user(id: &str, email: &str, active: bool, title: &str) -> User {
+    User {
+        id: Id::from(id),
+        email: email.to_owned(),
+        username: email.to_owned(),
+        first_name: Some("First".into()),
+        last_name: Some(id.to_owned()),
+        display_name: None,
+        emails: vec![Email {
+            value: email.to_owned(),
+            primary: true,
+        }],
+        state: if active {
+            UserState::Active
+        } else {
+            UserState::Inactive
+        },
+        roles: Vec::new(),
+        custom_attributes: BTreeMap::from([("title".to_owned(), Value::from(title))]),
+        raw_attributes: RawAttributes::from_value(&serde_json::json!({"id": id, "title": title})),
+    }
+}
+
+fn group(id: &str, name: &str) -> Group {
+    Group {
+        id: Id::from(id),
+        email: Some(format!("{id}@example.com")),
+        name: name.to_owned(),
+        description: None,
+        raw_attributes: RawAttributes::empty(),
+    }
+}
+
+fn snapshot_strategy() -> impl Strategy<Value = Snapshot> {
+    let users = proptest::collection::btree_map(0u8..12, (0u8..3, any::<bool>(), 0u8..3), 0..12);
+    let groups = proptest::collection::btree_map(0u8..6, 0u8..3, 0..6);
+    let members = proptest::collection::btree_set((0u8..6, 0u8..12), 0..40);
+    (users, groups, members).prop_map(|(users, groups, members)| {
+        let mut snapshot = Snapshot::default();
+        for (n, (email, active, title)) in users {
+            let u = user(
+                &format!("u{n}"),
+                &format!("user{n}.{email}@example.com"),
+                active,
+                &format!("t{title}"),
+            );
+            snapshot.users.insert(u.id.clone(), u);
+        }
+        for (n, name) in groups {
+            let g = group(&format!("g{n}"), &format!("Group {name}"));
+            snapshot.groups.insert(g.id.clone(), g);
+        }
+        for (g, u) in members {
+            snapshot
+                .members
+                .entry(Id::from(format!("g{g}")))
+                .or_default()
+                .insert(Id::from(format!("u{u}")));
+        }
+        snapshot.prune_dangling_memberships();
+        snapshot
+    })
+}
+
+/// Folds a tenant's whole event stream into a directory.
+type Folded = (
+    BTreeMap<String, Value>,
+    BTreeMap<String, Value>,
+    BTreeSet<(String, String)>,
+);
+
+fn fold(events: &[Value]) -> Folded {
+    let (mut users, mut groups, mut members) = (BTreeMap::new(), BTreeMap::new(), BTreeSet::new());
+    for event in events {
+        let data = &event["data"];
+        match event["type"].as_str().unwrap() {
+            "user.created" | "user.updated" => {
+                users.insert(data["id"].as_str().unwrap().to_owned(), data.clone());
+            }
+            "user.deleted" => {
+                assert!(
+                    users.remove(data["id"].as_str().unwrap()).is_some(),
+                    "deleting an unknown user"
+                );
+            }
+            "group.created" | "group.updated" => {
+                groups.insert(data["id"].as_str().unwrap().to_owned(), data.clone());
+            }
+            "group.deleted" => {
+                let id = data["id"].as_str().unwrap();
+                assert!(
+                    members.iter().all(|(g, _)| g != id),
+                    "group deleted before its memberships were removed"
+                );
+                assert!(groups.remove(id).is_some());
+            }
+            "group.user_added" => {
+                let (g, u) = (
+                    data["group"]["id"].as_str().unwrap(),
+                    data["user"]["id"].as_str().unwrap(),
+                );
+                assert!(
+                    groups.contains_key(g) && users.contains_key(u),
+                    "membership of unknown objects"
+                );
+                assert!(members.insert((g.to_owned(), u.to_owned())));
+            }
+            "group.user_removed" => {
+                let (g, u) = (
+                    data["group"]["id"].as_str().unwrap(),
+                    data["user"]["id"].as_str().unwrap(),
+                );
+                assert!(members.remove(&(g.to_owned(), u.to_owned())));
+            }
+            other => panic!("unknown type {other}"),
+        }
+    }
+    (users, groups, members)
+}
+
+fn commit_snapshot(
+    conn: &mut rusqlite::Connection,
+    lease: &Lease,
+    after: &Snapshot,
+) -> CommitSummary {
+    let before = load_snapshot(conn, "acme").unwrap();
+    let changes = diff(&before, after);
+    let run = RunRecord {
+        started_at: now_ms(),
+        finished_at: now_ms(),
+        outcome: RunOutcome::Committed,
+        counts: BTreeMap::new(),
+        users: None,
+        groups: None,
+        memberships: None,
+        api_requests: 0,
+        retries: 0,
+        first_seq: None,
+        last_seq: None,
+        error: None,
+    };
+    commit(
+        conn,
+        NewEvents {
+            tenant: "acme",
+            source: SourceKind::Google,
+            lease,
+            before: &before,
+            after,
+            changes: &changes,
+            run,
+            exclusions: Vec::new(),
+        },
+    )
+    .unwrap()
+}
+
+fn open_temp() -> (tempfile::TempDir, Store, rusqlite::Connection, Lease) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut conn = store.connect().unwrap();
+    let lease = acquire_lease(
+        &mut conn,
+        "acme",
+        "test",
+        std::time::Duration::from_secs(600),
+    )
+    .unwrap();
+    (dir, store, conn, lease)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    #[test]
+    fn folding_every_event_gives_the_stored_directory(snapshots in proptest::collection::vec(snapshot_strategy(), 1..6)) {
+        let (_dir, _store, mut conn, lease) = open_temp();
+        let mut expected_seq = 0;
+        for snapshot in &snapshots {
+            let summary = commit_snapshot(&mut conn, &lease, snapshot);
+            expected_seq += summary.events;
+            prop_assert_eq!(summary.last_seq, expected_seq);
+            prop_assert_eq!(&load_snapshot(&conn, "acme").unwrap(), snapshot);
+        }
+        let events: Vec<Value> = events_after(&conn, "acme", 0, None).unwrap().iter().map(|(_, b)| serde_json::from_str(b).unwrap()).collect();
+        for (index, event) in events.iter().enumerate() {
+            prop_assert_eq!(event["seq"].as_u64().unwrap(), index as u64 + 1, "seq has gaps");
+        }
+        let (users, groups, members) = fold(&events);
+        let last = snapshots.last().unwrap();
+        let want_users: BTreeMap<String, Value> = last.users.iter().map(|(id, u)| (id.to_string(), serde_json::to_value(u).unwrap())).collect();
+        let want_groups: BTreeMap<String, Value> = last.groups.iter().map(|(id, g)| (id.to_string(), serde_json::to_value(g).unwrap())).collect();
+        let want_members: BTreeSet<(String, String)> = last.members.iter().flat_map(|(g, us)| us.iter().map(move |u| (g.to_string(), u.to_string()))).collect();
+        prop_assert_eq!(users, want_users);
+        prop_assert_eq!(groups, want_groups);
+        prop_assert_eq!(members, want_members);
+    }
+
+    #[test]
+    fn a_diff_of_a_snapshot_with_itself_is_empty(snapshot in snapshot_strategy()) {
+        prop_assert!(diff(&snapshot, &snapshot).is_empty());
+    }
+
+    #[test]
+    fn applying_a_diff_gives_the_target(a in snapshot_strategy(), b in snapshot_strategy()) {
+        let mut applied = a.clone();
+        crate::diff::apply(&mut applied, &diff(&a, &b), &b);
+        prop_assert_eq!(applied, b);
+    }
+}
+
+#[test]
+fn a_no_change_commit_writes_no_events_and_no_rows() {
+    let (_dir, _store, mut conn, lease) = open_temp();
+    let mut snapshot = Snapshot::default();
+    let u = user("u1", "a@example.com", true, "x");
+    snapshot.users.insert(u.id.clone(), u);
+    commit_snapshot(&mut conn, &lease, &snapshot);
+    let changes_before: i64 = conn
+        .query_row("SELECT total_changes()", [], |r| r.get(0))
+        .unwrap();
+    let summary = commit_snapshot(&mut conn, &lease, &snapshot);
+    let changes_after: i64 = conn
+        .query_row("SELECT total_changes()", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(summary.events, 0);
+    // Only the run record itself is written.
+    assert_eq!(changes_after - changes_before, 1);
+}
+
+#[test]
+fn a_database_newer_than_the_binary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .connect()
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+}
+
+#[test]
+fn a_lease_excludes_other_holders_until_released_and_a_lost_lease_cannot_commit() {
+    let (_dir, store, mut conn, lease) = open_temp();
+    let mut other = store.connect().unwrap();
+    let err = acquire_lease(
+        &mut other,
+        "acme",
+        "other",
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Lease(LeaseError::Held { .. })),
+        "{err}"
+    );
+    release_lease(&conn, &lease).unwrap();
+    let _taken = acquire_lease(
+        &mut other,
+        "acme",
+        "other",
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap();
+    let before = load_snapshot(&conn, "acme").unwrap();
+    let mut after = Snapshot::default();
+    let u = user("u1", "a@example.com", true, "x");
+    after.users.insert(u.id.clone(), u);
+    let changes = diff(&before, &after);
+    let run = RunRecord {
+        started_at: 0,
+        finished_at: 0,
+        outcome: RunOutcome::Committed,
+        counts: BTreeMap::new(),
+        users: None,
+        groups: None,
+        memberships: None,
+        api_requests: 0,
+        retries: 0,
+        first_seq: None,
+        last_seq: None,
+        error: None,
+    };
+    let err = commit(
+        &mut conn,
+        NewEvents {
+            tenant: "acme",
+            source: SourceKind::Google,
+            lease: &lease,
+            before: &before,
+            after: &after,
+            changes: &changes,
+            run,
+            exclusions: Vec::new(),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Lease(LeaseError::Lost { .. })),
+        "{err}"
+    );
+    assert_eq!(last_seq(&conn, "acme").unwrap(), 0);
+    assert!(load_snapshot(&conn, "acme").unwrap().users.is_empty());
+}
