@@ -118,6 +118,16 @@ pub fn error_details(body: &str) -> (Option<String>, String) {
             return (reason, detail.to_owned());
         }
     }
+    // Google's front end sometimes rate-limits with a plain-text 403 (GAM handles the same).
+    if body
+        .trim_start()
+        .starts_with("Request rate higher than configured")
+    {
+        return (
+            Some("rateLimitExceeded".to_owned()),
+            body.trim().chars().take(200).collect(),
+        );
+    }
     let snippet: String = body.trim().chars().take(200).collect();
     (
         None,
@@ -182,12 +192,24 @@ pub async fn send(
                             wait_hint,
                         )
                     }
-                    Err(err) => (
+                    // A cut-off success is worth another try; a cut-off error body still
+                    // carries its status, which decides.
+                    Err(err) if (200..300).contains(&status) => (
                         SourceError::Network {
                             url,
-                            message: format!("reading the response: {err}"),
+                            message: format!("reading the response: {}", network_message(&err)),
                         },
                         None,
+                    ),
+                    Err(err) => (
+                        SourceError::Http {
+                            method,
+                            url,
+                            status,
+                            reason: None,
+                            message: format!("(body unreadable: {})", network_message(&err)),
+                        },
+                        wait_hint,
                     ),
                 }
             }
