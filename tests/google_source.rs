@@ -498,6 +498,15 @@ async fn a_group_deleted_before_members_list_is_dropped() {
     assert_eq!(groups, ["g1", "g3"]);
     assert!(!fetched.members.contains_key("g2"));
     assert_eq!(fetched.members.len(), 2);
+    // g1 nested the vanished g2: that is no nesting any more.
+    assert_eq!(
+        fetched.members["g1"][1],
+        MemberRef::Other {
+            kind: "GROUP".into(),
+            id: Some("g2".into()),
+            email: None
+        }
+    );
 }
 
 #[tokio::test]
@@ -815,4 +824,22 @@ async fn the_rate_limit_paces_every_request() {
     assert_eq!(requests, 8);
     // The limiter hands out one slot per 50 ms, so the last request cannot start earlier.
     assert!(started.elapsed() >= Duration::from_millis(50 * (requests - 1)));
+}
+
+#[tokio::test]
+async fn an_https_token_endpoint_needs_ca_certificates_or_says_so() {
+    let fx = Fixture::start().await;
+    let config = fx.config_with_token_uri("https://oauth2.googleapis.com/token");
+    // Building contacts nobody: it only loads the system's CA bundle.
+    match GoogleSource::new(
+        config,
+        &FiltersConfig::default(),
+        &AttributeMapping::default(),
+        Arc::new(FetchStats::default()),
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(err) => assert!(err.hint().unwrap().contains("ca-certificates"), "{err}"),
+    }
 }

@@ -156,10 +156,27 @@ impl GoogleSource {
                 }
             })
             .collect();
+        let gone: HashSet<Id> = members
+            .iter()
+            .filter(|(_, list)| list.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
         let members: BTreeMap<Id, Vec<MemberRef>> = groups
             .iter()
             .filter_map(|group| {
-                let list = members.remove(&group.id).flatten()?;
+                let mut list = members.remove(&group.id).flatten()?;
+                // A nested group that vanished is no group of this snapshot.
+                for member in &mut list {
+                    if let MemberRef::Group(id) = member {
+                        if gone.contains(id) {
+                            *member = MemberRef::Other {
+                                kind: "GROUP".into(),
+                                id: Some(id.to_string()),
+                                email: None,
+                            };
+                        }
+                    }
+                }
                 Some((group.id.clone(), list))
             })
             .collect();
