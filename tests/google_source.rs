@@ -843,3 +843,20 @@ async fn an_https_token_endpoint_needs_ca_certificates_or_says_so() {
         Err(err) => assert!(err.hint().unwrap().contains("ca-certificates"), "{err}"),
     }
 }
+
+#[tokio::test]
+async fn a_404_that_is_not_google_s_group_not_found_fails_the_fetch() {
+    // A proxy's or wrong path's 404 must not make every group look deleted.
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    fx.fault(
+        &members_path("g2"),
+        Canned::text(404, "<html>Not Found</html>"),
+    );
+    let (source, _) = fx.source(fx.config()).await;
+    let err = source.fetch().await.unwrap_err();
+    assert!(
+        matches!(err, SourceError::Http { status: 404, .. }),
+        "{err}"
+    );
+}
