@@ -12,7 +12,10 @@ pub struct ProcessStats {
 }
 
 pub fn current() -> ProcessStats {
-    ProcessStats { peak_rss_bytes: peak_rss_bytes(), cpu_ms: cpu_ms() }
+    ProcessStats {
+        peak_rss_bytes: peak_rss_bytes(),
+        cpu_ms: cpu_ms(),
+    }
 }
 
 fn peak_rss_bytes() -> Option<u64> {

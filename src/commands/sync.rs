@@ -25,9 +25,10 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
     if args.json {
         // In-process runs also report this process's figures (for benchmarks).
         let mut json = serde_json::to_value(&report).unwrap_or_default();
-        if let (Some(object), Ok(serde_json::Value::Object(process))) =
-            (json.as_object_mut(), serde_json::to_value(crate::process_stats::current()))
-        {
+        if let (Some(object), Ok(serde_json::Value::Object(process))) = (
+            json.as_object_mut(),
+            serde_json::to_value(crate::process_stats::current()),
+        ) {
             object.extend(process);
         }
         println!("{json}");

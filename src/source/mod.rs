@@ -115,6 +115,10 @@ impl SourceError {
             SourceError::Http { status: 403, reason, .. } if reason.as_deref() == Some("forbidden") => Some(
                 "the impersonated user (source.subject) must be an admin with the Users and Groups read privileges".into(),
             ),
+            SourceError::Http { status: 403, reason, .. } if reason.as_deref() == Some("insufficientPermissions") => Some(
+                "the access token lacks a scope this call needs: grant every scope dirsync requests in the domain-wide delegation entry"
+                    .into(),
+            ),
             _ => None,
         }
     }
