@@ -78,7 +78,12 @@ pub fn parse_page(body: &Value) -> Result<Page, String> {
 
 /// Why a listing cannot be trusted (and is worth repeating).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Torn(pub String);
+pub struct Torn {
+    pub reason: String,
+    /// `totalResults` moved while listing: the directory surely changed under us. Otherwise
+    /// only the final count disagreed, which a server with a wrong count also causes.
+    pub changed: bool,
+}
 
 /// A page that makes the whole listing wrong (not worth repeating).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +161,13 @@ impl Collector {
             }
         };
         match torn {
-            Some(reason) => Err((Torn(reason), self.resources)),
+            Some(reason) => Err((
+                Torn {
+                    reason,
+                    changed: self.totals_changed,
+                },
+                self.resources,
+            )),
             None => Ok(self.resources),
         }
     }
@@ -225,7 +236,8 @@ mod tests {
         collector.add(page(&["a", "b"], Some(4))).unwrap();
         collector.add(page(&["d"], Some(3))).unwrap();
         let (torn, _) = collector.finish().unwrap_err();
-        assert!(torn.0.contains("changed from 4 to 3"), "{torn:?}");
+        assert!(torn.reason.contains("changed from 4 to 3"), "{torn:?}");
+        assert!(torn.changed);
     }
 
     #[test]
@@ -233,7 +245,8 @@ mod tests {
         let mut collector = Collector::default();
         collector.add(page(&["a"], Some(2))).unwrap();
         collector.add(page(&[], Some(2))).unwrap();
-        assert!(collector.finish().is_err());
+        let (torn, _) = collector.finish().unwrap_err();
+        assert!(!torn.changed);
     }
 
     #[test]

@@ -460,6 +460,7 @@ impl Inner {
             ResourceKind::Group => &discovery.endpoints.groups,
         };
         let url = self.url(endpoint);
+        // The ids of the previous listing, when it was torn only by a count that did not match.
         let mut previous: Option<HashSet<String>> = None;
         let mut last_reason = String::new();
         for attempt in 1..=MAX_LISTING_ATTEMPTS {
@@ -471,14 +472,15 @@ impl Inner {
             match collector.finish() {
                 Ok(resources) => return Ok(resources),
                 Err((torn, resources)) => {
-                    // Two listings in a row that agree are consistent: the server's count is off.
-                    if previous.as_ref() == Some(&ids) {
-                        tracing::warn!(%url, reason = %torn.0, "two listings agree although totalResults does not match; using them");
+                    // Two steady listings in a row that agree are consistent: the server's count
+                    // is what is off.
+                    if !torn.changed && previous.as_ref() == Some(&ids) {
+                        tracing::warn!(%url, reason = %torn.reason, "two listings agree although totalResults does not match; using them");
                         return Ok(resources);
                     }
-                    tracing::warn!(%url, attempt, reason = %torn.0, "SCIM listing changed while reading it; listing again");
-                    previous = Some(ids);
-                    last_reason = torn.0;
+                    tracing::warn!(%url, attempt, reason = %torn.reason, "SCIM listing changed while reading it; listing again");
+                    previous = (!torn.changed).then_some(ids);
+                    last_reason = torn.reason;
                 }
             }
         }
