@@ -247,6 +247,7 @@ async fn groups_listed_without_members_are_read_one_by_one() {
             &[
                 json!({"id": "g1", "displayName": "one"}),
                 json!({"id": "g2", "displayName": "two"}),
+                json!({"id": "g3", "displayName": "three"}),
             ],
             request,
         )),
@@ -254,7 +255,9 @@ async fn groups_listed_without_members_are_read_one_by_one() {
             assert_eq!(request.param("attributes"), Some("members"));
             Answer::json(json!({"id": "g1", "members": [{"value": "u1"}, {"value": "ghost"}]}))
         }
-        "/Groups/g2" => Answer::json(json!({"id": "g2", "members": null})),
+        // A projected answer without its id.
+        "/Groups/g2" => Answer::json(json!({"members": [{"value": "u2", "type": "User"}]})),
+        "/Groups/g3" => Answer::json(json!({"id": "g3", "members": null})),
         _ => Answer::not_found(),
     })
     .await;
@@ -270,7 +273,11 @@ async fn groups_listed_without_members_are_read_one_by_one() {
             }
         ]
     );
-    assert!(fetched.members[&Id::from("g2")].is_empty());
+    assert_eq!(
+        fetched.members[&Id::from("g2")],
+        vec![MemberRef::User(Id::from("u2"))]
+    );
+    assert!(fetched.members[&Id::from("g3")].is_empty());
     // The list's names are kept, not the projected answer's.
     assert!(fetched.groups.iter().any(|g| g.name == "one"));
 }

@@ -165,7 +165,7 @@ impl ScimSource {
         let inner = &self.inner;
         let server = inner.service_provider_config().await?;
         let plan = Plan::choose(&inner.config, &server);
-        let endpoints = Endpoints::default();
+        let endpoints = inner.known_endpoints().await?;
         let url = inner.url(&endpoints.users);
         let mut query = vec![("count".to_owned(), plan.page_size.to_string())];
         query.push(match plan.paging {
@@ -628,22 +628,29 @@ impl Inner {
             let url = self.resource_url(&discovery.endpoints.groups, id)?;
             let inner = Arc::clone(self);
             let permits = Arc::clone(&permits);
+            let id = id.clone();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 let query = [("attributes".to_owned(), "members".to_owned())];
-                inner.get_json(&url, &query).await
+                match inner.get_json(&url, &query).await {
+                    Ok(group) => Ok((id, group)),
+                    // Listed a moment ago, gone now: the snapshot would be torn.
+                    Err(SourceError::Http { status: 404, .. }) => Err(SourceError::Protocol(format!(
+                        "group {id} was deleted while dirsync read its members ({url} answered 404); nothing was synced, the next run will try again"
+                    ))),
+                    Err(err) => Err(err),
+                }
             });
         }
         let mut groups = Vec::with_capacity(group_ids.len());
         while let Some(joined) = tasks.join_next().await {
-            let mut group = joined.map_err(|err| SourceError::Protocol(err.to_string()))??;
-            // A group that vanished since the listing is caught by the next sync; keep the
-            // id the listing gave when the server omits it in a projected answer.
-            if normalize::resource_id(&group).is_none() {
-                continue;
-            }
+            let (id, mut group) =
+                joined.map_err(|err| SourceError::Protocol(err.to_string()))??;
             if let Some(object) = group.as_object_mut() {
-                object.remove("meta");
+                // A projected answer may leave the id out; it is the one asked for.
+                object
+                    .entry("id")
+                    .or_insert_with(|| Value::String(id.to_string()));
             }
             groups.push(group);
         }
