@@ -258,3 +258,131 @@ fn glob_matching() {
     assert!(!glob_matches("eng-*", "sales"));
     assert!(glob_matches("*", ""));
 }
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+fn resolve(path: &str, user: &serde_json::Value) -> Option<serde_json::Value> {
+    path::AttributePath::parse(path)
+        .unwrap()
+        .resolve(user)
+        .cloned()
+}
+
+#[test]
+fn scim_extension_paths_in_the_forms_idps_write_them() {
+    let user = serde_json::json!({
+        "userName": "a@example.com",
+        ENTERPRISE: {"employeeNumber": "E-1", "manager": {"value": "m-1", "displayName": "Boss"}},
+        "urn:ietf:params:scim:schemas:extension:custom:2.0:User": {"custom_attr_1": "x"},
+    });
+    // RFC 7644 / Entra: URN, colon, attribute (and sub-attribute).
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}:employeeNumber"), &user).unwrap(),
+        "E-1"
+    );
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}:manager.value"), &user).unwrap(),
+        "m-1"
+    );
+    // Entra's manager target is the complex attribute itself.
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}:manager"), &user).unwrap()["value"],
+        "m-1"
+    );
+    // The `.`-joined form.
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}.employeeNumber"), &user).unwrap(),
+        "E-1"
+    );
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}.manager.value"), &user).unwrap(),
+        "m-1"
+    );
+    // The whole extension object, and an Okta-style custom namespace.
+    assert_eq!(resolve(ENTERPRISE, &user).unwrap()["employeeNumber"], "E-1");
+    assert_eq!(
+        resolve(
+            "urn:ietf:params:scim:schemas:extension:custom:2.0:User:custom_attr_1",
+            &user
+        )
+        .unwrap(),
+        "x"
+    );
+    // SCIM attribute names are case-insensitive.
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}:EmployeeNumber"), &user).unwrap(),
+        "E-1"
+    );
+    assert_eq!(resolve("USERNAME", &user).unwrap(), "a@example.com");
+    // A server that stored the flattened key literally (Entra's PATCH with dotted keys).
+    let flat = serde_json::json!({format!("{ENTERPRISE}:employeeNumber"): "E-2"});
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}:employeeNumber"), &flat).unwrap(),
+        "E-2"
+    );
+    // Not there: no attribute, not an error.
+    assert_eq!(resolve(&format!("{ENTERPRISE}:costCenter"), &user), None);
+    assert_eq!(resolve("urn:example:other:1.0:User:x", &user), None);
+}
+
+#[test]
+fn selectors_in_the_scim_filter_form_and_with_dots_inside() {
+    let user = serde_json::json!({
+        "emails": [{"type": "home", "value": "h@x.example"}, {"type": "work", "value": "w@x.example", "primary": "True"}],
+        "phoneNumbers": [{"type": "mobile", "value": "+1"}],
+        "externalIds": [{"type": "organization", "value": "E-9"}],
+    });
+    assert_eq!(
+        resolve("emails[type eq \"work\"].value", &user).unwrap(),
+        "w@x.example"
+    );
+    assert_eq!(
+        resolve("phoneNumbers[type EQ \"mobile\"].value", &user).unwrap(),
+        "+1"
+    );
+    assert_eq!(
+        resolve("emails[value=h@x.example].type", &user).unwrap(),
+        "home"
+    );
+    assert_eq!(
+        resolve("emails[value eq \"w@x.example\"].type", &user).unwrap(),
+        "work"
+    );
+    assert_eq!(
+        resolve("emails[primary].value", &user).unwrap(),
+        "w@x.example"
+    );
+    assert_eq!(resolve("emails[1].type", &user).unwrap(), "work");
+    assert_eq!(resolve("emails[5].type", &user), None);
+    assert_eq!(
+        resolve("externalIds[type=organization].value", &user).unwrap(),
+        "E-9"
+    );
+    for bad in [
+        "emails[type eq]",
+        "emails]",
+        "emails[0",
+        "emails[0]x",
+        ".a",
+        "a.",
+        "emails[a b c]",
+    ] {
+        assert!(path::AttributePath::parse(bad).is_err(), "{bad} parsed");
+    }
+}
+
+#[test]
+fn google_custom_schema_paths_read_custom_schemas() {
+    let user = serde_json::json!({
+        "customSchemas": {"HR": {"CostCenter": "CC-1", "Skills": [{"type": "work", "value": "rust"}]}},
+    });
+    assert_eq!(
+        resolve("customSchemas.HR.CostCenter", &user).unwrap(),
+        "CC-1"
+    );
+    assert_eq!(
+        resolve("customSchemas.HR.Skills[0].value", &user).unwrap(),
+        "rust"
+    );
+    assert_eq!(resolve("customSchemas.Payroll.Id", &user), None);
+}
