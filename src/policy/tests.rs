@@ -146,7 +146,7 @@ fn org_unit_filter_keeps_the_subtree_and_says_why_others_are_out() {
     assert_eq!(
         carol.reason,
         Exclusion::OutsideOrgUnits {
-            org_unit: "/Sales".into()
+            org_unit: Some("/Sales".into())
         }
     );
     assert!(
@@ -169,7 +169,14 @@ fn group_filter_and_group_members_scope() {
     assert!(applied
         .excluded_users
         .iter()
-        .any(|e| &*e.id == "dave" && e.reason == Exclusion::NotInSyncedGroup));
+        .any(|e| &*e.id == "dave"
+            && e.reason == Exclusion::NotInSyncedGroup { groups: vec![] }));
+    // carol is only in admins, which the group filter leaves out.
+    assert!(applied.excluded_users.iter().any(|e| &*e.id == "carol"
+        && e.reason
+            == Exclusion::NotInSyncedGroup {
+                groups: vec!["admins@example.com".into()]
+            }));
     assert_eq!(applied.excluded_groups.len(), 2);
 }
 
@@ -385,4 +392,58 @@ fn google_custom_schema_paths_read_custom_schemas() {
         "rust"
     );
     assert_eq!(resolve("customSchemas.Payroll.Id", &user), None);
+}
+
+#[test]
+fn the_direct_graph_keeps_paths_through_unsynced_nested_groups() {
+    // Only eng is synced; bob is in it through platform, so platform's edges are kept.
+    let applied = apply(fetched(), &tenant(|t| t.filters.groups = vec!["eng@*".into()]));
+    let edges: Vec<(&str, &str, &str)> = applied
+        .direct
+        .iter()
+        .map(|(g, k, m)| (&**g, k.as_str(), &**m))
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("eng", "user", "alice"),
+            ("eng", "group", "platform"),
+            ("platform", "user", "bob"),
+            ("platform", "group", "eng"),
+        ]
+    );
+    assert_eq!(
+        ids(&applied.snapshot.members[&Id::from("eng")]),
+        ["alice", "bob"]
+    );
+    // With direct membership only synced groups' edges are kept.
+    let applied = apply(
+        fetched(),
+        &tenant(|t| {
+            t.filters.groups = vec!["eng@*".into()];
+            set_nested(t, NestedGroups::Direct);
+        }),
+    );
+    assert_eq!(applied.direct.len(), 2);
+}
+
+#[test]
+fn users_not_listed_under_a_pushed_down_org_unit_filter_are_explained() {
+    let mut fetched = fetched();
+    fetched.members.get_mut(&Id::from("eng")).unwrap().push(MemberRef::Other {
+        kind: "USER_NOT_FETCHED".into(),
+        id: Some("zed".into()),
+        email: Some("Zed@Example.com".into()),
+    });
+    let applied = apply(
+        fetched,
+        &tenant(|t| t.filters.org_units = vec!["/Engineering".into()]),
+    );
+    let zed = applied
+        .excluded_users
+        .iter()
+        .find(|e| &*e.id == "zed")
+        .unwrap();
+    assert_eq!(zed.email, "zed@example.com");
+    assert_eq!(zed.reason, Exclusion::OutsideOrgUnits { org_unit: None });
 }

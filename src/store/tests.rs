@@ -162,6 +162,7 @@ fn commit_snapshot(
             changes: &changes,
             run,
             exclusions: Vec::new(),
+            direct: None,
         },
     )
     .unwrap()
@@ -306,6 +307,7 @@ fn a_lease_excludes_other_holders_until_released_and_a_lost_lease_cannot_commit(
             changes: &changes,
             run,
             exclusions: Vec::new(),
+            direct: None,
         },
     )
     .unwrap_err();
