@@ -96,7 +96,11 @@ fn label(conn: &Connection, tenant: &str, id: &str) -> Result<String, StoreError
     Ok(lookup::group_label(conn, tenant, id)?.0)
 }
 
-fn inspect_user(conn: &Connection, tenant: &TenantConfig, user: &User) -> Result<Value, StoreError> {
+fn inspect_user(
+    conn: &Connection,
+    tenant: &TenantConfig,
+    user: &User,
+) -> Result<Value, StoreError> {
     let id = &tenant.id;
     let paths = paths_up(conn, id, &user.id)?;
     let groups = lookup::groups_of_user(conn, id, &user.id)?;
@@ -133,7 +137,11 @@ fn inspect_user(conn: &Connection, tenant: &TenantConfig, user: &User) -> Result
             .iter()
             .zip(&groups)
             .filter(|(_, group)| {
-                tenant.roles.by_group.get(&group.config_key().to_lowercase()) == Some(role)
+                tenant
+                    .roles
+                    .by_group
+                    .get(&group.config_key().to_lowercase())
+                    == Some(role)
             })
             .map(|(entry, group)| json!({"group": group.config_key(), "path": entry["path"]}))
             .collect();
@@ -222,8 +230,8 @@ fn inspect_group(
 
 fn not_stored(conn: &Connection, tenant: &TenantConfig, who: &str) -> Result<Value, StoreError> {
     let id = &tenant.id;
-    let deletion: Option<Value> = lookup::last_deletion(conn, id, who)?
-        .and_then(|body| serde_json::from_str(&body).ok());
+    let deletion: Option<Value> =
+        lookup::last_deletion(conn, id, who)?.and_then(|body| serde_json::from_str(&body).ok());
     let left = deletion.as_ref().map(|event| {
         format!(
             "{} on sync {} (seq {}, {})",
@@ -284,13 +292,17 @@ fn not_stored(conn: &Connection, tenant: &TenantConfig, who: &str) -> Result<Val
             "event": event,
         }));
     }
-    let mut why = "never seen: no user or group with this id, email or name was ever fetched for this tenant".to_owned();
+    let mut why =
+        "never seen: no user or group with this id, email or name was ever fetched for this tenant"
+            .to_owned();
     if matches!(tenant.source, SourceConfig::Google(_)) && !tenant.filters.org_units.is_empty() {
         why.push_str(&format!(
             "; only users in [filters] org_units = {org_units} are listed, so a user elsewhere who is in no synced group is never seen"
         ));
     }
-    Ok(json!({"kind": "unknown", "stored": false, "tenant": id, "reason": "never_seen", "why": why}))
+    Ok(
+        json!({"kind": "unknown", "stored": false, "tenant": id, "reason": "never_seen", "why": why}),
+    )
 }
 
 fn print_text(who: &str, report: &Value) {
@@ -312,7 +324,10 @@ fn print_text(who: &str, report: &Value) {
                     .into_iter()
                     .flatten()
                     .map(|g| {
-                        let path = g["path"].as_str().map(|p| format!(" ({p})")).unwrap_or_default();
+                        let path = g["path"]
+                            .as_str()
+                            .map(|p| format!(" ({p})"))
+                            .unwrap_or_default();
                         format!("{}{path}", text(&g["group"]))
                     })
                     .collect();
@@ -332,7 +347,11 @@ fn print_text(who: &str, report: &Value) {
                     attribute["path"].as_str().unwrap_or("?")
                 );
             }
-            for attribute in report["unresolved_attributes"].as_array().into_iter().flatten() {
+            for attribute in report["unresolved_attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 println!(
                     "    {} not set ({} does not resolve)",
                     text(&attribute["name"]),
@@ -341,7 +360,10 @@ fn print_text(who: &str, report: &Value) {
             }
             println!("  groups (effective):");
             for group in report["groups"].as_array().into_iter().flatten() {
-                let name = group["email"].as_str().or(group["name"].as_str()).unwrap_or("");
+                let name = group["email"]
+                    .as_str()
+                    .or(group["name"].as_str())
+                    .unwrap_or("");
                 match group["path"].as_str() {
                     Some(path) => println!("    {name}: {path}"),
                     None => println!("    {name}"),
@@ -349,7 +371,11 @@ fn print_text(who: &str, report: &Value) {
             }
             println!("  direct groups:");
             for group in report["direct_groups"].as_array().into_iter().flatten() {
-                let note = if group["synced"] == true { "" } else { " (not synced)" };
+                let note = if group["synced"] == true {
+                    ""
+                } else {
+                    " (not synced)"
+                };
                 println!("    {}{note}", text(&group["group"]));
             }
             print_events(report);
@@ -358,7 +384,10 @@ fn print_text(who: &str, report: &Value) {
             let group = &report["group"];
             println!(
                 "group {} ({})",
-                group["email"].as_str().or(group["name"].as_str()).unwrap_or(""),
+                group["email"]
+                    .as_str()
+                    .or(group["name"].as_str())
+                    .unwrap_or(""),
                 text(&group["id"])
             );
             let filter = &report["filter"];
@@ -366,18 +395,35 @@ fn print_text(who: &str, report: &Value) {
                 Some(glob) => println!("  synced: matches [filters] groups pattern {glob:?}"),
                 None => println!("  synced: no [filters] groups, every group is synced"),
             }
-            println!("  members, effective ({}):", report["members"].as_array().map_or(0, Vec::len));
+            println!(
+                "  members, effective ({}):",
+                report["members"].as_array().map_or(0, Vec::len)
+            );
             for member in report["members"].as_array().into_iter().flatten() {
-                println!("    {} ({})", text(&member["email"]), text(&member["state"]));
+                println!(
+                    "    {} ({})",
+                    text(&member["email"]),
+                    text(&member["state"])
+                );
             }
             println!("  direct user members:");
             for member in report["direct_members"].as_array().into_iter().flatten() {
-                println!("    {}", member["email"].as_str().unwrap_or(&text(&member["id"])));
+                println!(
+                    "    {}",
+                    member["email"].as_str().unwrap_or(&text(&member["id"]))
+                );
             }
-            for (title, key) in [("child groups", "child_groups"), ("parent groups", "parent_groups")] {
+            for (title, key) in [
+                ("child groups", "child_groups"),
+                ("parent groups", "parent_groups"),
+            ] {
                 println!("  {title}:");
                 for child in report[key].as_array().into_iter().flatten() {
-                    let note = if child["synced"] == true { "" } else { " (not synced)" };
+                    let note = if child["synced"] == true {
+                        ""
+                    } else {
+                        " (not synced)"
+                    };
                     println!("    {}{note}", text(&child["group"]));
                 }
             }

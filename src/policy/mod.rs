@@ -46,10 +46,14 @@ pub fn default_attributes(source: Option<SourceKind>) -> AttributeMapping {
 pub enum Exclusion {
     /// `org_unit` is `None` for a user the source did not list because the org-unit filter was
     /// pushed down to the API, seen only as a member of a group.
-    OutsideOrgUnits { org_unit: Option<String> },
+    OutsideOrgUnits {
+        org_unit: Option<String>,
+    },
     /// `[filters] users = "group_members"` and the user is only in `groups` (keys of groups
     /// the group filter leaves out; empty: in no group at all).
-    NotInSyncedGroup { groups: Vec<String> },
+    NotInSyncedGroup {
+        groups: Vec<String>,
+    },
     SuspendedDropped,
 }
 
@@ -201,7 +205,10 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
         .chain(applied.excluded_users.iter().map(|e| e.id.clone()))
         .collect();
     for member in direct_members.values_mut().flatten() {
-        if let MemberRef::Other { kind, id: Some(id), .. } = member {
+        if let MemberRef::Other {
+            kind, id: Some(id), ..
+        } = member
+        {
             if kind == "USER_NOT_FETCHED" && listed.contains(&Id::from(id.as_str())) {
                 *member = MemberRef::User(Id::from(id.as_str()));
             }

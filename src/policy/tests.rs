@@ -169,8 +169,7 @@ fn group_filter_and_group_members_scope() {
     assert!(applied
         .excluded_users
         .iter()
-        .any(|e| &*e.id == "dave"
-            && e.reason == Exclusion::NotInSyncedGroup { groups: vec![] }));
+        .any(|e| &*e.id == "dave" && e.reason == Exclusion::NotInSyncedGroup { groups: vec![] }));
     // carol is only in admins, which the group filter leaves out.
     assert!(applied.excluded_users.iter().any(|e| &*e.id == "carol"
         && e.reason
@@ -397,7 +396,10 @@ fn google_custom_schema_paths_read_custom_schemas() {
 #[test]
 fn the_direct_graph_keeps_paths_through_unsynced_nested_groups() {
     // Only eng is synced; bob is in it through platform, so platform's edges are kept.
-    let applied = apply(fetched(), &tenant(|t| t.filters.groups = vec!["eng@*".into()]));
+    let applied = apply(
+        fetched(),
+        &tenant(|t| t.filters.groups = vec!["eng@*".into()]),
+    );
     let edges: Vec<(&str, &str, &str)> = applied
         .direct
         .iter()
@@ -430,11 +432,15 @@ fn the_direct_graph_keeps_paths_through_unsynced_nested_groups() {
 #[test]
 fn users_not_listed_under_a_pushed_down_org_unit_filter_are_explained() {
     let mut fetched = fetched();
-    fetched.members.get_mut(&Id::from("eng")).unwrap().push(MemberRef::Other {
-        kind: "USER_NOT_FETCHED".into(),
-        id: Some("zed".into()),
-        email: Some("Zed@Example.com".into()),
-    });
+    fetched
+        .members
+        .get_mut(&Id::from("eng"))
+        .unwrap()
+        .push(MemberRef::Other {
+            kind: "USER_NOT_FETCHED".into(),
+            id: Some("zed".into()),
+            email: Some("Zed@Example.com".into()),
+        });
     let applied = apply(
         fetched,
         &tenant(|t| t.filters.org_units = vec!["/Engineering".into()]),

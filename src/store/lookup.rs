@@ -181,7 +181,11 @@ pub fn direct_parents(
 
 /// How to show a group id: its email or name from the store, else the key it was filtered out
 /// under, else the id itself; and whether it is stored.
-pub fn group_label(conn: &Connection, tenant: &str, id: &str) -> Result<(String, bool), StoreError> {
+pub fn group_label(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+) -> Result<(String, bool), StoreError> {
     let stored: Option<(Option<String>, String)> = conn
         .query_row(
             "SELECT email, name FROM groups WHERE tenant = ?1 AND id = ?2",
