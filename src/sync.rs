@@ -481,7 +481,16 @@ async fn fetch_confirmed(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let fetched = source.fetch(cancel).await?;
+        let mut fetched = source.fetch(cancel).await?;
+        let listed: HashSet<&str> = fetched.users.iter().map(|u| &*u.user.id).collect();
+        let unlisted: Vec<Id> = before
+            .users
+            .keys()
+            .filter(|id| !listed.contains(&***id))
+            .cloned()
+            .collect();
+        let located = source.locate_users(&unlisted).await?;
+        fetched.users.extend(located);
         let user_ids: HashSet<&str> = fetched.users.iter().map(|u| &*u.user.id).collect();
         let group_ids: HashSet<&str> = fetched.groups.iter().map(|g| &*g.id).collect();
         let missing_users: Vec<Id> = before
