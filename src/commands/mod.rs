@@ -49,7 +49,13 @@ pub async fn dispatch(cli: Cli) -> Outcome {
         Command::Emulator(args) => crate::emulator::cli::run(args)
             .await
             .map(|()| exit::SUCCESS)
-            .map_err(Failure::run),
+            .map_err(|err| {
+                if err.is_usage() {
+                    Failure::usage(err)
+                } else {
+                    Failure::run(err)
+                }
+            }),
         other => {
             let _ = (config, other);
             Err(Failure::usage(anyhow::anyhow!("not built yet")))
