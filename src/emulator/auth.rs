@@ -208,16 +208,22 @@ impl ServiceAccount {
             engine.encode(header.to_string()),
             engine.encode(claims.to_string())
         );
+        let signature = self.sign(signing_input.as_bytes())?;
+        Ok(format!("{signing_input}.{}", engine.encode(signature)))
+    }
+
+    /// RS256 (RSASSA-PKCS1-v1_5 with SHA-256) over `message`.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, EmulatorError> {
         let mut signature = vec![0; self.key_pair.public_modulus_len()];
         self.key_pair
             .sign(
                 &signature::RSA_PKCS1_SHA256,
                 &aws_lc_rs::rand::SystemRandom::new(),
-                signing_input.as_bytes(),
+                message,
                 &mut signature,
             )
             .map_err(|_| EmulatorError::Crypto("signing failed".into()))?;
-        Ok(format!("{signing_input}.{}", engine.encode(signature)))
+        Ok(signature)
     }
 
     fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {

@@ -234,12 +234,17 @@ pub fn hash_str(text: &str) -> u64 {
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-fn b64_of(mut a: u64, mut b: u64, len: usize) -> String {
+fn b64_of(a: u64, b: u64, len: usize) -> String {
     let mut out = String::with_capacity(len);
+    let mut state = a ^ b.rotate_left(17);
+    let mut bits = a;
     for i in 0..len {
-        let source = if i < 10 { &mut a } else { &mut b };
-        out.push(char::from(B64[(*source & 63) as usize]));
-        *source >>= 6;
+        if i % 10 == 0 && i > 0 {
+            state = mix64(state);
+            bits = state;
+        }
+        out.push(char::from(B64[(bits & 63) as usize]));
+        bits >>= 6;
     }
     out
 }
@@ -538,7 +543,7 @@ impl Directory {
     }
 
     fn root_ou_id(&self) -> String {
-        format!("id:{}", base36(mix64(self.seed ^ 0x0_0007) % 36u64.pow(13), 13))
+        format!("id:{}", base36(mix64(self.seed ^ 0x0_0007), 13))
     }
 
     // ----- raw building (generator, fixture) -----------------------------------------------

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 pub struct ApiError {
     pub status: u16,
     pub message: String,
+    /// `errors[0].message` when it differs from `message` (the 401s).
+    pub item_message: Option<String>,
     /// `errors[0].reason`, e.g. `notFound`, `backendError`.
     pub reason: String,
     /// `errors[0].domain`: `global` or `usageLimits`.
@@ -33,6 +35,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            item_message: None,
             reason: reason.to_owned(),
             domain: "global",
             location: None,
@@ -100,6 +103,7 @@ impl ApiError {
         );
         err.location = Some(("Authorization", "header"));
         err.status_text = Some("UNAUTHENTICATED");
+        err.item_message = Some("Invalid Credentials".into());
         err
     }
 
@@ -112,6 +116,7 @@ impl ApiError {
         );
         err.location = Some(("Authorization", "header"));
         err.status_text = Some("UNAUTHENTICATED");
+        err.item_message = Some("Login Required.".into());
         err
     }
 
@@ -200,7 +205,8 @@ impl ApiError {
 
     /// The JSON envelope.
     pub fn to_json(&self) -> Value {
-        let mut item = json!({"message": self.message, "domain": self.domain, "reason": self.reason});
+        let item_message = self.item_message.as_deref().unwrap_or(&self.message);
+        let mut item = json!({"message": item_message, "domain": self.domain, "reason": self.reason});
         if let Some((location, kind)) = self.location {
             item["location"] = json!(location);
             item["locationType"] = json!(kind);

@@ -501,6 +501,7 @@ async fn admin_stats(State(shared): State<Arc<Shared>>) -> Response {
         "domain": dir.domain,
         "base_url": shared.base_url,
         "token_uri": shared.token_uri,
+        "in_flight": shared.faults.in_flight.load(Ordering::Relaxed),
     }))
     .into_response()
 }
