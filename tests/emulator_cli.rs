@@ -28,9 +28,24 @@ fn help_documents_every_flag() {
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for flag in [
-        "--listen", "--users", "--groups", "--members", "--seed", "--domain", "--customer-id",
-        "--fixture", "--admin", "--key-out", "--key-in", "--latency-ms", "--quota-per-minute",
-        "--max-concurrent", "--token-ttl-secs", "--dwd-scopes", "--faults", "/_emulator/",
+        "--listen",
+        "--users",
+        "--groups",
+        "--members",
+        "--seed",
+        "--domain",
+        "--customer-id",
+        "--fixture",
+        "--admin",
+        "--key-out",
+        "--key-in",
+        "--latency-ms",
+        "--quota-per-minute",
+        "--max-concurrent",
+        "--token-ttl-secs",
+        "--dwd-scopes",
+        "--faults",
+        "/_emulator/",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -47,12 +62,18 @@ fn bad_input_is_a_usage_error_with_a_clear_message() {
 
     let missing = dir.path().join("missing.json");
     let stderr = fails_with_usage(&["--fixture", missing.to_str().unwrap()]);
-    assert!(stderr.contains("missing.json") && stderr.contains("cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("missing.json") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
 
     let broken = dir.path().join("broken.json");
     std::fs::write(&broken, "{\"users\": [").unwrap();
     let stderr = fails_with_usage(&["--fixture", broken.to_str().unwrap()]);
-    assert!(stderr.contains("broken.json") && stderr.contains("line 1"), "{stderr}");
+    assert!(
+        stderr.contains("broken.json") && stderr.contains("line 1"),
+        "{stderr}"
+    );
 
     let wrong = dir.path().join("wrong.json");
     std::fs::write(
@@ -61,7 +82,10 @@ fn bad_input_is_a_usage_error_with_a_clear_message() {
     )
     .unwrap();
     let stderr = fails_with_usage(&["--fixture", wrong.to_str().unwrap()]);
-    assert!(stderr.contains("groups[0].members[0]") && stderr.contains("ghost@example.com"), "{stderr}");
+    assert!(
+        stderr.contains("groups[0].members[0]") && stderr.contains("ghost@example.com"),
+        "{stderr}"
+    );
 
     let unknown = dir.path().join("unknown.json");
     std::fs::write(&unknown, r#"{"userz": []}"#).unwrap();
@@ -69,9 +93,16 @@ fn bad_input_is_a_usage_error_with_a_clear_message() {
     assert!(stderr.contains("userz"), "{stderr}");
 
     let faults = dir.path().join("faults.json");
-    std::fs::write(&faults, r#"[{"fault": "error", "status": 503}, {"fault": "error"}]"#).unwrap();
+    std::fs::write(
+        &faults,
+        r#"[{"fault": "error", "status": 503}, {"fault": "error"}]"#,
+    )
+    .unwrap();
     let stderr = fails_with_usage(&["--faults", faults.to_str().unwrap()]);
-    assert!(stderr.contains("rule 1") && stderr.contains("status"), "{stderr}");
+    assert!(
+        stderr.contains("rule 1") && stderr.contains("status"),
+        "{stderr}"
+    );
 
     let key = dir.path().join("key.json");
     std::fs::write(&key, "{}").unwrap();
@@ -116,7 +147,10 @@ fn terminate(mut running: Running) -> Option<i32> {
         if let Some(status) = running.child.try_wait().unwrap() {
             return status.code();
         }
-        assert!(Instant::now() < deadline, "the emulator did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the emulator did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -143,7 +177,11 @@ fn key_files_survive_restarts_and_sigterm_stops_cleanly() {
     assert_eq!(a["token_uri"], format!("{first_url}/token"));
     assert_eq!(b["token_uri"], format!("{}/token", second.base_url));
     assert_eq!(b["type"], "service_account");
-    assert!(b["client_id"].as_str().unwrap().chars().all(|c| c.is_ascii_digit()));
+    assert!(b["client_id"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .all(|c| c.is_ascii_digit()));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -47,7 +47,10 @@ fn start(args: &[&str]) -> Emulator {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_owned();
-    assert!(line.contains(&format!("(token_uri {base_url}/token)")), "{line}");
+    assert!(
+        line.contains(&format!("(token_uri {base_url}/token)")),
+        "{line}"
+    );
     Emulator { child, base_url }
 }
 
@@ -56,7 +59,14 @@ fn googles_python_client_lists_everything() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key.json");
     let emulator = start(&[
-        "--users", "260", "--groups", "24", "--seed", "5", "--key-out", key.to_str().unwrap(),
+        "--users",
+        "260",
+        "--groups",
+        "24",
+        "--seed",
+        "5",
+        "--key-out",
+        key.to_str().unwrap(),
     ]);
     let stats: Value = http::blocking_get(&format!("{}/_emulator/stats", emulator.base_url));
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/emulator_client.py");
@@ -109,8 +119,6 @@ mod http {
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(async {
-            ::reqwest::get(url).await.unwrap().json().await.unwrap()
-        })
+        runtime.block_on(async { ::reqwest::get(url).await.unwrap().json().await.unwrap() })
     }
 }

@@ -42,7 +42,11 @@ impl Params {
             None => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-            Some(v) => Err(ApiError::invalid_parameter(key, v, "Values must be true or false.")),
+            Some(v) => Err(ApiError::invalid_parameter(
+                key,
+                v,
+                "Values must be true or false.",
+            )),
         }
     }
 }
@@ -70,7 +74,11 @@ impl Render {
         };
         if let Some(alt) = params.get("alt") {
             if alt != "json" {
-                return Err(ApiError::invalid_parameter("alt", alt, "Only alt=json is supported."));
+                return Err(ApiError::invalid_parameter(
+                    "alt",
+                    alt,
+                    "Only alt=json is supported.",
+                ));
             }
         }
         let fields = params.get("fields").map(FieldMask::parse).transpose()?;
@@ -205,7 +213,12 @@ fn list_etag(dir: &Directory, query: u64, page: u32, count: usize) -> String {
     dir.etag(&format!("list:{query:x}:{page}"), count as u64)
 }
 
-fn next_token(ctx: &ListContext<'_>, query: u64, page: u32, after: Option<String>) -> Option<String> {
+fn next_token(
+    ctx: &ListContext<'_>,
+    query: u64,
+    page: u32,
+    after: Option<String>,
+) -> Option<String> {
     after.map(|after| {
         ctx.tokens.issue(
             query,
@@ -219,7 +232,11 @@ fn next_token(ctx: &ListContext<'_>, query: u64, page: u32, after: Option<String
 }
 
 fn projection(params: &Params) -> Result<Projection, ApiError> {
-    match params.get("projection").map(str::to_ascii_lowercase).as_deref() {
+    match params
+        .get("projection")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("basic") => Ok(Projection::Basic),
         Some("full") => Ok(Projection::Full),
         Some("custom") => {
@@ -240,7 +257,11 @@ fn projection(params: &Params) -> Result<Projection, ApiError> {
 }
 
 fn public_view(params: &Params) -> Result<bool, ApiError> {
-    match params.get("viewType").map(str::to_ascii_lowercase).as_deref() {
+    match params
+        .get("viewType")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("admin_view") => Ok(false),
         Some("domain_public") => Ok(true),
         Some(_) => Err(ApiError::invalid_parameter(
@@ -252,7 +273,11 @@ fn public_view(params: &Params) -> Result<bool, ApiError> {
 }
 
 fn descending(params: &Params) -> Result<bool, ApiError> {
-    match params.get("sortOrder").map(str::to_ascii_uppercase).as_deref() {
+    match params
+        .get("sortOrder")
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         None | Some("ASCENDING") => Ok(false),
         Some("DESCENDING") => Ok(true),
         Some(_) => Err(ApiError::invalid_parameter(
@@ -297,7 +322,8 @@ pub fn users_list(dir: &Directory, ctx: &ListContext<'_>) -> Result<Vec<u8>, Api
     let page = position.as_ref().map_or(1, |p| p.page);
     let after = position.as_ref().map(|p| p.after.as_str());
     let source = if deleted { &dir.deleted } else { &dir.users };
-    let keep = |user: &User| in_domain(user.primary_email(), domain.as_ref()) && query.matches(dir, user);
+    let keep =
+        |user: &User| in_domain(user.primary_email(), domain.as_ref()) && query.matches(dir, user);
     let (users, next): (Vec<&User>, Option<String>) = match order.as_deref() {
         None => take_page(
             range_after(source, after, false)
@@ -367,7 +393,12 @@ pub fn users_list(dir: &Directory, ctx: &ListContext<'_>) -> Result<Vec<u8>, Api
 }
 
 /// users.get.
-pub fn users_get(dir: &Directory, key: &str, params: &Params, render: &Render) -> Result<Vec<u8>, ApiError> {
+pub fn users_get(
+    dir: &Directory,
+    key: &str,
+    params: &Params,
+    render: &Render,
+) -> Result<Vec<u8>, ApiError> {
     let projection = projection(params)?;
     let public_view = public_view(params)?;
     let id = dir.resolve_user(key).ok_or_else(|| {
@@ -377,7 +408,9 @@ pub fn users_get(dir: &Directory, key: &str, params: &Params, render: &Render) -
             ApiError::not_found("userKey")
         }
     })?;
-    let user = dir.user(&id).ok_or_else(|| ApiError::not_found("userKey"))?;
+    let user = dir
+        .user(&id)
+        .ok_or_else(|| ApiError::not_found("userKey"))?;
     render.write(&UserView {
         dir,
         user,
@@ -482,7 +515,10 @@ pub fn groups_list(dir: &Directory, ctx: &ListContext<'_>) -> Result<Vec<u8>, Ap
             max,
         )
     };
-    let views: Vec<GroupView<'_>> = groups.into_iter().map(|group| GroupView { dir, group }).collect();
+    let views: Vec<GroupView<'_>> = groups
+        .into_iter()
+        .map(|group| GroupView { dir, group })
+        .collect();
     ctx.render.write(&ListView {
         kind: "admin#directory#groups",
         etag: list_etag(dir, hash, page, views.len()),
@@ -497,17 +533,25 @@ pub fn groups_get(dir: &Directory, key: &str, render: &Render) -> Result<Vec<u8>
     let id = dir
         .resolve_group(key)
         .ok_or_else(|| ApiError::not_found("groupKey"))?;
-    let group = dir.group(&id).ok_or_else(|| ApiError::not_found("groupKey"))?;
+    let group = dir
+        .group(&id)
+        .ok_or_else(|| ApiError::not_found("groupKey"))?;
     render.write(&GroupView { dir, group })
 }
 
 /// members.list.
-pub fn members_list(dir: &Directory, group_key: &str, ctx: &ListContext<'_>) -> Result<Vec<u8>, ApiError> {
+pub fn members_list(
+    dir: &Directory,
+    group_key: &str,
+    ctx: &ListContext<'_>,
+) -> Result<Vec<u8>, ApiError> {
     let params = ctx.params;
     let group_id = dir
         .resolve_group(group_key)
         .ok_or_else(|| ApiError::not_found("groupKey"))?;
-    let group = dir.group(&group_id).ok_or_else(|| ApiError::not_found("groupKey"))?;
+    let group = dir
+        .group(&group_id)
+        .ok_or_else(|| ApiError::not_found("groupKey"))?;
     let max = max_results(params, 200, 200)?;
     let mut roles: Vec<Role> = Vec::new();
     if let Some(list) = params.get("roles") {
@@ -572,11 +616,18 @@ fn member_id(dir: &Directory, key: &str) -> Option<Id> {
 }
 
 /// members.get (and the reply of members.insert/update/patch).
-pub fn members_get(dir: &Directory, group_key: &str, member_key: &str, render: &Render) -> Result<Vec<u8>, ApiError> {
+pub fn members_get(
+    dir: &Directory,
+    group_key: &str,
+    member_key: &str,
+    render: &Render,
+) -> Result<Vec<u8>, ApiError> {
     let group_id = dir
         .resolve_group(group_key)
         .ok_or_else(|| ApiError::not_found("groupKey"))?;
-    let group = dir.group(&group_id).ok_or_else(|| ApiError::not_found("groupKey"))?;
+    let group = dir
+        .group(&group_id)
+        .ok_or_else(|| ApiError::not_found("groupKey"))?;
     let member = member_id(dir, member_key)
         .and_then(|id| group.members.get(&id))
         .ok_or_else(|| ApiError::not_found("memberKey"))?;
@@ -589,7 +640,12 @@ pub fn members_get(dir: &Directory, group_key: &str, member_key: &str, render: &
 }
 
 /// members.hasMember: direct or nested; an unknown member key is 400 invalid, not false.
-pub fn has_member(dir: &Directory, group_key: &str, member_key: &str, render: &Render) -> Result<Vec<u8>, ApiError> {
+pub fn has_member(
+    dir: &Directory,
+    group_key: &str,
+    member_key: &str,
+    render: &Render,
+) -> Result<Vec<u8>, ApiError> {
     let group_id = dir
         .resolve_group(group_key)
         .ok_or_else(|| ApiError::not_found("groupKey"))?;
@@ -624,16 +680,27 @@ fn customer_path(dir: &Directory, customer: &str) -> Result<(), ApiError> {
 }
 
 /// orgunits.list: `type` children (default), all, allIncludingParent; no paging.
-pub fn orgunits_list(dir: &Directory, customer: &str, params: &Params, render: &Render) -> Result<Vec<u8>, ApiError> {
+pub fn orgunits_list(
+    dir: &Directory,
+    customer: &str,
+    params: &Params,
+    render: &Render,
+) -> Result<Vec<u8>, ApiError> {
     customer_path(dir, customer)?;
-    let base = match params.get("orgUnitPath").filter(|p| !p.is_empty() && *p != "/") {
+    let base = match params
+        .get("orgUnitPath")
+        .filter(|p| !p.is_empty() && *p != "/")
+    {
         Some(path) => dir
             .org_unit(path)
             .map(|ou| ou.path.to_lowercase())
             .ok_or_else(|| ApiError::new(404, "notFound", "Org unit not found"))?,
         None => "/".to_owned(),
     };
-    let kind = params.get("type").unwrap_or("children").to_ascii_lowercase();
+    let kind = params
+        .get("type")
+        .unwrap_or("children")
+        .to_ascii_lowercase();
     if !matches!(kind.as_str(), "children" | "all" | "allincludingparent") {
         return Err(ApiError::invalid_parameter(
             "type",
@@ -641,7 +708,11 @@ pub fn orgunits_list(dir: &Directory, customer: &str, params: &Params, render: &
             "Allowed values: [all, allIncludingParent, children]",
         ));
     }
-    let prefix = if base == "/" { "/".to_owned() } else { format!("{base}/") };
+    let prefix = if base == "/" {
+        "/".to_owned()
+    } else {
+        format!("{base}/")
+    };
     let units: Vec<OrgUnitView<'_>> = dir
         .org_units
         .iter()
@@ -665,7 +736,12 @@ pub fn orgunits_list(dir: &Directory, customer: &str, params: &Params, render: &
 }
 
 /// orgunits.get by path (without leading `/`) or id.
-pub fn orgunits_get(dir: &Directory, customer: &str, path: &str, render: &Render) -> Result<Vec<u8>, ApiError> {
+pub fn orgunits_get(
+    dir: &Directory,
+    customer: &str,
+    path: &str,
+    render: &Render,
+) -> Result<Vec<u8>, ApiError> {
     customer_path(dir, customer)?;
     let unit = dir
         .org_unit(path)
@@ -678,7 +754,6 @@ pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body).map_err(|err| {
-        ApiError::new(400, "parseError", format!("Parse Error: {err}"))
-    })
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::new(400, "parseError", format!("Parse Error: {err}")))
 }

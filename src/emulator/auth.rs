@@ -55,7 +55,9 @@ pub fn method_scopes(method: &str) -> &'static [&'static str] {
         "users.insert" | "users.update" | "users.patch" | "users.delete" | "users.undelete" => {
             &["admin.directory.user"]
         }
-        "groups.list" | "groups.get" => &["admin.directory.group", "admin.directory.group.readonly"],
+        "groups.list" | "groups.get" => {
+            &["admin.directory.group", "admin.directory.group.readonly"]
+        }
         "groups.insert" | "groups.update" | "groups.patch" | "groups.delete" => {
             &["admin.directory.group"]
         }
@@ -68,9 +70,10 @@ pub fn method_scopes(method: &str) -> &'static [&'static str] {
         "members.insert" | "members.update" | "members.patch" | "members.delete" => {
             &["admin.directory.group", "admin.directory.group.member"]
         }
-        "orgunits.list" | "orgunits.get" => {
-            &["admin.directory.orgunit", "admin.directory.orgunit.readonly"]
-        }
+        "orgunits.list" | "orgunits.get" => &[
+            "admin.directory.orgunit",
+            "admin.directory.orgunit.readonly",
+        ],
         _ => &[],
     }
 }
@@ -139,14 +142,18 @@ impl ServiceAccount {
         };
         let project_id = field("project_id").unwrap_or_else(|| "dirsync-emulator".to_owned());
         Self {
-            client_email: field("client_email").unwrap_or_else(|| {
-                format!("dirsync@{project_id}.iam.gserviceaccount.com")
-            }),
+            client_email: field("client_email")
+                .unwrap_or_else(|| format!("dirsync@{project_id}.iam.gserviceaccount.com")),
             client_id: field("client_id").unwrap_or_else(|| {
                 format!("1{:020}", mix64(public_hash) % 10_000_000_000_000_000_000)
             }),
             private_key_id: field("private_key_id").unwrap_or_else(|| {
-                format!("{:016x}{:016x}{:08x}", public_hash, mix64(public_hash), public_hash >> 32)
+                format!(
+                    "{:016x}{:016x}{:08x}",
+                    public_hash,
+                    mix64(public_hash),
+                    public_hash >> 32
+                )
             }),
             project_id,
             key_pair,
@@ -167,8 +174,9 @@ impl ServiceAccount {
     }
 
     pub fn from_key_json(text: &str) -> Result<Self, String> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|err| format!("not valid JSON ({err}); expected a service-account key file"))?;
+        let value: Value = serde_json::from_str(text).map_err(|err| {
+            format!("not valid JSON ({err}); expected a service-account key file")
+        })?;
         let pem = value
             .get("private_key")
             .and_then(Value::as_str)
@@ -312,10 +320,12 @@ pub fn verify_assertion(
             .ok()
             .and_then(|raw| serde_json::from_slice(&raw).ok())
     };
-    let header = decode_json(header_b64)
-        .ok_or_else(|| OAuthError::invalid_grant("Invalid JWT: the header is not base64url JSON."))?;
-    let claims = decode_json(claims_b64)
-        .ok_or_else(|| OAuthError::invalid_grant("Invalid JWT: the claims are not base64url JSON."))?;
+    let header = decode_json(header_b64).ok_or_else(|| {
+        OAuthError::invalid_grant("Invalid JWT: the header is not base64url JSON.")
+    })?;
+    let claims = decode_json(claims_b64).ok_or_else(|| {
+        OAuthError::invalid_grant("Invalid JWT: the claims are not base64url JSON.")
+    })?;
     if header.get("alg").and_then(Value::as_str) != Some("RS256") {
         return Err(OAuthError::invalid_grant(
             "Invalid JWT: only RS256 signatures are accepted.",
@@ -404,15 +414,26 @@ impl Tokens {
     }
 
     pub fn ttl(&self) -> Duration {
-        *self.ttl.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .ttl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn set_ttl(&self, ttl: Duration) {
-        *self.ttl.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = ttl;
+        *self
+            .ttl
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = ttl;
     }
 
     /// Issues a token; returns it with its lifetime in seconds (`expires_in`).
-    pub fn issue(&self, subject: Option<String>, scopes: BTreeSet<String>, client_id: &str) -> (String, u64) {
+    pub fn issue(
+        &self,
+        subject: Option<String>,
+        scopes: BTreeSet<String>,
+        client_id: &str,
+    ) -> (String, u64) {
         let ttl = self.ttl();
         let random: [u8; 24] = rand::rng().random();
         let token = format!(
@@ -420,7 +441,10 @@ impl Tokens {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
         );
         let now = Instant::now();
-        let mut tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         tokens.retain(|_, info| info.expires_at > now);
         tokens.insert(
             token.clone(),
@@ -437,7 +461,10 @@ impl Tokens {
 
     /// The token's grant, unless unknown or expired.
     pub fn check(&self, token: &str) -> Option<TokenInfo> {
-        let tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         tokens
             .get(token)
             .filter(|info| info.expires_at > Instant::now())
@@ -447,7 +474,10 @@ impl Tokens {
     /// Makes every issued token expired now (tests of the refresh path).
     pub fn expire_all(&self) {
         let now = Instant::now();
-        let mut tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for info in tokens.values_mut() {
             info.expires_at = now;
         }
@@ -485,12 +515,15 @@ mod tests {
             .split('.')
             .map(|s| format!("{s}{}", "=".repeat((4 - s.len() % 4) % 4)))
             .collect();
-        assert!(verify_assertion(&account, &padded.join("."), "http://127.0.0.1:1/token", now).is_ok());
+        assert!(
+            verify_assertion(&account, &padded.join("."), "http://127.0.0.1:1/token", now).is_ok()
+        );
         let other = ServiceAccount::generate().unwrap();
         let forged = other.sign_jwt(&json!({"alg": "RS256"}), &c).unwrap();
         let err = verify_assertion(&account, &forged, "http://127.0.0.1:1/token", now).unwrap_err();
         assert_eq!(err.description, "Invalid JWT Signature.");
-        let err = verify_assertion(&account, &jwt, "http://127.0.0.1:1/token", now + 4000).unwrap_err();
+        let err =
+            verify_assertion(&account, &jwt, "http://127.0.0.1:1/token", now + 4000).unwrap_err();
         assert_eq!(err.error, "invalid_grant");
     }
 }

@@ -38,7 +38,12 @@ pub struct EmulatorArgs {
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub seed: u64,
     /// Primary domain of the organisation
-    #[arg(long, default_value = "example.com", value_name = "DOMAIN", conflicts_with = "fixture")]
+    #[arg(
+        long,
+        default_value = "example.com",
+        value_name = "DOMAIN",
+        conflicts_with = "fixture"
+    )]
     pub domain: String,
     /// Customer id (alias my_customer) [default: derived from the seed, like C0abc1234]
     #[arg(long, value_name = "ID")]
@@ -81,7 +86,8 @@ pub struct EmulatorArgs {
 
 fn load_faults(path: &PathBuf) -> Result<Vec<FaultRule>, EmulatorError> {
     let problem = |problem: String| EmulatorError::Faults(format!("{}: {problem}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|err| problem(format!("cannot read it: {err}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|err| problem(format!("cannot read it: {err}")))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|err| problem(format!("not valid JSON: {err}")))?;
     let items = match value {

@@ -86,7 +86,10 @@ impl User {
             .unwrap_or("")
     }
     pub fn flag(&self, name: &str) -> bool {
-        self.body.get(name).and_then(Value::as_bool).unwrap_or(false)
+        self.body
+            .get(name)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
     pub fn str_field(&self, name: &str) -> &str {
         self.body.get(name).and_then(Value::as_str).unwrap_or("")
@@ -914,9 +917,8 @@ impl Directory {
                         for (schema, fields) in incoming {
                             match fields.as_object() {
                                 Some(fields) => {
-                                    let entry = schemas
-                                        .entry(schema.clone())
-                                        .or_insert_with(|| json!({}));
+                                    let entry =
+                                        schemas.entry(schema.clone()).or_insert_with(|| json!({}));
                                     if let Some(entry) = entry.as_object_mut() {
                                         for (field, v) in fields {
                                             if v.is_null() {
@@ -1253,7 +1255,9 @@ impl Directory {
             return Err(ApiError::duplicate("Member already exists."));
         }
         if kind == MemberType::Group && (member == group || self.has_member(&member, &group)) {
-            return Err(ApiError::condition_not_met("Cyclic memberships not allowed"));
+            return Err(ApiError::condition_not_met(
+                "Cyclic memberships not allowed",
+            ));
         }
         self.add_member_raw(&group, member.clone(), kind, role, delivery);
         if let Some(entry) = self.groups.get_mut(&group) {
@@ -1446,11 +1450,18 @@ mod tests {
         let mut dir = dir();
         let now = Utc::now();
         let id = dir.insert_user(&user("a@example.com"), now).unwrap();
-        assert_eq!(dir.resolve_user("A%40example.com".replace("%40", "@").as_str()), Some(id.clone()));
+        assert_eq!(
+            dir.resolve_user("A%40example.com".replace("%40", "@").as_str()),
+            Some(id.clone())
+        );
         assert!(dir.insert_user(&user("A@example.com"), now).is_err());
         let before = dir.etag(&id, dir.users[&id].version);
-        dir.update_user("a@example.com", &json!({"primaryEmail": "b@example.com", "aliases": ["a2@example.com"]}), now)
-            .unwrap();
+        dir.update_user(
+            "a@example.com",
+            &json!({"primaryEmail": "b@example.com", "aliases": ["a2@example.com"]}),
+            now,
+        )
+        .unwrap();
         assert_ne!(before, dir.etag(&id, dir.users[&id].version));
         assert!(dir.resolve_user("a@example.com").is_none());
         assert_eq!(dir.resolve_user("A2@example.com"), Some(id.clone()));
@@ -1464,16 +1475,31 @@ mod tests {
         let mut dir = dir();
         let now = Utc::now();
         let u = dir.insert_user(&user("u@example.com"), now).unwrap();
-        let g1 = dir.insert_group(&json!({"email": "g1@example.com"})).unwrap();
-        let g2 = dir.insert_group(&json!({"email": "g2@example.com"})).unwrap();
-        dir.insert_member(&g1, &json!({"email": "g2@example.com"})).unwrap();
-        dir.insert_member(&g2, &json!({"email": "u@example.com", "role": "OWNER"})).unwrap();
+        let g1 = dir
+            .insert_group(&json!({"email": "g1@example.com"}))
+            .unwrap();
+        let g2 = dir
+            .insert_group(&json!({"email": "g2@example.com"}))
+            .unwrap();
+        dir.insert_member(&g1, &json!({"email": "g2@example.com"}))
+            .unwrap();
+        dir.insert_member(&g2, &json!({"email": "u@example.com", "role": "OWNER"}))
+            .unwrap();
         assert!(dir.has_member(&g1, &u));
-        let err = dir.insert_member(&g2, &json!({"email": "g1@example.com"})).unwrap_err();
+        let err = dir
+            .insert_member(&g2, &json!({"email": "g1@example.com"}))
+            .unwrap_err();
         assert_eq!(err.status, 412);
-        let ext = dir.insert_member(&g1, &json!({"email": "x@partner.example.net"})).unwrap();
+        let ext = dir
+            .insert_member(&g1, &json!({"email": "x@partner.example.net"}))
+            .unwrap();
         assert_eq!(dir.groups[&g1].direct_users, 1);
-        assert_eq!(dir.insert_member(&g1, &json!({"email": "x@partner.example.net"})).unwrap_err().status, 409);
+        assert_eq!(
+            dir.insert_member(&g1, &json!({"email": "x@partner.example.net"}))
+                .unwrap_err()
+                .status,
+            409
+        );
         dir.delete_user(&u, now).unwrap();
         assert!(!dir.has_member(&g1, &u));
         dir.delete_member(&g1, "x@partner.example.net").unwrap();

@@ -13,12 +13,21 @@ use serde_json::{json, Value};
 pub struct ApiError {
     pub status: u16,
     pub message: String,
-    /// `errors[0].message` when it differs from `message` (the 401s).
-    pub item_message: Option<String>,
     /// `errors[0].reason`, e.g. `notFound`, `backendError`.
     pub reason: String,
     /// `errors[0].domain`: `global` or `usageLimits`.
     pub domain: &'static str,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
+    /// The rarer parts, boxed to keep `Result<_, ApiError>` small.
+    pub extra: Option<Box<ErrorExtra>>,
+}
+
+/// Parts of an [`ApiError`] only some errors have.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorExtra {
+    /// `errors[0].message` when it differs from `message` (the 401s).
+    pub item_message: Option<String>,
     /// `errors[0].location` and `locationType`, on parameter and auth errors.
     pub location: Option<(&'static str, &'static str)>,
     /// The front end's `status` string (`UNAUTHENTICATED`, ...), only on front-end classes.
@@ -26,8 +35,6 @@ pub struct ApiError {
     pub details: Option<Value>,
     /// A non-JSON body (content type, body) sent instead of the envelope.
     pub raw_body: Option<(&'static str, String)>,
-    /// Seconds for a `Retry-After` header.
-    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -35,15 +42,20 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
-            item_message: None,
             reason: reason.to_owned(),
             domain: "global",
-            location: None,
-            status_text: None,
-            details: None,
-            raw_body: None,
             retry_after: None,
+            extra: None,
         }
+    }
+
+    fn extra_mut(&mut self) -> &mut ErrorExtra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// The non-JSON body to send instead of the envelope, if any.
+    pub fn raw_body(&self) -> Option<&(&'static str, String)> {
+        self.extra.as_ref().and_then(|e| e.raw_body.as_ref())
     }
 
     /// 400 badRequest "Bad Request": neither `customer` nor `domain`, `customer` with `userKey`.
@@ -63,14 +75,14 @@ impl ApiError {
             "invalidParameter",
             format!("Invalid value '{value}'. {rule}"),
         );
-        err.location = Some((name, "parameter"));
+        err.extra_mut().location = Some((name, "parameter"));
         err
     }
 
     /// 400 invalid "Invalid Value" on `pageToken` (garbage, for another query, or expired).
     pub fn invalid_page_token() -> Self {
         let mut err = Self::new(400, "invalid", "Invalid Value");
-        err.location = Some(("pageToken", "parameter"));
+        err.extra_mut().location = Some(("pageToken", "parameter"));
         err
     }
 
@@ -81,7 +93,11 @@ impl ApiError {
 
     /// 403 forbidden: the subject is not an admin, or the customer is not its own.
     pub fn forbidden() -> Self {
-        Self::new(403, "forbidden", "Not Authorized to access this resource/api")
+        Self::new(
+            403,
+            "forbidden",
+            "Not Authorized to access this resource/api",
+        )
     }
 
     /// 409 duplicate, on inserts of something that exists.
@@ -101,9 +117,9 @@ impl ApiError {
             "authError",
             "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
         );
-        err.location = Some(("Authorization", "header"));
-        err.status_text = Some("UNAUTHENTICATED");
-        err.item_message = Some("Invalid Credentials".into());
+        err.extra_mut().location = Some(("Authorization", "header"));
+        err.extra_mut().status_text = Some("UNAUTHENTICATED");
+        err.extra_mut().item_message = Some("Invalid Credentials".into());
         err
     }
 
@@ -114,9 +130,9 @@ impl ApiError {
             "required",
             "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
         );
-        err.location = Some(("Authorization", "header"));
-        err.status_text = Some("UNAUTHENTICATED");
-        err.item_message = Some("Login Required.".into());
+        err.extra_mut().location = Some(("Authorization", "header"));
+        err.extra_mut().status_text = Some("UNAUTHENTICATED");
+        err.extra_mut().item_message = Some("Login Required.".into());
         err
     }
 
@@ -127,8 +143,8 @@ impl ApiError {
             "insufficientPermissions",
             "Request had insufficient authentication scopes.",
         );
-        err.status_text = Some("PERMISSION_DENIED");
-        err.details = Some(json!([{
+        err.extra_mut().status_text = Some("PERMISSION_DENIED");
+        err.extra_mut().details = Some(json!([{
             "@type": "type.googleapis.com/google.rpc.ErrorInfo",
             "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
             "domain": "googleapis.com",
@@ -145,7 +161,7 @@ impl ApiError {
             "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user' of service 'admin.googleapis.com' for consumer 'project_number:123456789012'.",
         );
         err.domain = "usageLimits";
-        err.status_text = Some("PERMISSION_DENIED");
+        err.extra_mut().status_text = Some("PERMISSION_DENIED");
         err
     }
 
@@ -153,7 +169,7 @@ impl ApiError {
     pub fn rate_limit() -> Self {
         let mut err = Self::new(429, "rateLimitExceeded", "Rate Limit Exceeded");
         err.domain = "usageLimits";
-        err.status_text = Some("RESOURCE_EXHAUSTED");
+        err.extra_mut().status_text = Some("RESOURCE_EXHAUSTED");
         err
     }
 
@@ -186,7 +202,7 @@ impl ApiError {
     /// The same status with a non-JSON body, like Google's front ends send now and then.
     pub fn non_json(status: u16) -> Self {
         let mut err = Self::for_status(status);
-        err.raw_body = Some(match status {
+        err.extra_mut().raw_body = Some(match status {
             503 => ("text/plain; charset=UTF-8", "Quota exceeded for the current request".to_owned()),
             403 => (
                 "text/plain; charset=UTF-8",
@@ -205,17 +221,21 @@ impl ApiError {
 
     /// The JSON envelope.
     pub fn to_json(&self) -> Value {
-        let item_message = self.item_message.as_deref().unwrap_or(&self.message);
-        let mut item = json!({"message": item_message, "domain": self.domain, "reason": self.reason});
-        if let Some((location, kind)) = self.location {
+        let extra = self.extra.as_deref();
+        let item_message = extra
+            .and_then(|e| e.item_message.as_deref())
+            .unwrap_or(&self.message);
+        let mut item =
+            json!({"message": item_message, "domain": self.domain, "reason": self.reason});
+        if let Some((location, kind)) = extra.and_then(|e| e.location) {
             item["location"] = json!(location);
             item["locationType"] = json!(kind);
         }
         let mut error = json!({"code": self.status, "message": self.message, "errors": [item]});
-        if let Some(status) = self.status_text {
+        if let Some(status) = extra.and_then(|e| e.status_text) {
             error["status"] = json!(status);
         }
-        if let Some(details) = &self.details {
+        if let Some(details) = extra.and_then(|e| e.details.as_ref()) {
             error["details"] = details.clone();
         }
         json!({ "error": error })

@@ -104,7 +104,11 @@ impl FaultRule {
         match self.fault {
             FaultKind::Error => match self.status {
                 Some(status) if (400..=599).contains(&status) => {}
-                Some(status) => return Err(format!("\"status\": {status} is not an HTTP error status (400-599)")),
+                Some(status) => {
+                    return Err(format!(
+                        "\"status\": {status} is not an HTTP error status (400-599)"
+                    ))
+                }
                 None => return Err("a fault \"error\" needs \"status\" (e.g. 503)".into()),
             },
             FaultKind::Delay if self.latency_ms.is_none() => {
@@ -117,7 +121,9 @@ impl FaultRule {
         }
         if let Some(method) = &self.method {
             if method.is_empty() {
-                return Err("\"method\" is empty: use e.g. \"members.list\", \"members.*\" or \"*\"".into());
+                return Err(
+                    "\"method\" is empty: use e.g. \"members.list\", \"members.*\" or \"*\"".into(),
+                );
             }
         }
         if self.page == Some(0) {
@@ -228,7 +234,9 @@ pub struct Faults {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Faults {
@@ -255,7 +263,10 @@ impl Faults {
     pub fn add(&self, mut rule: FaultRule) -> Result<String, String> {
         rule.validate()?;
         let name = rule.name.clone().unwrap_or_else(|| {
-            format!("rule-{}", self.next_name.fetch_add(1, Ordering::Relaxed) + 1)
+            format!(
+                "rule-{}",
+                self.next_name.fetch_add(1, Ordering::Relaxed) + 1
+            )
         });
         rule.name = Some(name.clone());
         let mut rules = lock(&self.rules);
@@ -304,7 +315,10 @@ impl Faults {
                 None => !token || rule.fault.for_token_endpoint(),
             };
             if !method_ok
-                || rule.path.as_deref().is_some_and(|p| !glob_match(p, facts.path))
+                || rule
+                    .path
+                    .as_deref()
+                    .is_some_and(|p| !glob_match(p, facts.path))
                 || rule.page.is_some_and(|p| p != facts.page)
                 || (rule.fault == FaultKind::ExpirePageToken && !facts.has_page_token)
             {

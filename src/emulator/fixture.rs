@@ -106,7 +106,10 @@ impl Fixture {
                     return Err(format!("{at}: {address} is used by another user"));
                 }
             }
-            let ou = body.get("orgUnitPath").and_then(Value::as_str).unwrap_or("/");
+            let ou = body
+                .get("orgUnitPath")
+                .and_then(Value::as_str)
+                .unwrap_or("/");
             dir.add_org_unit(ou, "")
                 .map_err(|_| format!("{at}.orgUnitPath: {ou:?} is not a valid org unit path"))?;
             dir.add_user_body(id, body);
@@ -128,7 +131,11 @@ impl Fixture {
             input.remove("members");
             let id = input
                 .remove("id")
-                .map(|v| v.as_str().map(Id::from).ok_or(format!("{at}.id: expected a string")))
+                .map(|v| {
+                    v.as_str()
+                        .map(Id::from)
+                        .ok_or(format!("{at}.id: expected a string"))
+                })
                 .transpose()?;
             let created = dir
                 .insert_group(&Value::Object(input))
@@ -136,7 +143,10 @@ impl Fixture {
             let created = match id {
                 Some(id) => {
                     // Keep the fixture's own id: re-add the group under it.
-                    let body = dir.group(&created).map(|g| g.body.clone()).unwrap_or_default();
+                    let body = dir
+                        .group(&created)
+                        .map(|g| g.body.clone())
+                        .unwrap_or_default();
                     dir.delete_group(&created).map_err(|e| e.to_string())?;
                     if dir.group(&id).is_some() {
                         return Err(format!("{at}: id {id} is used twice"));
@@ -174,7 +184,11 @@ impl Fixture {
     }
 }
 
-fn user_body(user: &Value, at: &str, dir: &Directory) -> Result<(Option<Id>, Map<String, Value>), String> {
+fn user_body(
+    user: &Value,
+    at: &str,
+    dir: &Directory,
+) -> Result<(Option<Id>, Map<String, Value>), String> {
     let object = user
         .as_object()
         .ok_or(format!("{at}: expected a User object"))?;
@@ -183,7 +197,11 @@ fn user_body(user: &Value, at: &str, dir: &Directory) -> Result<(Option<Id>, Map
     body.remove("etag");
     let id = body
         .remove("id")
-        .map(|v| v.as_str().map(Id::from).ok_or(format!("{at}.id: expected a string")))
+        .map(|v| {
+            v.as_str()
+                .map(Id::from)
+                .ok_or(format!("{at}.id: expected a string"))
+        })
         .transpose()?;
     let email = body
         .get("primaryEmail")
@@ -191,7 +209,9 @@ fn user_body(user: &Value, at: &str, dir: &Directory) -> Result<(Option<Id>, Map
         .ok_or(format!("{at}: needs \"primaryEmail\""))?
         .to_owned();
     if !email.contains('@') {
-        return Err(format!("{at}.primaryEmail: {email:?} is not an email address"));
+        return Err(format!(
+            "{at}.primaryEmail: {email:?} is not an email address"
+        ));
     }
     let name = body
         .entry("name")
@@ -233,11 +253,15 @@ fn user_body(user: &Value, at: &str, dir: &Directory) -> Result<(Option<Id>, Map
         }
     }
     if body.get("suspended") == Some(&json!(true)) {
-        body.entry("suspensionReason").or_insert_with(|| json!("ADMIN"));
+        body.entry("suspensionReason")
+            .or_insert_with(|| json!("ADMIN"));
     } else {
         body.remove("suspensionReason");
     }
-    let ou = body.get("orgUnitPath").and_then(Value::as_str).unwrap_or("/");
+    let ou = body
+        .get("orgUnitPath")
+        .and_then(Value::as_str)
+        .unwrap_or("/");
     let ou = normalise_ou_path(ou);
     body.insert("orgUnitPath".into(), json!(ou));
     Ok((id, body))
@@ -262,7 +286,9 @@ fn add_member(dir: &mut Directory, group: &Id, member: &Value, at: &str) -> Resu
     }
     if let Some(role) = object.get("role").and_then(Value::as_str) {
         if Role::parse(role).is_none() {
-            return Err(format!("{at}.role: {role:?} is not OWNER, MANAGER or MEMBER"));
+            return Err(format!(
+                "{at}.role: {role:?} is not OWNER, MANAGER or MEMBER"
+            ));
         }
     }
     if !kind.eq_ignore_ascii_case("CUSTOMER") {

@@ -32,47 +32,252 @@ pub fn default_members(users: usize, groups: usize) -> usize {
 }
 
 const GIVEN: &[&str] = &[
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
-    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
-    "Charles", "Karen", "Christopher", "Lisa", "Daniel", "Nancy", "Matthew", "Betty", "Anthony",
-    "Sandra", "Mark", "Margaret", "Donald", "Ashley", "Steven", "Kimberly", "Andrew", "Emily",
-    "Paul", "Donna", "Joshua", "Michelle", "Kenneth", "Carol", "Kevin", "Amanda", "Brian",
-    "Melissa", "George", "Deborah", "Timothy", "Stephanie", "Ronald", "Rebecca", "Jason", "Sharon",
-    "Edward", "Laura", "Jeffrey", "Cynthia", "Ryan", "Amy", "Jacob", "Kathleen", "Gary", "Angela",
-    "Nicholas", "Shirley", "Eric", "Brenda", "Jonathan", "Emma", "Stephen", "Anna", "Larry",
-    "Pamela", "Justin", "Nicole", "Scott", "Samantha", "Brandon", "Katherine", "Aisha", "Wei",
-    "Priya", "Mateo", "Sofia", "Hiroshi", "Yuki", "Olga", "Ivan", "Fatima", "Omar", "Chloé",
-    "Lars", "Ingrid", "Kwame", "Amara", "Diego", "Lucía", "Noah", "Zoë",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Christopher",
+    "Lisa",
+    "Daniel",
+    "Nancy",
+    "Matthew",
+    "Betty",
+    "Anthony",
+    "Sandra",
+    "Mark",
+    "Margaret",
+    "Donald",
+    "Ashley",
+    "Steven",
+    "Kimberly",
+    "Andrew",
+    "Emily",
+    "Paul",
+    "Donna",
+    "Joshua",
+    "Michelle",
+    "Kenneth",
+    "Carol",
+    "Kevin",
+    "Amanda",
+    "Brian",
+    "Melissa",
+    "George",
+    "Deborah",
+    "Timothy",
+    "Stephanie",
+    "Ronald",
+    "Rebecca",
+    "Jason",
+    "Sharon",
+    "Edward",
+    "Laura",
+    "Jeffrey",
+    "Cynthia",
+    "Ryan",
+    "Amy",
+    "Jacob",
+    "Kathleen",
+    "Gary",
+    "Angela",
+    "Nicholas",
+    "Shirley",
+    "Eric",
+    "Brenda",
+    "Jonathan",
+    "Emma",
+    "Stephen",
+    "Anna",
+    "Larry",
+    "Pamela",
+    "Justin",
+    "Nicole",
+    "Scott",
+    "Samantha",
+    "Brandon",
+    "Katherine",
+    "Aisha",
+    "Wei",
+    "Priya",
+    "Mateo",
+    "Sofia",
+    "Hiroshi",
+    "Yuki",
+    "Olga",
+    "Ivan",
+    "Fatima",
+    "Omar",
+    "Chloé",
+    "Lars",
+    "Ingrid",
+    "Kwame",
+    "Amara",
+    "Diego",
+    "Lucía",
+    "Noah",
+    "Zoë",
 ];
 
 const FAMILY: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor",
-    "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez",
-    "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright",
-    "Scott", "Torres", "Nguyen", "Hill", "Flores", "Green", "Adams", "Nelson", "Baker", "Hall",
-    "Rivera", "Campbell", "Mitchell", "Carter", "Roberts", "Chen", "Wang", "Kim", "Patel",
-    "Singh", "Müller", "Schmidt", "Rossi", "Dubois", "Novak", "Kowalski", "Tanaka", "Sato",
-    "Okafor", "Mensah", "Haddad", "Cohen", "Silva", "Santos", "Ivanova", "Andersson", "O'Brien",
-    "Murphy", "Byrne", "Kelly", "Fischer", "Weber", "Larsen", "Nielsen", "Yilmaz",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Carter",
+    "Roberts",
+    "Chen",
+    "Wang",
+    "Kim",
+    "Patel",
+    "Singh",
+    "Müller",
+    "Schmidt",
+    "Rossi",
+    "Dubois",
+    "Novak",
+    "Kowalski",
+    "Tanaka",
+    "Sato",
+    "Okafor",
+    "Mensah",
+    "Haddad",
+    "Cohen",
+    "Silva",
+    "Santos",
+    "Ivanova",
+    "Andersson",
+    "O'Brien",
+    "Murphy",
+    "Byrne",
+    "Kelly",
+    "Fischer",
+    "Weber",
+    "Larsen",
+    "Nielsen",
+    "Yilmaz",
 ];
 
 /// (org unit, share of users in per mille, titles).
 const UNITS: &[(&str, u32, &[&str])] = &[
-    ("/Engineering/Platform", 90, &["Software Engineer", "Senior Software Engineer", "Staff Engineer", "Engineering Manager"]),
-    ("/Engineering/Backend", 90, &["Software Engineer", "Senior Software Engineer", "Tech Lead"]),
-    ("/Engineering/Frontend", 70, &["Frontend Engineer", "Senior Frontend Engineer", "Designer"]),
-    ("/Engineering/Data", 60, &["Data Engineer", "Data Scientist", "Analytics Lead"]),
+    (
+        "/Engineering/Platform",
+        90,
+        &[
+            "Software Engineer",
+            "Senior Software Engineer",
+            "Staff Engineer",
+            "Engineering Manager",
+        ],
+    ),
+    (
+        "/Engineering/Backend",
+        90,
+        &["Software Engineer", "Senior Software Engineer", "Tech Lead"],
+    ),
+    (
+        "/Engineering/Frontend",
+        70,
+        &["Frontend Engineer", "Senior Frontend Engineer", "Designer"],
+    ),
+    (
+        "/Engineering/Data",
+        60,
+        &["Data Engineer", "Data Scientist", "Analytics Lead"],
+    ),
     ("/Engineering/Security", 30, &["Security Engineer", "CISO"]),
-    ("/Sales/EMEA", 70, &["Account Executive", "Sales Engineer", "Regional Director"]),
-    ("/Sales/Americas", 80, &["Account Executive", "SDR", "VP Sales"]),
+    (
+        "/Sales/EMEA",
+        70,
+        &["Account Executive", "Sales Engineer", "Regional Director"],
+    ),
+    (
+        "/Sales/Americas",
+        80,
+        &["Account Executive", "SDR", "VP Sales"],
+    ),
     ("/Sales/APAC", 50, &["Account Executive", "Partner Manager"]),
-    ("/Marketing", 80, &["Marketing Manager", "Content Writer", "Growth Lead"]),
+    (
+        "/Marketing",
+        80,
+        &["Marketing Manager", "Content Writer", "Growth Lead"],
+    ),
     ("/Finance", 60, &["Accountant", "Controller", "CFO"]),
-    ("/People", 50, &["Recruiter", "HR Business Partner", "People Ops"]),
+    (
+        "/People",
+        50,
+        &["Recruiter", "HR Business Partner", "People Ops"],
+    ),
     ("/Support/Tier1", 90, &["Support Specialist"]),
-    ("/Support/Tier2", 50, &["Support Engineer", "Support Manager"]),
-    ("/Operations", 60, &["Operations Manager", "Office Manager", "IT Admin"]),
+    (
+        "/Support/Tier2",
+        50,
+        &["Support Engineer", "Support Manager"],
+    ),
+    (
+        "/Operations",
+        60,
+        &["Operations Manager", "Office Manager", "IT Admin"],
+    ),
     ("/Legal", 20, &["Counsel", "Paralegal"]),
     ("/Contractors", 50, &["Contractor"]),
 ];
@@ -83,8 +288,21 @@ const PROJECTS: &[&str] = &[
 ];
 
 const TEAM_WORDS: &[&str] = &[
-    "team", "project", "guild", "oncall", "announce", "social", "leads", "reviewers", "interest",
-    "committee", "launch", "ops", "triage", "book-club", "running",
+    "team",
+    "project",
+    "guild",
+    "oncall",
+    "announce",
+    "social",
+    "leads",
+    "reviewers",
+    "interest",
+    "committee",
+    "launch",
+    "ops",
+    "triage",
+    "book-club",
+    "running",
 ];
 
 const PARTNERS: &[&str] = &[
@@ -174,7 +392,10 @@ pub fn generate(spec: &GenerateSpec) -> Directory {
         };
         let department = ou.rsplit('/').next().unwrap_or("").to_owned();
         let title = unit.map_or("Workspace Administrator", |u| *pick(&mut rng, UNITS[u].2));
-        let cost_center = format!("CC-{}", 100 + unit.unwrap_or(0) * 10 + rng.random_range(0..3));
+        let cost_center = format!(
+            "CC-{}",
+            100 + unit.unwrap_or(0) * 10 + rng.random_range(0..3)
+        );
         let employee_id = format!("E{:06}", index + 1);
         let enrolled = rng.random_bool(0.7);
 
@@ -221,7 +442,10 @@ pub fn generate(spec: &GenerateSpec) -> Directory {
         body.insert("orgUnitPath".into(), json!(ou));
         body.insert("isMailboxSetup".into(), json!(!never));
         body.insert("isEnrolledIn2Sv".into(), json!(enrolled));
-        body.insert("isEnforcedIn2Sv".into(), json!(enrolled && rng.random_bool(0.5)));
+        body.insert(
+            "isEnforcedIn2Sv".into(),
+            json!(enrolled && rng.random_bool(0.5)),
+        );
         body.insert("includeInGlobalAddressList".into(), json!(true));
         body.insert(
             "organizations".into(),
@@ -232,7 +456,10 @@ pub fn generate(spec: &GenerateSpec) -> Directory {
             if !peers.is_empty() {
                 // Managers come from the first members of the unit: a shallow hierarchy.
                 let manager = &peers[rng.random_range(0..peers.len().min(1 + peers.len() / 8))];
-                body.insert("relations".into(), json!([{"value": manager, "type": "manager"}]));
+                body.insert(
+                    "relations".into(),
+                    json!([{"value": manager, "type": "manager"}]),
+                );
             }
         }
         body.insert(
@@ -247,14 +474,17 @@ pub fn generate(spec: &GenerateSpec) -> Directory {
         }
         let mut hr = json!({"EmployeeId": employee_id, "CostCenter": cost_center});
         if rng.random_bool(0.2) {
-            hr["Projects"] = json!([{"value": pick(&mut rng, PROJECTS)}, {"value": pick(&mut rng, PROJECTS)}]);
+            hr["Projects"] =
+                json!([{"value": pick(&mut rng, PROJECTS)}, {"value": pick(&mut rng, PROJECTS)}]);
         }
         body.insert("customSchemas".into(), json!({ "HR": hr }));
         if rng.random_bool(0.3) {
             let tag = dir.etag(&email, 1);
             body.insert(
                 "thumbnailPhotoUrl".into(),
-                json!(format!("https://lh3.googleusercontent.com/a-/emu{index}=s96-c")),
+                json!(format!(
+                    "https://lh3.googleusercontent.com/a-/emu{index}=s96-c"
+                )),
             );
             body.insert("thumbnailPhotoEtag".into(), json!(tag));
         }
@@ -279,13 +509,19 @@ fn generate_groups(dir: &mut Directory, rng: &mut StdRng, spec: &GenerateSpec) -
             0 => ("all-staff".to_owned(), "All staff".to_owned()),
             i if i <= UNITS.len() => {
                 let path = UNITS[i - 1].0;
-                let local = path.trim_start_matches('/').replace('/', "-").to_lowercase();
+                let local = path
+                    .trim_start_matches('/')
+                    .replace('/', "-")
+                    .to_lowercase();
                 (local, path.trim_start_matches('/').replace('/', " "))
             }
             i => {
                 let word = pick(rng, TEAM_WORDS);
                 let project = pick(rng, PROJECTS);
-                (format!("{project}-{word}-{i}"), format!("{project} {word} {i}"))
+                (
+                    format!("{project}-{word}-{i}"),
+                    format!("{project} {word} {i}"),
+                )
             }
         };
         let local = if used.insert(local.clone()) {
@@ -324,7 +560,9 @@ fn group_sizes(groups: usize, users: usize, total: usize) -> Vec<usize> {
     if groups == 0 || users == 0 {
         return vec![0; groups];
     }
-    let weights: Vec<f64> = (0..groups).map(|rank| 1.0 / ((rank + 1) as f64).powf(0.9)).collect();
+    let weights: Vec<f64> = (0..groups)
+        .map(|rank| 1.0 / ((rank + 1) as f64).powf(0.9))
+        .collect();
     let sum: f64 = weights.iter().sum();
     let total = total.min(groups * users);
     let mut sizes: Vec<usize> = weights
@@ -338,7 +576,9 @@ fn group_sizes(groups: usize, users: usize, total: usize) -> Vec<usize> {
     while assigned < total && stalled < groups {
         index = if index == 0 { groups - 1 } else { index - 1 };
         if sizes[index] < users {
-            let add = (total - assigned).min(users - sizes[index]).min(1 + (total - assigned) / groups);
+            let add = (total - assigned)
+                .min(users - sizes[index])
+                .min(1 + (total - assigned) / groups);
             sizes[index] += add;
             assigned += add;
             stalled = 0;
@@ -381,7 +621,11 @@ fn generate_members(
             } else {
                 Role::Member
             };
-            let delivery = if rng.random_bool(0.9) { 0 } else { rng.random_range(1..5) };
+            let delivery = if rng.random_bool(0.9) {
+                0
+            } else {
+                rng.random_range(1..5)
+            };
             dir.add_member_raw(group, users[user].clone(), MemberType::User, role, delivery);
         }
         if index == 0 {
@@ -390,12 +634,10 @@ fn generate_members(
         }
         if index > 0 && rng.random_bool(0.15) {
             for _ in 0..rng.random_range(1..=3) {
-                let email = format!(
-                    "{}.{}@{}",
-                    slug(*pick(rng, GIVEN)),
-                    slug(*pick(rng, FAMILY)),
-                    pick(rng, PARTNERS)
-                );
+                let given = *pick::<&str>(rng, GIVEN);
+                let family = *pick::<&str>(rng, FAMILY);
+                let partner = *pick::<&str>(rng, PARTNERS);
+                let email = format!("{}.{}@{partner}", slug(given), slug(family));
                 let id = dir.external(&email);
                 dir.add_member_raw(group, id, MemberType::External, Role::Member, 0);
             }
@@ -404,7 +646,13 @@ fn generate_members(
         if index > 0 && index + 1 < groups.len() && rng.random_bool(0.08) {
             for _ in 0..rng.random_range(1..=2) {
                 let child = rng.random_range(index + 1..groups.len());
-                dir.add_member_raw(group, groups[child].clone(), MemberType::Group, Role::Member, 0);
+                dir.add_member_raw(
+                    group,
+                    groups[child].clone(),
+                    MemberType::Group,
+                    Role::Member,
+                    0,
+                );
             }
         }
     }

@@ -229,12 +229,14 @@ impl EmulatorBuilder {
             (None, None) => None,
         };
         let mut directory = match fixture {
-            Some((fixture, path)) => fixture.build(self.seed).map_err(|problem| {
-                EmulatorError::Fixture {
-                    path: path.unwrap_or_else(|| PathBuf::from("<fixture>")),
-                    problem,
-                }
-            })?,
+            Some((fixture, path)) => {
+                fixture
+                    .build(self.seed)
+                    .map_err(|problem| EmulatorError::Fixture {
+                        path: path.unwrap_or_else(|| PathBuf::from("<fixture>")),
+                        problem,
+                    })?
+            }
             None => generate::generate(&generate::GenerateSpec {
                 users: self.users.max(1),
                 groups: self.groups,
@@ -398,7 +400,10 @@ impl EmulatorHandle {
 
     /// The service account's `client_email` and numeric `client_id`.
     pub fn service_account(&self) -> (&str, &str) {
-        (&self.shared.account.client_email, &self.shared.account.client_id)
+        (
+            &self.shared.account.client_email,
+            &self.shared.account.client_id,
+        )
     }
 
     /// Signs a JWT with the service account's key (for tests of the token endpoint).
@@ -426,7 +431,11 @@ impl EmulatorHandle {
             .collect();
         self.shared
             .tokens
-            .issue(subject.map(str::to_owned), scopes, &self.shared.account.client_id)
+            .issue(
+                subject.map(str::to_owned),
+                scopes,
+                &self.shared.account.client_id,
+            )
             .0
     }
 
@@ -460,7 +469,10 @@ impl EmulatorHandle {
     }
 
     /// Serves until `signal` completes, then shuts down gracefully.
-    pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) -> Result<(), EmulatorError> {
+    pub async fn serve_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), EmulatorError> {
         let cancel = self.cancel.clone();
         let mut task = self.task;
         tokio::select! {
@@ -508,7 +520,9 @@ impl FaultsHandle {
         self.0.faults.update_settings(|s| s.latency_ms = ms);
     }
     pub fn set_quota_per_minute(&self, quota: Option<u32>) {
-        self.0.faults.update_settings(|s| s.quota_per_minute = quota);
+        self.0
+            .faults
+            .update_settings(|s| s.quota_per_minute = quota);
         self.0.faults.reset_quota();
     }
     pub fn set_max_concurrent(&self, max: Option<u32>) {
@@ -684,7 +698,12 @@ impl DirectoryHandle {
     }
 
     /// `patch`: `{"role", "delivery_settings"}`.
-    pub fn update_member(&self, group_key: &str, member_key: &str, patch: &Value) -> Result<(), ApiError> {
+    pub fn update_member(
+        &self,
+        group_key: &str,
+        member_key: &str,
+        patch: &Value,
+    ) -> Result<(), ApiError> {
         self.0
             .write()
             .update_member(group_key, member_key, patch)

@@ -74,9 +74,10 @@ impl PageTokens {
     /// The position of a token, if it is genuine, for this query, and not older than the
     /// lifetime.
     pub fn check(&self, token: &str, query: u64, now: u64) -> Result<Position, ApiError> {
-        let position = self.decode(token).ok_or_else(ApiError::invalid_page_token)?;
-        if position.0 != query || now.saturating_sub(position.1.issued_at) > TOKEN_LIFETIME_SECS
-        {
+        let position = self
+            .decode(token)
+            .ok_or_else(ApiError::invalid_page_token)?;
+        if position.0 != query || now.saturating_sub(position.1.issued_at) > TOKEN_LIFETIME_SECS {
             return Err(ApiError::invalid_page_token());
         }
         Ok(position.1)
@@ -131,7 +132,9 @@ mod tests {
         assert_eq!(tokens.check(&token, q, 200).unwrap(), position);
         assert_eq!(tokens.page_of(Some(&token)), 2);
         assert!(tokens.check(&token, q + 1, 200).is_err());
-        assert!(tokens.check(&token, q, 100 + TOKEN_LIFETIME_SECS + 1).is_err());
+        assert!(tokens
+            .check(&token, q, 100 + TOKEN_LIFETIME_SECS + 1)
+            .is_err());
         assert!(tokens.check("garbage", q, 200).is_err());
         assert!(PageTokens::new([8; 32]).check(&token, q, 200).is_err());
     }

@@ -37,7 +37,9 @@ fn parse_clauses(query: &str) -> Result<Vec<Clause>, ApiError> {
             continue;
         }
         let start = i;
-        while i < chars.len() && !matches!(chars[i], '=' | ':' | '<' | '>') && !chars[i].is_whitespace()
+        while i < chars.len()
+            && !matches!(chars[i], '=' | ':' | '<' | '>')
+            && !chars[i].is_whitespace()
         {
             i += 1;
         }
@@ -111,7 +113,8 @@ fn strip_star(value: String, op: Op) -> (String, Op) {
 }
 
 fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
 }
 
 fn text_matches(text: &str, op: Op, value: &str) -> bool {
@@ -119,7 +122,10 @@ fn text_matches(text: &str, op: Op, value: &str) -> bool {
     match op {
         Op::Exact => text == value,
         Op::Prefix => text.starts_with(value) || words(&text).any(|w| w.starts_with(value)),
-        Op::Word => text == value || text.contains(value) && words(value).all(|v| words(&text).any(|w| w == v)),
+        Op::Word => {
+            text == value
+                || text.contains(value) && words(value).all(|v| words(&text).any(|w| w == v))
+        }
     }
 }
 
@@ -179,7 +185,9 @@ impl UserQuery {
     }
 
     pub fn matches(&self, dir: &Directory, user: &User) -> bool {
-        self.clauses.iter().all(|clause| clause_matches(dir, user, clause))
+        self.clauses
+            .iter()
+            .all(|clause| clause_matches(dir, user, clause))
     }
 }
 
@@ -300,9 +308,9 @@ fn clause_matches(dir: &Directory, user: &User, clause: &Clause) -> bool {
 fn custom_value_matches(found: &Value, op: Op, value: &str) -> bool {
     match found {
         Value::String(text) => text_matches(text, op, value),
-        Value::Array(items) => items.iter().any(|item| {
-            custom_value_matches(item.get("value").unwrap_or(item), op, value)
-        }),
+        Value::Array(items) => items
+            .iter()
+            .any(|item| custom_value_matches(item.get("value").unwrap_or(item), op, value)),
         Value::Null => false,
         other => other.to_string().eq_ignore_ascii_case(value),
     }
@@ -404,7 +412,10 @@ mod tests {
     fn group_query_rules() {
         assert!(GroupQuery::parse("memberKey=a@b.c name=x").is_err());
         assert_eq!(
-            GroupQuery::parse("memberKey=a@b.c").unwrap().member_key.as_deref(),
+            GroupQuery::parse("memberKey=a@b.c")
+                .unwrap()
+                .member_key
+                .as_deref(),
             Some("a@b.c")
         );
     }

@@ -68,7 +68,7 @@ fn json_response(status: u16, body: Vec<u8>) -> Response {
 }
 
 fn error_response(err: &ApiError) -> Response {
-    let mut response = match &err.raw_body {
+    let mut response = match err.raw_body() {
         Some((content_type, body)) => {
             let mut response = Response::new(Body::from(body.clone()));
             response
@@ -104,7 +104,10 @@ fn oauth_response(err: &OAuthError) -> Response {
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/token", post(token_endpoint))
-        .route("/_emulator/health", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route(
+            "/_emulator/health",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
         .route("/_emulator/stats", get(admin_stats))
         .route("/_emulator/key", get(admin_key))
         .route(
@@ -121,7 +124,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/_emulator/faults/{name}", delete(admin_fault_remove))
         .route(
             "/_emulator/settings",
-            get(admin_settings).patch(admin_settings_set).put(admin_settings_set),
+            get(admin_settings)
+                .patch(admin_settings_set)
+                .put(admin_settings_set),
         )
         .route("/_emulator/token", post(admin_token))
         .route("/_emulator/tokens/expire", post(admin_tokens_expire))
@@ -135,7 +140,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
 async fn token_endpoint(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let latency = shared.faults.settings().latency_ms;
     let response = token_inner(&shared, &body, latency).await;
-    shared.counters.record(TOKEN_METHOD, response.status().as_u16());
+    shared
+        .counters
+        .record(TOKEN_METHOD, response.status().as_u16());
     response
 }
 
@@ -180,7 +187,11 @@ fn grant(shared: &Shared, body: &[u8]) -> Result<(String, u64), OAuthError> {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let invalid_request = |what: &str| OAuthError {
         status: 400,
         error: "invalid_request",
@@ -305,12 +316,20 @@ async fn api_entry(
     let path = uri.path();
     let Some(rest) = path.strip_prefix("/admin/directory/v1/") else {
         shared.counters.record("unknown", 404);
-        return error_response(&ApiError::new(404, "notFound", format!("Not Found: {path}")));
+        return error_response(&ApiError::new(
+            404,
+            "notFound",
+            format!("Not Found: {path}"),
+        ));
     };
     let segments: Vec<String> = rest.split('/').map(percent_decode).collect();
     let Some(call) = route(&http, &segments) else {
         shared.counters.record("unknown", 404);
-        return error_response(&ApiError::new(404, "notFound", format!("Not Found: {path}")));
+        return error_response(&ApiError::new(
+            404,
+            "notFound",
+            format!("Not Found: {path}"),
+        ));
     };
     let decoded_path = format!("/admin/directory/v1/{}", segments.join("/"));
     let params = Params::parse(uri.query());
@@ -318,7 +337,9 @@ async fn api_entry(
         Ok(response) => response,
         Err(err) => error_response(&err),
     };
-    shared.counters.record(call.method, response.status().as_u16());
+    shared
+        .counters
+        .record(call.method, response.status().as_u16());
     response
 }
 
@@ -328,7 +349,9 @@ fn bearer(headers: &HeaderMap, params: &Params) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
         })
         .or_else(|| params.get("access_token").map(str::to_owned))
 }
@@ -397,7 +420,12 @@ async fn pipeline(
     execute(shared, call, params, body)
 }
 
-fn execute(shared: &Shared, call: &Call, params: &Params, body: &[u8]) -> Result<Response, ApiError> {
+fn execute(
+    shared: &Shared,
+    call: &Call,
+    params: &Params,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let render = Render::from_params(params)?;
     let key = |i: usize| call.keys.get(i).map_or("", String::as_str);
     let now = Utc::now();
@@ -487,9 +515,12 @@ fn admin_error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": message.into()}))).into_response()
 }
 
-fn parse_admin<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse_admin<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(body).map_err(|err| {
-        admin_error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {err}"))
+        Box::new(admin_error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: {err}"),
+        ))
     })
 }
 
@@ -536,7 +567,7 @@ async fn admin_faults_list(State(shared): State<Arc<Shared>>) -> Response {
 async fn admin_faults_add(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let value: Value = match parse_admin(&body) {
         Ok(value) => value,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let items = match value {
         Value::Array(items) => items,
@@ -551,7 +582,9 @@ async fn admin_faults_add(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
                     return admin_error(StatusCode::BAD_REQUEST, format!("rule {index}: {problem}"))
                 }
             },
-            Err(err) => return admin_error(StatusCode::BAD_REQUEST, format!("rule {index}: {err}")),
+            Err(err) => {
+                return admin_error(StatusCode::BAD_REQUEST, format!("rule {index}: {err}"))
+            }
         }
     }
     let mut names = Vec::new();
@@ -569,11 +602,17 @@ async fn admin_faults_clear(State(shared): State<Arc<Shared>>) -> Response {
     axum::Json(json!({"cleared": true})).into_response()
 }
 
-async fn admin_fault_remove(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+async fn admin_fault_remove(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Response {
     if shared.faults.remove(&name) {
         axum::Json(json!({"removed": name})).into_response()
     } else {
-        admin_error(StatusCode::NOT_FOUND, format!("no fault rule named {name:?}"))
+        admin_error(
+            StatusCode::NOT_FOUND,
+            format!("no fault rule named {name:?}"),
+        )
     }
 }
 
@@ -590,7 +629,7 @@ fn settings_json(shared: &Shared) -> Value {
 async fn admin_settings_set(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let mut value: Value = match parse_admin(&body) {
         Ok(value) => value,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let ttl = value
         .as_object_mut()
@@ -633,7 +672,7 @@ struct TokenRequest {
 async fn admin_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let request: TokenRequest = match parse_admin(if body.is_empty() { b"{}" } else { &body }) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let scopes: BTreeSet<String> = match request.scopes {
         Some(scopes) => scopes
@@ -642,9 +681,10 @@ async fn admin_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
             .collect(),
         None => auth::ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
     };
-    let (token, expires_in) = shared
-        .tokens
-        .issue(request.subject, scopes, &shared.account.client_id);
+    let (token, expires_in) =
+        shared
+            .tokens
+            .issue(request.subject, scopes, &shared.account.client_id);
     axum::Json(json!({"access_token": token, "expires_in": expires_in, "token_type": "Bearer"}))
         .into_response()
 }
@@ -662,7 +702,7 @@ async fn admin_logins(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
     }
     let request: Logins = match parse_admin(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let changed = shared.write().record_logins(request.count, Utc::now());
     axum::Json(json!({"users": changed})).into_response()
