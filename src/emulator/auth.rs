@@ -510,14 +510,19 @@ mod tests {
         let grant = verify_assertion(&account, &jwt, "http://127.0.0.1:1/token", now).unwrap();
         assert_eq!(grant.subject, None);
         assert!(grant.scopes.contains("admin.directory.user.readonly"));
-        // Padded base64url, as yup-oauth2 sends it.
-        let padded: Vec<String> = jwt
-            .split('.')
-            .map(|s| format!("{s}{}", "=".repeat((4 - s.len() % 4) % 4)))
-            .collect();
-        assert!(
-            verify_assertion(&account, &padded.join("."), "http://127.0.0.1:1/token", now).is_ok()
+        // Padded base64url, as yup-oauth2 sends (and signs) it.
+        let engine = base64::engine::general_purpose::URL_SAFE;
+        let input = format!(
+            "{}.{}",
+            engine.encode(json!({"alg": "RS256"}).to_string()),
+            engine.encode(c.to_string())
         );
+        let padded = format!(
+            "{input}.{}",
+            engine.encode(again.sign(input.as_bytes()).unwrap())
+        );
+        assert!(padded.contains('='));
+        assert!(verify_assertion(&account, &padded, "http://127.0.0.1:1/token", now).is_ok());
         let other = ServiceAccount::generate().unwrap();
         let forged = other.sign_jwt(&json!({"alg": "RS256"}), &c).unwrap();
         let err = verify_assertion(&account, &forged, "http://127.0.0.1:1/token", now).unwrap_err();

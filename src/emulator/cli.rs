@@ -158,6 +158,8 @@ pub fn builder_from_args(args: &EmulatorArgs) -> Result<super::EmulatorBuilder, 
 }
 
 pub async fn run(args: EmulatorArgs) -> Result<(), EmulatorError> {
+    // Handlers first: a SIGTERM right after the start line must still stop us gracefully.
+    let shutdown = shutdown_signal()?;
     let started = Instant::now();
     let emulator = builder_from_args(&args)?.build()?;
     let stats = emulator.stats();
@@ -193,27 +195,32 @@ pub async fn run(args: EmulatorArgs) -> Result<(), EmulatorError> {
         handle.base_url, handle.token_uri
     );
     let _ = stdout.flush();
-    handle.serve_until(shutdown_signal()).await
+    handle.serve_until(shutdown).await
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM, with the handlers installed now (not when first polled).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, EmulatorError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let install = |kind| {
+            signal(kind).map_err(|err| {
+                EmulatorError::Config(format!("cannot install a signal handler: {err}"))
+            })
+        };
+        let mut interrupt = install(SignalKind::interrupt())?;
+        let mut terminate = install(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
