@@ -17,7 +17,7 @@ use super::error::ApiError;
 pub const TOKEN_METHOD: &str = "oauth.token";
 
 /// A fault rule as written in JSON (`POST /_emulator/faults`, `--faults FILE`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRule {
     /// A name to find or delete the rule by; generated when absent.
@@ -64,6 +64,27 @@ pub struct FaultRule {
 
 fn one() -> u32 {
     1
+}
+
+impl Default for FaultRule {
+    /// An `error` rule that fires once (set `status`); the same defaults as the JSON form.
+    fn default() -> Self {
+        Self {
+            name: None,
+            method: None,
+            path: None,
+            page: None,
+            after: 0,
+            times: 1,
+            fault: FaultKind::Error,
+            status: None,
+            reason: None,
+            message: None,
+            html: false,
+            retry_after: None,
+            latency_ms: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,7 +27,7 @@
 //!
 //! // Make the 2nd page of any members.list fail once with a 503:
 //! handle.faults().add(FaultRule { method: Some("members.list".into()), page: Some(2),
-//!     fault: FaultKind::Error, status: Some(503), times: 1, ..FaultRule::default() })?;
+//!     fault: FaultKind::Error, status: Some(503), ..FaultRule::default() })?;
 //! assert_eq!(handle.counters().snapshot().method("users.list"), 0);
 //! handle.shutdown().await;
 //! # Ok(()) }
