@@ -69,48 +69,160 @@ impl Role {
 
 const DELIVERY: [&str; 5] = ["ALL_MAIL", "DAILY", "DIGEST", "DISABLED", "NONE"];
 
+/// A user. The body is kept as compact JSON (memory: 100k users must fit comfortably) with
+/// the fields that lookups, queries and pages need decoded beside it.
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: Id,
-    /// Every Google field except `kind`, `id` and `etag`.
-    pub body: Map<String, Value>,
     /// Bumped on every change; the etag is derived from it.
     pub version: u64,
+    /// Every Google field except `kind`, `id`, `etag` and `customSchemas`, as a JSON object.
+    core: Box<str>,
+    /// `customSchemas` as a JSON object, when the user has any.
+    custom: Option<Box<str>>,
+    primary: Box<str>,
+    aliases: Box<[Box<str>]>,
+    given: Box<str>,
+    family: Box<str>,
+    full: Box<str>,
+    org_unit: Box<str>,
+    manager: Option<Box<str>>,
+    flags: u8,
 }
 
+const SUSPENDED: u8 = 1;
+const ARCHIVED: u8 = 2;
+const ADMIN: u8 = 4;
+const DELEGATED: u8 = 8;
+
 impl User {
-    pub fn primary_email(&self) -> &str {
-        self.body
-            .get("primaryEmail")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    }
-    pub fn flag(&self, name: &str) -> bool {
-        self.body
-            .get(name)
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    }
-    pub fn str_field(&self, name: &str) -> &str {
-        self.body.get(name).and_then(Value::as_str).unwrap_or("")
-    }
-    pub fn name_part(&self, part: &str) -> &str {
-        self.body
-            .get("name")
-            .and_then(|name| name.get(part))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    }
-    pub fn aliases(&self) -> impl Iterator<Item = &str> {
-        self.body
+    /// Encodes a body (every field except `kind`, `id`, `etag`).
+    pub fn new(id: Id, version: u64, mut body: Map<String, Value>) -> Self {
+        let text =
+            |v: Option<&Value>| -> Box<str> { v.and_then(Value::as_str).unwrap_or("").into() };
+        let flag = |key: &str, bit: u8| {
+            if body.get(key).and_then(Value::as_bool) == Some(true) {
+                bit
+            } else {
+                0
+            }
+        };
+        let flags = flag("suspended", SUSPENDED)
+            | flag("archived", ARCHIVED)
+            | flag("isAdmin", ADMIN)
+            | flag("isDelegatedAdmin", DELEGATED);
+        let name = body.get("name");
+        let manager = body
+            .get("relations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|r| r.get("type").and_then(Value::as_str) == Some("manager"))
+            .and_then(|r| r.get("value").and_then(Value::as_str))
+            .map(Box::from);
+        let aliases = body
             .get("aliases")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
+            .map(Box::from)
+            .collect();
+        let primary = text(body.get("primaryEmail"));
+        let given = text(name.and_then(|n| n.get("givenName")));
+        let family = text(name.and_then(|n| n.get("familyName")));
+        let full = text(name.and_then(|n| n.get("fullName")));
+        let org_unit = text(body.get("orgUnitPath"));
+        let custom = body
+            .remove("customSchemas")
+            .filter(|c| c.as_object().is_some_and(|c| !c.is_empty()))
+            .map(|c| c.to_string().into_boxed_str());
+        Self {
+            id,
+            version,
+            core: Value::Object(body).to_string().into_boxed_str(),
+            custom,
+            primary,
+            aliases,
+            given,
+            family,
+            full,
+            org_unit,
+            manager,
+            flags,
+        }
+    }
+
+    /// The decoded body (every field except `kind`, `id`, `etag`).
+    pub fn body(&self) -> Map<String, Value> {
+        let mut body: Map<String, Value> = serde_json::from_str(&self.core).unwrap_or_default();
+        if let Some(custom) = self.custom_schemas() {
+            body.insert("customSchemas".into(), Value::Object(custom));
+        }
+        body
+    }
+
+    /// Changes the body; bumps nothing (the caller sets the version).
+    pub fn modify(&mut self, version: u64, change: impl FnOnce(&mut Map<String, Value>)) {
+        let mut body = self.body();
+        change(&mut body);
+        *self = Self::new(self.id.clone(), version, body);
+    }
+
+    /// The body without `customSchemas`, as JSON object text.
+    pub fn core_json(&self) -> &str {
+        &self.core
+    }
+
+    /// `customSchemas` as JSON object text.
+    pub fn custom_json(&self) -> Option<&str> {
+        self.custom.as_deref()
+    }
+
+    pub fn custom_schemas(&self) -> Option<Map<String, Value>> {
+        self.custom
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+    }
+
+    pub fn primary_email(&self) -> &str {
+        &self.primary
+    }
+    pub fn flag(&self, name: &str) -> bool {
+        let bit = match name {
+            "suspended" => SUSPENDED,
+            "archived" => ARCHIVED,
+            "isAdmin" => ADMIN,
+            "isDelegatedAdmin" => DELEGATED,
+            _ => {
+                return self
+                    .body()
+                    .get(name)
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            }
+        };
+        self.flags & bit != 0
+    }
+    pub fn org_unit(&self) -> &str {
+        &self.org_unit
+    }
+    /// The manager's email (the first `relations` entry of type `manager`).
+    pub fn manager(&self) -> Option<&str> {
+        self.manager.as_deref()
+    }
+    pub fn name_part(&self, part: &str) -> &str {
+        match part {
+            "givenName" => &self.given,
+            "familyName" => &self.family,
+            _ => &self.full,
+        }
+    }
+    pub fn aliases(&self) -> impl Iterator<Item = &str> {
+        self.aliases.iter().map(|a| &**a)
     }
     pub fn is_admin(&self) -> bool {
-        self.flag("isAdmin") || self.flag("isDelegatedAdmin")
+        self.flags & (ADMIN | DELEGATED) != 0
     }
 }
 
@@ -607,11 +719,7 @@ impl Directory {
         let id = id.unwrap_or_else(|| self.new_user_id());
         normalise_user_emails(&mut body);
         let version = self.next_version();
-        let user = User {
-            id: id.clone(),
-            body,
-            version,
-        };
+        let user = User::new(id.clone(), version, body);
         self.index_user(&user);
         self.users.insert(id.clone(), user);
         id
@@ -640,14 +748,8 @@ impl Directory {
         let id = id.unwrap_or_else(|| self.new_user_id());
         normalise_user_emails(&mut body);
         let version = self.next_version();
-        self.deleted.insert(
-            id.clone(),
-            User {
-                id: id.clone(),
-                body,
-                version,
-            },
-        );
+        self.deleted
+            .insert(id.clone(), User::new(id.clone(), version, body));
         id
     }
 
@@ -973,7 +1075,7 @@ impl Directory {
             return Err(ApiError::not_found("userKey"));
         };
         self.unindex_user(&old);
-        let mut body = old.body.clone();
+        let mut body = old.body();
         if let Err(err) = self.apply_user_patch(&id, &mut body, patch, now) {
             self.index_user(&old);
             self.users.insert(id.clone(), old);
@@ -981,11 +1083,7 @@ impl Directory {
         }
         normalise_user_emails(&mut body);
         let version = self.next_version();
-        let user = User {
-            id: id.clone(),
-            body,
-            version,
-        };
+        let user = User::new(id.clone(), version, body);
         self.index_user(&user);
         self.users.insert(id.clone(), user);
         self.bump_memberships_of(&id);
@@ -1026,9 +1124,10 @@ impl Directory {
         };
         self.unindex_user(&user);
         self.remove_from_all_groups(&id);
-        user.body
-            .insert("deletionTime".into(), json!(timestamp(now)));
-        user.version = self.next_version();
+        let version = self.next_version();
+        user.modify(version, |body| {
+            body.insert("deletionTime".into(), json!(timestamp(now)));
+        });
         self.deleted.insert(id.clone(), user);
         Ok(id)
     }
@@ -1042,8 +1141,10 @@ impl Directory {
             self.deleted.insert(user.id.clone(), user);
             return Err(ApiError::duplicate("Entity already exists."));
         }
-        user.body.remove("deletionTime");
-        user.version = self.next_version();
+        let version = self.next_version();
+        user.modify(version, |body| {
+            body.remove("deletionTime");
+        });
         let id = user.id.clone();
         self.index_user(&user);
         self.users.insert(id.clone(), user);
@@ -1072,8 +1173,9 @@ impl Directory {
             .ok_or_else(|| ApiError::not_found("userKey"))?;
         let version = self.next_version();
         if let Some(user) = self.users.get_mut(&id) {
-            user.body.insert("isAdmin".into(), json!(admin));
-            user.version = version;
+            user.modify(version, |body| {
+                body.insert("isAdmin".into(), json!(admin));
+            });
         }
         Ok(id)
     }
@@ -1366,8 +1468,9 @@ impl Directory {
         for id in &ids {
             let version = self.next_version();
             if let Some(user) = self.users.get_mut(id) {
-                user.body.insert("lastLoginTime".into(), json!(stamp));
-                user.version = version;
+                user.modify(version, |body| {
+                    body.insert("lastLoginTime".into(), json!(stamp.clone()));
+                });
             }
         }
         ids.len()
@@ -1467,7 +1570,7 @@ mod tests {
         assert_eq!(dir.resolve_user("A2@example.com"), Some(id.clone()));
         dir.delete_user(&id, now).unwrap();
         assert!(dir.resolve_user("b@example.com").is_none());
-        assert!(dir.deleted[&id].body.contains_key("deletionTime"));
+        assert!(dir.deleted[&id].body().contains_key("deletionTime"));
     }
 
     #[test]

@@ -191,18 +191,18 @@ impl UserQuery {
     }
 }
 
-fn array<'a>(user: &'a User, key: &str) -> impl Iterator<Item = &'a Value> {
-    user.body
-        .get(key)
+fn array<'a>(
+    body: &'a serde_json::Map<String, Value>,
+    key: &str,
+) -> impl Iterator<Item = &'a Value> {
+    body.get(key)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
 }
 
-fn manager_of<'a>(dir: &'a Directory, user: &'a User) -> Option<&'a User> {
-    array(user, "relations")
-        .find(|r| r.get("type").and_then(Value::as_str) == Some("manager"))
-        .and_then(|r| r.get("value").and_then(Value::as_str))
+fn manager_of<'a>(dir: &'a Directory, user: &User) -> Option<&'a User> {
+    user.manager()
         .and_then(|key| dir.resolve_user(key))
         .and_then(|id| dir.user(&id))
 }
@@ -234,15 +234,15 @@ fn clause_matches(dir: &Directory, user: &User, clause: &Clause) -> bool {
         "isarchived" => user.flag("archived") == (value == "true"),
         "orgunitpath" => {
             let wanted = normalise_ou_path(value);
-            let path = user.str_field("orgUnitPath").to_lowercase();
+            let path = user.org_unit().to_lowercase();
             wanted == "/" || path == wanted || path.starts_with(&format!("{wanted}/"))
         }
-        "externalid" => array(user, "externalIds").any(|e| {
+        "externalid" => array(&user.body(), "externalIds").any(|e| {
             e.get("value")
                 .and_then(Value::as_str)
                 .is_some_and(|v| text_matches(v, op, value))
         }),
-        "phone" => array(user, "phones").any(|e| {
+        "phone" => array(&user.body(), "phones").any(|e| {
             e.get("value")
                 .and_then(Value::as_str)
                 .is_some_and(|v| text_matches(v, op, value))
@@ -273,7 +273,7 @@ fn clause_matches(dir: &Directory, user: &User, clause: &Clause) -> bool {
                 "orgdescription" => "description",
                 _ => "costCenter",
             };
-            array(user, "organizations").any(|o| {
+            array(&user.body(), "organizations").any(|o| {
                 o.get(key)
                     .and_then(Value::as_str)
                     .is_some_and(|v| text_matches(v, op, value))
@@ -283,7 +283,7 @@ fn clause_matches(dir: &Directory, user: &User, clause: &Clause) -> bool {
             let Some((schema, field)) = custom.split_once('.') else {
                 return false;
             };
-            let Some(schemas) = user.body.get("customSchemas").and_then(Value::as_object) else {
+            let Some(schemas) = user.custom_schemas() else {
                 return false;
             };
             let Some(fields) = schemas

@@ -3,6 +3,7 @@
 //! (no intermediate JSON tree) so that big pages stay cheap.
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::directory::{Directory, Group, Member, OrgUnit, User};
@@ -35,38 +36,68 @@ pub struct UserView<'a> {
     pub public_view: bool,
 }
 
+fn push_json_str(out: &mut String, text: &str) {
+    // Serialising a &str to JSON cannot fail.
+    out.push_str(&serde_json::to_string(text).unwrap_or_default());
+}
+
+impl UserView<'_> {
+    /// `customSchemas` as this projection shows it, as JSON text.
+    fn custom_schemas(&self) -> Option<String> {
+        let custom = self.user.custom_json()?;
+        match self.projection {
+            Projection::Basic => None,
+            Projection::Full => Some(custom.to_owned()),
+            Projection::Custom(names) => {
+                let picked: serde_json::Map<String, Value> = self
+                    .user
+                    .custom_schemas()?
+                    .into_iter()
+                    .filter(|(schema, _)| names.iter().any(|n| n == schema))
+                    .collect();
+                (!picked.is_empty()).then(|| Value::Object(picked).to_string())
+            }
+        }
+    }
+}
+
 impl Serialize for UserView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("kind", "admin#directory#user")?;
-        map.serialize_entry("id", &*self.user.id)?;
-        map.serialize_entry("etag", &self.dir.etag(&self.user.id, self.user.version))?;
-        for (key, value) in &self.user.body {
-            if self.public_view && !PUBLIC_FIELDS.contains(&key.as_str()) {
-                continue;
-            }
-            if key == "customSchemas" {
-                match self.projection {
-                    Projection::Basic => {}
-                    Projection::Full => map.serialize_entry(key, value)?,
-                    Projection::Custom(names) => {
-                        let picked: serde_json::Map<String, Value> = value
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .filter(|(schema, _)| names.iter().any(|n| n == *schema))
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect();
-                        if !picked.is_empty() {
-                            map.serialize_entry(key, &picked)?;
-                        }
-                    }
+        use serde::ser::Error as _;
+        let etag = self.dir.etag(&self.user.id, self.user.version);
+        if self.public_view {
+            let mut map = serializer.serialize_map(None)?;
+            map.serialize_entry("kind", "admin#directory#user")?;
+            map.serialize_entry("id", &*self.user.id)?;
+            map.serialize_entry("etag", &etag)?;
+            for (key, value) in self.user.body() {
+                if PUBLIC_FIELDS.contains(&key.as_str()) {
+                    map.serialize_entry(&key, &value)?;
                 }
-                continue;
             }
-            map.serialize_entry(key, value)?;
+            return map.end();
         }
-        map.end()
+        // The stored body is JSON already: splice it rather than rebuild a tree per request.
+        let core = self.user.core_json();
+        let custom = self.custom_schemas();
+        let mut out =
+            String::with_capacity(core.len() + custom.as_ref().map_or(0, String::len) + 160);
+        out.push_str("{\"kind\":\"admin#directory#user\",\"id\":");
+        push_json_str(&mut out, &self.user.id);
+        out.push_str(",\"etag\":");
+        push_json_str(&mut out, &etag);
+        if core.len() > 2 {
+            out.push(',');
+            out.push_str(&core[1..core.len() - 1]);
+        }
+        if let Some(custom) = custom {
+            out.push_str(",\"customSchemas\":");
+            out.push_str(&custom);
+        }
+        out.push('}');
+        RawValue::from_string(out)
+            .map_err(S::Error::custom)?
+            .serialize(serializer)
     }
 }
 
