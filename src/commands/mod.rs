@@ -63,7 +63,13 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             crate::emulator::cli::run(args)
                 .await
                 .map(|()| exit::SUCCESS)
-                .map_err(Failure::run)
+                .map_err(|err| {
+                    if err.is_usage() {
+                        Failure::usage(err)
+                    } else {
+                        Failure::run(err)
+                    }
+                })
         }
         Command::CheckConfig(args) => {
             init_tracing(LogFormat::Text, "warn");
