@@ -1,0 +1,148 @@
+//! Staging and writing a tenant's files. Everything is first written into a hidden folder
+//! inside `tenants_dir` (same filesystem, so the final step is a rename, and the config loader
+//! only reads `*.toml` files at the top level, so a daemon never sees a staged tenant). The
+//! key or token file is created with mode 0600 before a byte of it is written.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::SetupError;
+
+pub struct Staged {
+    dir: PathBuf,
+    tenants_dir: PathBuf,
+    tenant_file: PathBuf,
+    secret_file: Option<PathBuf>,
+    done: bool,
+}
+
+impl Staged {
+    /// Writes `<tenant>.toml` and the secret file into a fresh staging folder.
+    pub fn new(
+        tenants_dir: &Path,
+        tenant: &str,
+        toml: &str,
+        secret: Option<(&str, &[u8])>,
+    ) -> Result<Self, SetupError> {
+        fs::create_dir_all(tenants_dir).map_err(|err| {
+            SetupError::Write(format!(
+                "cannot create tenants_dir {}: {err}",
+                tenants_dir.display()
+            ))
+        })?;
+        let dir = tenants_dir.join(format!(".setup-{tenant}.{}", std::process::id()));
+        // A folder left by a killed earlier run of this same process id is stale.
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir)
+            .map_err(|err| SetupError::Write(format!("cannot create {}: {err}", dir.display())))?;
+        let mut staged = Self {
+            tenant_file: dir.join(format!("{tenant}.toml")),
+            secret_file: None,
+            tenants_dir: tenants_dir.to_owned(),
+            dir,
+            done: false,
+        };
+        write_new(&staged.tenant_file, toml.as_bytes(), 0o644)?;
+        if let Some((name, bytes)) = secret {
+            let path = staged.dir.join(name);
+            write_new(&path, bytes, 0o600)?;
+            staged.secret_file = Some(path);
+        }
+        Ok(staged)
+    }
+
+    /// The staged tenant file (load it to validate).
+    pub fn tenant_file(&self) -> &Path {
+        &self.tenant_file
+    }
+
+    /// Moves the files into `tenants_dir`: the secret first, so the tenant file never names a
+    /// file that is not there yet. Returns the tenant file's final path.
+    pub fn commit(mut self) -> Result<PathBuf, SetupError> {
+        if let Some(secret) = &self.secret_file {
+            move_into(secret, &self.tenants_dir)?;
+        }
+        let path = move_into(&self.tenant_file, &self.tenants_dir)?;
+        self.done = true;
+        let _ = fs::remove_dir_all(&self.dir);
+        Ok(path)
+    }
+
+    pub fn discard(self) {
+        // Drop removes the folder.
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn move_into(file: &Path, dir: &Path) -> Result<PathBuf, SetupError> {
+    let target = dir.join(file.file_name().unwrap_or_default());
+    fs::rename(file, &target).map_err(|err| {
+        SetupError::Write(format!(
+            "cannot move {} to {}: {err}",
+            file.display(),
+            target.display()
+        ))
+    })?;
+    Ok(target)
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SetupError> {
+    let fail =
+        |err: std::io::Error| SetupError::Write(format!("cannot write {}: {err}", path.display()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(fail)?;
+    // The umask can only take bits away; set the mode exactly anyway.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(fail)?;
+    file.write_all(bytes).map_err(fail)?;
+    file.sync_all().map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn commit_moves_both_files_with_the_secret_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants = dir.path().join("tenants");
+        let staged = Staged::new(
+            &tenants,
+            "acme",
+            "schedule = \"x\"\n",
+            Some(("acme-service-account.json", b"{}")),
+        )
+        .unwrap();
+        // Nothing visible to the loader yet.
+        assert!(!tenants.join("acme.toml").exists());
+        let path = staged.commit().unwrap();
+        assert_eq!(path, tenants.join("acme.toml"));
+        let mode = fs::metadata(tenants.join("acme-service-account.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let left: Vec<_> = fs::read_dir(&tenants).unwrap().collect();
+        assert_eq!(left.len(), 2, "the staging folder is gone");
+    }
+
+    #[test]
+    fn discard_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = Staged::new(dir.path(), "acme", "", None).unwrap();
+        staged.discard();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
