@@ -387,7 +387,11 @@ mod tests {
         for text in ["a\"b", "it's", "back\\slash", "plain"] {
             let line = format!("v = {}", toml_string(text));
             let parsed: toml::Table = toml::from_str(&line).unwrap_or_default();
-            assert_eq!(parsed.get("v").and_then(|v| v.as_str()), Some(text), "{line}");
+            assert_eq!(
+                parsed.get("v").and_then(|v| v.as_str()),
+                Some(text),
+                "{line}"
+            );
         }
     }
 }

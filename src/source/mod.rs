@@ -170,6 +170,20 @@ impl Source {
         }
     }
 
+    /// Of `ids` (stored, absent from the listing), those the IdP confirms are gone. Google's
+    /// listings do not tear, so absence is confirmation there; a SCIM listing can, so each
+    /// absent resource is asked for by id.
+    pub async fn confirm_absent(
+        &self,
+        kind: scim::ResourceKind,
+        ids: &[Id],
+    ) -> Result<Vec<Id>, SourceError> {
+        match self {
+            Source::Google(_) => Ok(ids.to_vec()),
+            Source::Scim(source) => source.confirm_absent(kind, ids).await,
+        }
+    }
+
     /// A quick connectivity check: a token and one page. Returns a one-line description.
     pub async fn check(&self) -> Result<String, SourceError> {
         match self {
