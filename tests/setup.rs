@@ -58,7 +58,7 @@ impl Emulator {
         }
     }
 
-    fn with_faults(dir: &Path, rules: Value) -> Self {
+    fn with_faults(dir: &Path, rules: &Value) -> Self {
         let file = dir.join("faults.json");
         std::fs::write(&file, rules.to_string()).unwrap();
         Self::start(dir, &["--faults", file.to_str().unwrap()])
@@ -274,7 +274,7 @@ fn refused_delegation_knob() {
     let dir = config_dir();
     let emulator = Emulator::with_faults(
         dir.path(),
-        json!({"method": "oauth.token", "fault": "refuse_delegation", "times": 0}),
+        &json!({"method": "oauth.token", "fault": "refuse_delegation", "times": 0}),
     );
     let run = setup_google(dir.path(), &emulator.key_file, ADMIN, &emulator.base, &[]);
     assert_failed_with(
@@ -293,7 +293,7 @@ fn an_unknown_subject_is_no_such_user() {
     let dir = config_dir();
     let emulator = Emulator::with_faults(
         dir.path(),
-        json!({"method": "oauth.token", "fault": "reject_subject", "times": 0}),
+        &json!({"method": "oauth.token", "fault": "reject_subject", "times": 0}),
     );
     let run = setup_google(dir.path(), &emulator.key_file, ADMIN, &emulator.base, &[]);
     assert_failed_with(
@@ -309,7 +309,7 @@ fn a_non_admin_subject_needs_the_read_privileges() {
     let dir = config_dir();
     let emulator = Emulator::with_faults(
         dir.path(),
-        json!({"method": "users.list", "fault": "not_admin", "times": 0}),
+        &json!({"method": "users.list", "fault": "not_admin", "times": 0}),
     );
     let run = setup_google(dir.path(), &emulator.key_file, ADMIN, &emulator.base, &[]);
     assert_failed_with(
@@ -325,7 +325,7 @@ fn a_disabled_admin_sdk_api_names_the_api_and_the_project() {
     let dir = config_dir();
     let emulator = Emulator::with_faults(
         dir.path(),
-        json!({"method": "users.list", "fault": "error", "status": 403, "times": 0,
+        &json!({"method": "users.list", "fault": "error", "status": 403, "times": 0,
                "reason": "accessNotConfigured",
                "message": "Admin SDK API has not been used in project 123456789012 before or it is disabled."}),
     );

@@ -53,8 +53,8 @@ pub fn admin_instructions(
          \x20  ({DELEGATION_URL}):\n\
          \x20    Client ID:    {client_id}\n\
          \x20    OAuth scopes: {scopes}\n\
-         \x20  (the client ID is the service account {client_email}; every scope must be\n\
-         \x20  granted: Google refuses the token when one is missing)\n\
+         \x20  (the client ID of the service account {client_email};\n\
+         \x20  grant every scope: Google refuses the token when one is missing)\n\
          \n\
          3. Check that {subject}, the user dirsync impersonates, is an admin whose role has\n\
          \x20  the Users → Read and Groups → Read privileges (Admin console: {ADMIN_ROLES_PATH}).\n\

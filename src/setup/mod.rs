@@ -193,7 +193,12 @@ pub async fn verify_and_write(
                 }
                 break result;
             }
-            _ => break result,
+            Err(diagnosis) => {
+                // The detail and the fix follow on stderr, where the exit status goes.
+                console.say(format!("  ✗ {}", diagnosis.step));
+                break result;
+            }
+            Ok(_) => break result,
         }
     };
     let write = result.is_ok() || prepared.common.write_anyway;
@@ -206,12 +211,14 @@ pub async fn verify_and_write(
     match result {
         Ok(dry_run) => {
             let written = written.unwrap_or_default();
+            let secret = prepared.secret.as_ref().map(|(name, _)| name.as_str());
             console.say(summary(
                 context,
                 prepared.tenant,
                 &tenant,
                 &dry_run,
                 &written,
+                secret,
             ));
             Ok(exit::SUCCESS)
         }
@@ -321,6 +328,7 @@ fn summary(
     tenant: &TenantConfig,
     dry_run: &DryRun,
     written: &Path,
+    secret: Option<&str>,
 ) -> String {
     let rate = match &tenant.source {
         config::SourceConfig::Google(google) => google.requests_per_minute,
@@ -337,7 +345,7 @@ fn summary(
     format!(
         "\nTenant {id} is connected. A first sync would store {} users, {} groups and {} memberships,\n\
          with {} API requests: {pace} (this dry run took {:.1} s).\n\
-         Wrote {}.\n\
+         Wrote {}{}.\n\
          Next: `{}` to run the first sync now; a running daemon picks the tenant up on reload\n\
          (`systemctl reload dirsync`) and syncs it on its schedule (\"{}\").",
         dry_run.users,
@@ -346,6 +354,12 @@ fn summary(
         dry_run.api_requests,
         dry_run.elapsed.as_secs_f64(),
         written.display(),
+        secret
+            .map(|name| format!(
+                " and {} (mode 0600)",
+                written.with_file_name(name).display()
+            ))
+            .unwrap_or_default(),
         context.command(&format!("sync {id}")),
         tenant.schedule_text,
     )
