@@ -340,14 +340,15 @@ fn summary(
             f64::from(rate) / 60.0,
             human_duration(estimate)
         ),
-        None => "no request rate limit is configured".to_owned(),
+        None => "no request rate limit is configured, so a first sync takes about as long as this dry run".to_owned(),
     };
     format!(
         "\nTenant {id} is connected. A first sync would store {} users, {} groups and {} memberships,\n\
          with {} API requests: {pace} (this dry run took {:.1} s).\n\
          Wrote {}{}.\n\
-         Next: `{}` to run the first sync now; a running daemon picks the tenant up on reload\n\
-         (`systemctl reload dirsync`) and syncs it on its schedule (\"{}\").",
+         Next: run the first sync now with `{}`.\n\
+         A running daemon picks the tenant up on reload (`systemctl reload dirsync`) and syncs it\n\
+         on its schedule (\"{}\").",
         dry_run.users,
         dry_run.groups,
         dry_run.memberships,

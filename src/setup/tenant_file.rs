@@ -32,9 +32,8 @@ impl Staged {
                 tenants_dir.display()
             ))
         })?;
+        remove_stale(tenants_dir, tenant);
         let dir = tenants_dir.join(format!(".setup-{tenant}.{}", std::process::id()));
-        // A folder left by a killed earlier run of this same process id is stale.
-        let _ = fs::remove_dir_all(&dir);
         fs::create_dir(&dir)
             .map_err(|err| SetupError::Write(format!("cannot create {}: {err}", dir.display())))?;
         let mut staged = Self {
@@ -78,6 +77,27 @@ impl Staged {
 impl Drop for Staged {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Staging folders of this tenant left by a setup that was interrupted (Ctrl-C skips `Drop`).
+/// One whose process still runs is another setup of the same tenant at work: left alone.
+fn remove_stale(tenants_dir: &Path, tenant: &str) {
+    let prefix = format!(".setup-{tenant}.");
+    let Ok(entries) = fs::read_dir(tenants_dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let running = pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if !running {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -136,6 +156,20 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let left: Vec<_> = fs::read_dir(&tenants).unwrap().collect();
         assert_eq!(left.len(), 2, "the staging folder is gone");
+    }
+
+    #[test]
+    fn an_interrupted_setup_leaves_no_folder_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has this id (above the kernel's pid_max).
+        fs::create_dir(dir.path().join(".setup-acme.4999999")).unwrap();
+        fs::create_dir(dir.path().join(".setup-other.4999999")).unwrap();
+        Staged::new(dir.path(), "acme", "", None).unwrap().discard();
+        let left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec![".setup-other.4999999".to_owned()]);
     }
 
     #[test]
