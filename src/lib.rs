@@ -9,6 +9,8 @@
 //! - `source`: fetch complete snapshots from Google or SCIM; retries, paging, rate limits.
 //! - `store`: SQLite only — migrations, snapshot, outbox, runs, per-tenant locks, cursors.
 //! - `sync`: one run of one tenant — fetch → policy → diff → guard → one transaction.
+//! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding; every message naming a
+//!   Google console path or scope (`setup::messages`).
 //! - `emulator`: the Google Directory API emulator used by tests, benchmarks and the demo.
 //! - `cli`, `commands`: the thin edge — argument parsing, verbs, exit codes.
 
@@ -21,6 +23,7 @@ pub mod event;
 pub mod model;
 pub mod policy;
 pub mod process_stats;
+pub mod setup;
 pub mod source;
 pub mod store;
 pub mod sync;

@@ -4,6 +4,7 @@
 mod check_config;
 mod events;
 mod inspect;
+mod setup;
 mod status;
 mod sync;
 
@@ -94,6 +95,10 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             let config = load_config(&config_path)?;
             init_tracing(config.global.log_format, "warn");
             inspect::run(&config, &args).await
+        }
+        Command::Setup(args) => {
+            init_tracing(LogFormat::Text, "warn");
+            setup::run(&config_path, config_flag, args).await
         }
         Command::Run(_) | Command::Demo(_) => Err(Failure::usage(anyhow::anyhow!(
             "this verb is not available in this build yet"
