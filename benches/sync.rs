@@ -253,11 +253,12 @@ async fn sync(emulator: &Emulator, config: &Path, label: &'static str) -> Run {
         .arg("--config")
         .arg(config)
         .args(["sync", TENANT, "--json"])
-        .stderr(Stdio::inherit())
         .output()
         .await
         .unwrap();
     let wall = started.elapsed();
+    // `output()` captures stderr too: pass dirsync's log on.
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report: Value = stdout
         .lines()
