@@ -19,7 +19,9 @@
 //!
 //! The SCIM side is built from what the emulator serves (userName = the primary email, so the
 //! usernames match too), then both sides get the same changes: a renamed primary email, a
-//! suspension, a deletion, a member moved between groups, a nested group added.
+//! suspension, a deletion, a member moved between groups, a nested group added, a group
+//! renamed. The SCIM users come in shapes real IdPs send (no display name, the primary address
+//! listed last, no address flagged primary), which must not change the normalized objects.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/google.rs"]
@@ -546,6 +548,16 @@ async fn the_same_directory_yields_the_same_events_from_google_and_scim() {
         )
         .await;
 
+    // sales is renamed.
+    dir.update_group("sales@example.com", &json!({"name": "Sales Team"}))
+        .unwrap();
+    both.scim
+        .patch(
+            &both.scim_group_path("Sales"),
+            json!([{"op": "replace", "path": "displayName", "value": "Sales Team"}]),
+        )
+        .await;
+
     let (google2, scim2) = both.sync_both(after);
     let google_all = both.config.events("google", 0);
     let scim_all = both.config.events("scim", 0);
@@ -553,6 +565,7 @@ async fn the_same_directory_yields_the_same_events_from_google_and_scim() {
     let expected: BTreeMap<String, usize> = [
         // carol (email), erin (state, roles), alice (roles)
         ("user.updated", 3),
+        ("group.updated", 1),
         // alice → sales, erin → admins (through platform)
         ("group.user_added", 2),
         // alice ← admins, bob ← platform and engineering
@@ -565,6 +578,12 @@ async fn the_same_directory_yields_the_same_events_from_google_and_scim() {
     assert_eq!(counts(&google2), expected, "{google2:#?}");
 
     for events in [&google2, &scim2] {
+        let sales = events
+            .iter()
+            .find(|e| e["type"] == "group.updated")
+            .unwrap();
+        assert_eq!(sales["data"]["name"], "Sales Team");
+        assert_eq!(sales["previous_attributes"]["name"], "Sales");
         let carol = find(events, "user.updated", "carol.chen@example.com");
         assert_eq!(carol["data"]["username"], "carol.chen@example.com");
         assert_eq!(carol["previous_attributes"]["email"], "carol@example.com");
