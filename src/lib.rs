@@ -9,12 +9,14 @@
 //! - `source`: fetch complete snapshots from Google or SCIM; retries, paging, rate limits.
 //! - `store`: SQLite only — migrations, snapshot, outbox, runs, per-tenant locks, cursors.
 //! - `sync`: one run of one tenant — fetch → policy → diff → guard → one transaction.
+//! - `daemon`: `dirsync run` — per-tenant scheduling, control socket, HTTP listener, systemd.
 //! - `emulator`: the Google Directory API emulator used by tests, benchmarks and the demo.
 //! - `cli`, `commands`: the thin edge — argument parsing, verbs, exit codes.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod diff;
 pub mod emulator;
 pub mod event;

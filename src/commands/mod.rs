@@ -4,6 +4,7 @@
 mod check_config;
 mod events;
 mod inspect;
+mod run;
 mod status;
 mod sync;
 
@@ -89,10 +90,16 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             init_tracing(config.global.log_format, "warn");
             inspect::run(&config, &args).await
         }
-        Command::Run(_) | Command::Demo(_) => Err(Failure::usage(anyhow::anyhow!(
+        Command::Run(_) => run::run(&config_path).await,
+        Command::Demo(_) => Err(Failure::usage(anyhow::anyhow!(
             "this verb is not available in this build yet"
         ))),
     }
+}
+
+/// The parts that run inside the daemon besides scheduling (sink delivery, events API).
+pub fn extensions() -> Vec<std::sync::Arc<dyn crate::daemon::Extension>> {
+    Vec::new()
 }
 
 /// Loads the whole configuration strictly: every problem is reported, exit code 2.
