@@ -22,6 +22,7 @@ pub mod emulator;
 pub mod event;
 pub mod model;
 pub mod policy;
+pub mod process_stats;
 pub mod source;
 pub mod store;
 pub mod sync;
