@@ -201,13 +201,20 @@ async fn answer(request: Request, shared: &Shared) -> Response {
                     drop(tenants);
                     return unknown_tenant(shared, &tenant);
                 };
-                handle.requests.send(ForceRequest {
+                // Counted before sending, so the task's count-out never precedes it.
+                lock(&handle.state).queued_requests += 1;
+                let sent = handle.requests.send(ForceRequest {
                     options: SyncOptions {
                         dry_run,
                         allow_mass_delete,
                     },
                     reply,
-                })
+                });
+                if sent.is_err() {
+                    let mut state = lock(&handle.state);
+                    state.queued_requests = state.queued_requests.saturating_sub(1);
+                }
+                sent
             };
             if sent.is_err() {
                 return Response::error(1, "the daemon is stopping; try again once it is back");

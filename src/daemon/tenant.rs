@@ -75,7 +75,7 @@ pub struct TenantState {
     /// The next scheduled run (jitter and backoff included); `None` when disabled.
     pub next_run: Option<String>,
     pub running: Option<RunningState>,
-    /// Force requests waiting for the next run.
+    /// Force requests waiting for a run (the control socket counts them in, the task out).
     pub queued_requests: usize,
     /// Failed or refused scheduled runs in a row.
     pub consecutive_failures: u32,
@@ -162,8 +162,12 @@ impl TenantTask {
                     .into_iter()
                     .partition(|r| same_options(r.options, options));
                 pending = rest;
+                {
+                    let mut state = lock(&self.state);
+                    state.queued_requests = state.queued_requests.saturating_sub(batch.len());
+                }
                 let report = self
-                    .run_once(Trigger::Force, options, &mut backoff_until, pending.len())
+                    .run_once(Trigger::Force, options, &mut backoff_until)
                     .await;
                 for request in batch {
                     let _ = request.reply.send(report.clone());
@@ -186,7 +190,6 @@ impl TenantTask {
                 state.enabled = config.enabled;
                 state.schedule = config.schedule_text.clone();
                 state.next_run = due.map(format_timestamp);
-                state.queued_requests = 0;
             }
             let wait = due
                 .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
@@ -206,7 +209,7 @@ impl TenantTask {
                     }
                 }
                 () = tokio::time::sleep(wait) => {
-                    self.run_once(Trigger::Schedule, SyncOptions::default(), &mut backoff_until, 0).await;
+                    self.run_once(Trigger::Schedule, SyncOptions::default(), &mut backoff_until).await;
                     if self.stop.is_cancelled() {
                         break;
                     }
@@ -255,7 +258,6 @@ impl TenantTask {
         trigger: Trigger,
         options: SyncOptions,
         backoff_until: &mut Option<DateTime<Utc>>,
-        queued: usize,
     ) -> SyncReport {
         let config = self.config.borrow().clone();
         {
@@ -266,7 +268,6 @@ impl TenantTask {
                 dry_run: options.dry_run,
             });
             state.next_run = None;
-            state.queued_requests = queued;
         }
         let report = run_sync(&self.store, &config, options, &self.stop).await;
         let stopped = self.stop.is_cancelled();
