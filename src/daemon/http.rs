@@ -55,6 +55,12 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        shared.metrics.render(&states, &last_seqs),
+        {
+            let mut text = shared.metrics.render(&states, &last_seqs);
+            for extension in shared.extensions.iter() {
+                extension.render_metrics(&mut text);
+            }
+            text
+        },
     )
 }

@@ -111,7 +111,16 @@ pub trait Extension: Send + Sync + 'static {
     }
     /// Starts the tenant's background tasks (e.g. one delivery task per sink).
     fn start_tenant(&self, _hook: TenantHook) {}
+    /// Called right after each commit of `tenant` (also published on [`Commits`]).
+    fn on_commit(&self, _tenant: &str, _last_seq: u64) {}
+    /// Called on SIGHUP, after the configuration was re-read (e.g. reopen log-rotated files).
+    fn on_reload(&self) {}
+    /// Appends the extension's metrics (Prometheus text format) to `/metrics`.
+    fn render_metrics(&self, _out: &mut String) {}
 }
+
+/// The extensions of one daemon, shared by its tasks.
+pub type Extensions = Arc<[Arc<dyn Extension>]>;
 
 /// Knobs of one daemon run.
 pub struct DaemonOptions {
@@ -141,6 +150,7 @@ pub struct Shared {
     pub(crate) commits: Commits,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    pub(crate) extensions: Extensions,
     started: Instant,
     heartbeat_ms: AtomicU64,
 }
@@ -185,6 +195,7 @@ pub async fn run(
         commits: Commits::default(),
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
+        extensions: options.extensions.iter().cloned().collect(),
         started: Instant::now(),
         heartbeat_ms: AtomicU64::new(0),
     });
@@ -223,7 +234,7 @@ impl Daemon {
                 shutdown: self.shared.shutdown.clone(),
             };
             let extra = self
-                .options
+                .shared
                 .extensions
                 .iter()
                 .filter_map(|ext| ext.routes(&context))
@@ -310,6 +321,9 @@ impl Daemon {
                         }
                         let count = plan.tenants.len();
                         self.apply(plan.tenants);
+                        for extension in self.shared.extensions.iter() {
+                            extension.on_reload();
+                        }
                         info!(tenants = count, "configuration reloaded");
                     }
                     Err(problems) => {
@@ -404,6 +418,7 @@ impl Daemon {
             stop: stop.clone(),
             metrics: self.shared.metrics.clone(),
             commits: self.shared.commits.clone(),
+            extensions: self.shared.extensions.clone(),
             backoff: self.options.backoff,
         };
         self.shared.tracker.spawn(task.run());
@@ -418,7 +433,7 @@ impl Daemon {
 
     fn start_extensions(&self, config: &Arc<TenantConfig>) -> CancellationToken {
         let stop = self.shared.shutdown.child_token();
-        for extension in &self.options.extensions {
+        for extension in self.shared.extensions.iter() {
             extension.start_tenant(TenantHook {
                 config: config.clone(),
                 store: self.store.clone(),

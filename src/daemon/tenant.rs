@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::metrics::Metrics;
-use super::Commits;
+use super::{Commits, Extensions};
 use crate::config::TenantConfig;
 use crate::event::format_timestamp;
 use crate::store::{self, RunOutcome, Store};
@@ -126,6 +126,7 @@ pub struct TenantTask {
     pub stop: CancellationToken,
     pub metrics: Metrics,
     pub commits: Commits,
+    pub extensions: Extensions,
     pub backoff: BackoffPolicy,
 }
 
@@ -279,6 +280,9 @@ impl TenantTask {
         ) {
             if let Some(seq) = report.last_seq {
                 self.commits.publish(&config.id, seq);
+                for extension in self.extensions.iter() {
+                    extension.on_commit(&config.id, seq);
+                }
             }
             self.refresh_stored_counts(&config.id).await;
         }
