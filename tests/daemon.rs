@@ -36,9 +36,12 @@ async fn scheduled_runs_happen_and_systemd_health_and_metrics_see_them() {
         EVERY_SECOND,
         "",
     );
-    let mut notify = NotifySocket::bind(setup.path());
-    let mut daemon = Daemon::start(&setup, Some(&notify.path)).await;
+    let notify = NotifySocket::bind(setup.path());
+    // systemd sets WATCHDOG_USEC with WatchdogSec=; the daemon pings at half of it.
+    let mut daemon =
+        Daemon::start_with_env(&setup, Some(&notify.path), &[("WATCHDOG_USEC", "400000")]).await;
     notify.expect("READY=1", 10).await;
+    notify.expect("WATCHDOG=1", 10).await;
 
     // Several scheduled runs, the first of which committed the seeded directory.
     wait_for(30, "three scheduled runs of acme", || async {
@@ -276,7 +279,7 @@ async fn sighup_adds_removes_and_keeps_tenants_with_broken_files() {
     let setup = Setup::new(false);
     setup.scim_tenant("alpha", &idp.base_url, TOKEN, YEARLY, "");
     setup.scim_tenant("beta", &idp.base_url, TOKEN, YEARLY, "");
-    let mut notify = NotifySocket::bind(setup.path());
+    let notify = NotifySocket::bind(setup.path());
     let daemon = Daemon::start(&setup, Some(&notify.path)).await;
     notify.expect("READY=1", 10).await;
     let names = || async {
@@ -300,17 +303,17 @@ async fn sighup_adds_removes_and_keeps_tenants_with_broken_files() {
     setup.scim_tenant("gamma", &idp.base_url, TOKEN, YEARLY, "");
     setup.write_tenant("beta", "schedule = \"not a cron\"\n");
     setup.write_tenant("delta", "[source]\ntype = \"ldap\"\n");
-    notify.received.clear();
+    notify.clear();
     daemon.signal("HUP");
     notify.expect("RELOADING=1", 10).await;
     notify.expect("READY=1", 10).await;
     assert!(
         notify
-            .received
+            .received()
             .iter()
             .any(|m| m.lines().any(|l| l.starts_with("MONOTONIC_USEC="))),
         "{:?}",
-        notify.received
+        notify.received()
     );
     // beta keeps its previous config, the broken new delta is not started.
     assert_eq!(
@@ -339,7 +342,7 @@ async fn sighup_adds_removes_and_keeps_tenants_with_broken_files() {
     let global = std::fs::read_to_string(setup.config()).unwrap();
     std::fs::write(setup.config(), format!("{global}unknown_key = 1\n")).unwrap();
     setup.remove_tenant("gamma");
-    notify.received.clear();
+    notify.clear();
     daemon.signal("HUP");
     notify.expect("READY=1", 10).await;
     assert_eq!(

@@ -76,35 +76,43 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Outcome {
     for tenant in tenants {
         statuses.push(tenant_status(store.as_ref(), tenant).map_err(Failure::run)?);
     }
-    let daemon = control::request(
-        &config.global.control_socket,
-        &Request::Status {
-            tenant: args.tenant.clone(),
-        },
+    let daemon = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        control::request(
+            &config.global.control_socket,
+            &Request::Status {
+                tenant: args.tenant.clone(),
+            },
+        ),
     )
     .await;
     match daemon {
-        Ok(Some(response)) if response.ok => {
-            for status in &mut statuses {
-                let state = response
-                    .tenants
-                    .iter()
-                    .find(|s| s.tenant == status.tenant)
-                    .cloned();
-                match &state {
-                    Some(state) => status.next_run = state.next_run.clone(),
-                    // The daemon does not schedule it (e.g. added since its last reload).
-                    None => status.next_run = None,
-                }
-                status.daemon = state;
-            }
+        Err(_) => {
+            tracing::warn!("the daemon did not answer within 10 s; showing what the database knows")
         }
-        Ok(Some(response)) => tracing::warn!(
-            "the daemon did not answer the status request: {}",
-            response.error.unwrap_or_default()
-        ),
-        Ok(None) => {}
-        Err(err) => tracing::warn!("{err}; showing what the database knows"),
+        Ok(daemon) => match daemon {
+            Ok(Some(response)) if response.ok => {
+                for status in &mut statuses {
+                    let state = response
+                        .tenants
+                        .iter()
+                        .find(|s| s.tenant == status.tenant)
+                        .cloned();
+                    match &state {
+                        Some(state) => status.next_run = state.next_run.clone(),
+                        // The daemon does not schedule it (e.g. added since its last reload).
+                        None => status.next_run = None,
+                    }
+                    status.daemon = state;
+                }
+            }
+            Ok(Some(response)) => tracing::warn!(
+                "the daemon did not answer the status request: {}",
+                response.error.unwrap_or_default()
+            ),
+            Ok(None) => {}
+            Err(err) => tracing::warn!("{err}; showing what the database knows"),
+        },
     }
     if args.json {
         let json = if args.tenant.is_some() {

@@ -257,7 +257,7 @@ impl Daemon {
 
         self.apply(config.tenants);
         self.shared.beat();
-        notify::ready(&format!("scheduling {} tenants", self.tenant_count()));
+        notify::ready(&format!("scheduling {} tenants", self.tenant_count())).await;
         notify::spawn_watchdog(self.shared.clone());
         info!(
             tenants = self.tenant_count(),
@@ -277,7 +277,7 @@ impl Daemon {
         }
 
         info!("stopping: no new runs; waiting for runs in their commit");
-        notify::stopping();
+        notify::stopping().await;
         self.shared.shutdown.cancel();
         self.shared.tracker.close();
         let drained =
@@ -299,7 +299,7 @@ impl Daemon {
 
     /// Re-reads every file; applies the valid result as a whole.
     async fn reload(&self) {
-        notify::reloading();
+        notify::reloading().await;
         info!(config = %self.options.config_path.display(), "reloading the configuration");
         let path = self.options.config_path.clone();
         match tokio::task::spawn_blocking(move || config::load(&path)).await {
@@ -336,7 +336,7 @@ impl Daemon {
             }
             Err(err) => error!("reading the configuration failed: {err}; keeping the previous one"),
         }
-        notify::ready(&format!("scheduling {} tenants", self.tenant_count()));
+        notify::ready(&format!("scheduling {} tenants", self.tenant_count())).await;
     }
 
     fn warn_restart_only(&self, new: &GlobalConfig) {

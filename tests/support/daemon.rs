@@ -144,16 +144,28 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon and waits until its control socket answers.
     pub async fn start(setup: &Setup, notify_socket: Option<&Path>) -> Self {
+        Self::start_with_env(setup, notify_socket, &[]).await
+    }
+
+    pub async fn start_with_env(
+        setup: &Setup,
+        notify_socket: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = setup.path().join("daemon.log");
-        let mut command = Command::new(BIN);
+        // Through a shell that execs the binary, so WATCHDOG_PID can name the daemon's own pid,
+        // as systemd sets it.
+        let mut command = Command::new("sh");
         command
+            .args(["-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\"", BIN])
             .arg("--config")
             .arg(setup.config())
             .arg("run")
             .env("RUST_LOG", "info,dirsync=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stderr(std::fs::File::create(&log).unwrap())
+            .envs(env.iter().copied());
         match notify_socket {
             Some(path) => command.env("NOTIFY_SOCKET", path),
             None => command.env_remove("NOTIFY_SOCKET"),
@@ -299,43 +311,55 @@ impl GatedScim {
     }
 }
 
-/// Collects the datagrams a daemon sends to `NOTIFY_SOCKET`.
+/// Collects the datagrams a daemon sends to `NOTIFY_SOCKET`, reading them as they come (as
+/// systemd does: a receiver that stops reading would block the sender).
 pub struct NotifySocket {
     pub path: PathBuf,
-    socket: tokio::net::UnixDatagram,
-    pub received: Vec<String>,
+    received: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl NotifySocket {
     pub fn bind(dir: &Path) -> Self {
         let path = dir.join("notify.sock");
         let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = received.clone();
+        let task = tokio::spawn(async move {
+            let mut buffer = vec![0u8; 4096];
+            while let Ok(size) = socket.recv(&mut buffer).await {
+                let message = String::from_utf8_lossy(&buffer[..size]).into_owned();
+                sink.lock().unwrap().push(message);
+            }
+        });
         Self {
             path,
-            socket,
-            received: Vec::new(),
+            received,
+            task,
         }
     }
 
-    /// Reads datagrams until one contains `line` (e.g. "READY=1").
-    pub async fn expect(&mut self, line: &str, seconds: u64) {
-        if self.received.iter().any(|m| m.lines().any(|l| l == line)) {
-            return;
-        }
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let mut buffer = vec![0u8; 4096];
-        loop {
-            let received = tokio::time::timeout_at(deadline, self.socket.recv(&mut buffer))
-                .await
-                .unwrap_or_else(|_| panic!("no {line} within {seconds} s; got {:?}", self.received))
-                .unwrap();
-            let message = String::from_utf8_lossy(&buffer[..received]).into_owned();
-            let found = message.lines().any(|l| l == line);
-            self.received.push(message);
-            if found {
-                return;
-            }
-        }
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.received.lock().unwrap().clear();
+    }
+
+    /// Waits until a datagram contains the line `line` (e.g. "READY=1").
+    pub async fn expect(&self, line: &str, seconds: u64) {
+        let what = format!("{line} on NOTIFY_SOCKET");
+        wait_for(seconds, &what, || async {
+            self.received().iter().any(|m| m.lines().any(|l| l == line))
+        })
+        .await;
     }
 }
 
