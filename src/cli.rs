@@ -34,6 +34,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Validate every config file; --connect also reaches every tenant's source.
     CheckConfig(CheckConfigArgs),
+    /// Onboard a tenant: guided connection to Google Workspace or a SCIM server, verified.
+    Setup(crate::setup::args::SetupArgs),
     /// A local Google Directory API + OAuth token endpoint for tests and demos.
     Emulator(crate::emulator::cli::EmulatorArgs),
     /// The main job on the built-in emulator: generated org, daemon, changes, events.

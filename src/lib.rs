@@ -10,6 +10,8 @@
 //! - `store`: SQLite only — migrations, snapshot, outbox, runs, per-tenant locks, cursors.
 //! - `sync`: one run of one tenant — fetch → policy → diff → guard → one transaction.
 //! - `daemon`: `dirsync run` — per-tenant scheduling, control socket, HTTP listener, systemd.
+//! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding; every message naming a
+//!   Google console path or scope (`setup::messages`).
 //! - `emulator`: the Google Directory API emulator used by tests, benchmarks and the demo.
 //! - `cli`, `commands`: the thin edge — argument parsing, verbs, exit codes.
 
@@ -23,6 +25,7 @@ pub mod event;
 pub mod model;
 pub mod policy;
 pub mod process_stats;
+pub mod setup;
 pub mod source;
 pub mod store;
 pub mod sync;

@@ -5,6 +5,7 @@ mod check_config;
 mod events;
 mod inspect;
 mod run;
+mod setup;
 mod status;
 mod sync;
 
@@ -64,7 +65,13 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             crate::emulator::cli::run(args)
                 .await
                 .map(|()| exit::SUCCESS)
-                .map_err(Failure::run)
+                .map_err(|err| {
+                    if err.is_usage() {
+                        Failure::usage(err)
+                    } else {
+                        Failure::run(err)
+                    }
+                })
         }
         Command::CheckConfig(args) => {
             init_tracing(LogFormat::Text, "warn");
@@ -89,6 +96,10 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             let config = load_config(&config_path)?;
             init_tracing(config.global.log_format, "warn");
             inspect::run(&config, &args).await
+        }
+        Command::Setup(args) => {
+            init_tracing(LogFormat::Text, "warn");
+            setup::run(&config_path, config_flag, args).await
         }
         Command::Run(_) => run::run(&config_path).await,
         Command::Demo(_) => Err(Failure::usage(anyhow::anyhow!(
