@@ -2,6 +2,7 @@
 //! codes. The only place with `anyhow`-style context.
 
 mod check_config;
+mod demo;
 mod events;
 mod inspect;
 mod run;
@@ -102,9 +103,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             setup::run(&config_path, config_flag, args).await
         }
         Command::Run(_) => run::run(&config_path).await,
-        Command::Demo(_) => Err(Failure::usage(anyhow::anyhow!(
-            "this verb is not available in this build yet"
-        ))),
+        Command::Demo(args) => demo::run(&args).await,
     }
 }
 
