@@ -132,7 +132,8 @@ impl Extension for Printer {
             stop,
             tracker,
         } = hook;
-        let mut first_commit = commits.clone();
+        let (printed_first, first_printed) = tokio::sync::oneshot::channel::<()>();
+        let mut printed_first = Some(printed_first);
         let changes_stop = stop.clone();
         let every = self.every;
         tracker.spawn(async move {
@@ -154,16 +155,21 @@ impl Extension for Printer {
                     Err(err) => eprintln!("cannot read the events: {err}"),
                 }
                 printed = last;
+                if let Some(first) = printed_first.take() {
+                    let _ = first.send(());
+                }
             }
         });
-        // Changes on their own clock (a change may emit nothing), once the first sync is in.
+        // Changes on their own clock (a change may emit nothing), once the first sync is shown.
         tracker.spawn(async move {
             tokio::select! {
                 () = changes_stop.cancelled() => return,
-                changed = first_commit.changed() => if changed.is_err() { return },
+                printed = first_printed => if printed.is_err() { return },
             }
             let mut hires = 0u32;
-            let mut interval = tokio::time::interval(Duration::from_millis(every * 1000 + 500));
+            let period = Duration::from_millis(every * 1000 + 500);
+            let mut interval =
+                tokio::time::interval_at(tokio::time::Instant::now() + period / 2, period);
             loop {
                 tokio::select! {
                     () = changes_stop.cancelled() => return,
