@@ -116,4 +116,7 @@ pub struct DemoArgs {
     pub groups: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Seconds between syncs (1-59)
+    #[arg(long, default_value_t = 5)]
+    pub every: u64,
 }

@@ -9,6 +9,7 @@
 //! - `source`: fetch complete snapshots from Google or SCIM; retries, paging, rate limits.
 //! - `store`: SQLite only — migrations, snapshot, outbox, runs, per-tenant locks, cursors.
 //! - `sync`: one run of one tenant — fetch → policy → diff → guard → one transaction.
+//! - `daemon`: `dirsync run` — per-tenant scheduling, control socket, HTTP listener, systemd.
 //! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding; every message naming a
 //!   Google console path or scope (`setup::messages`).
 //! - `emulator`: the Google Directory API emulator used by tests, benchmarks and the demo.
@@ -17,6 +18,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod diff;
 pub mod emulator;
 pub mod event;

@@ -2,8 +2,10 @@
 //! codes. The only place with `anyhow`-style context.
 
 mod check_config;
+mod demo;
 mod events;
 mod inspect;
+mod run;
 mod setup;
 mod status;
 mod sync;
@@ -100,10 +102,14 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             init_tracing(LogFormat::Text, "warn");
             setup::run(&config_path, config_flag, args).await
         }
-        Command::Run(_) | Command::Demo(_) => Err(Failure::usage(anyhow::anyhow!(
-            "this verb is not available in this build yet"
-        ))),
+        Command::Run(_) => run::run(&config_path).await,
+        Command::Demo(args) => demo::run(&args).await,
     }
+}
+
+/// The parts that run inside the daemon besides scheduling (sink delivery, events API).
+pub fn extensions() -> Vec<std::sync::Arc<dyn crate::daemon::Extension>> {
+    Vec::new()
 }
 
 /// Loads the whole configuration strictly: every problem is reported, exit code 2.
