@@ -329,6 +329,18 @@ async fn a_day_of_changes_produces_exactly_the_right_events() {
         .find(|e| e["data"]["email"] == "u01.renamed@example.com")
         .unwrap();
     assert_eq!(renamed["previous_attributes"]["email"], "u01@example.com");
+    // Google keeps the old address as an alias: one primary, the old one listed after it.
+    let emails = renamed["data"]["emails"].as_array().unwrap();
+    assert_eq!(
+        emails[0],
+        json!({"value": "u01.renamed@example.com", "primary": true})
+    );
+    assert!(
+        emails[1..]
+            .iter()
+            .any(|e| e == &json!({"value": "u01@example.com", "primary": false})),
+        "{emails:?}"
+    );
     let suspended = updated
         .iter()
         .find(|e| e["data"]["email"] == "u02@example.com")
@@ -373,6 +385,16 @@ async fn a_day_of_changes_produces_exactly_the_right_events() {
     assert_eq!(groups, fresh_groups);
     assert_eq!(members, fresh_members);
     assert!(users.values().all(|u| u["email"] != "u03@example.com"));
+    // Triage finds the renamed user by the old address.
+    let (code, stdout, stderr) = env
+        .dirsync(&["inspect", "acme", "u01@example.com", "--json"])
+        .await;
+    assert_eq!(code, 0, "{stderr}");
+    let inspected: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        inspected["user"]["email"], "u01.renamed@example.com",
+        "{inspected}"
+    );
     assert!(members
         .iter()
         .any(|(g, u)| groups[g]["email"] == "leads@example.com"
