@@ -31,6 +31,7 @@ struct RawSink {
     on_reject: RejectPolicy,
     timeout_seconds: Option<u64>,
     max_backoff_seconds: Option<u64>,
+    max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,8 +59,21 @@ pub struct SinkConfig {
     pub name: String,
     /// 1 sends one event per request (the body is the event object); more sends a JSON array.
     pub batch_size: usize,
+    /// The ceiling of the exponential backoff between failed attempts.
     pub max_backoff: Duration,
+    /// Failed attempts of one batch before the sink is parked; `None` retries forever.
+    pub max_attempts: Option<u32>,
     pub kind: SinkKind,
+}
+
+impl SinkConfig {
+    /// What a rejection (4xx other than 408/429) does; files never reject.
+    pub fn on_reject(&self) -> RejectPolicy {
+        match &self.kind {
+            SinkKind::Webhook(webhook) => webhook.on_reject,
+            SinkKind::Jsonl(_) => RejectPolicy::Retry,
+        }
+    }
 }
 
 pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option<Vec<SinkConfig>> {
@@ -92,11 +106,9 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                     }
                 };
                 if let Some(secret) = &secret {
-                    if !secret.expose().starts_with("whsec_") {
-                        p.add(
-                            format!("{key}.secret_file"),
-                            "the secret must start with \"whsec_\" followed by a base64 key",
-                        );
+                    if let Err(err) = crate::sink::webhook::SigningKey::from_secret(secret.expose())
+                    {
+                        p.add(format!("{key}.secret_file"), err.to_string());
                     }
                 }
                 match (url, secret) {
@@ -141,12 +153,32 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
             ok = false;
         }
         match kind {
-            Some(kind) => sinks.push(SinkConfig {
-                name,
-                batch_size: raw.batch_size.unwrap_or(1).max(1),
-                max_backoff: Duration::from_secs(raw.max_backoff_seconds.unwrap_or(300)),
-                kind,
-            }),
+            Some(kind) => {
+                // A file is cheap to append to but each batch is fsynced: batch by default.
+                let default_batch = match kind {
+                    SinkKind::Webhook(_) => 1,
+                    SinkKind::Jsonl(_) => 500,
+                };
+                if raw.max_attempts == Some(0) {
+                    p.add(
+                        format!("{key}.max_attempts"),
+                        "must be at least 1 (leave it out to retry forever)",
+                    );
+                }
+                if raw.max_backoff_seconds == Some(0) {
+                    p.add(
+                        format!("{key}.max_backoff_seconds"),
+                        "must be at least 1 second",
+                    );
+                }
+                sinks.push(SinkConfig {
+                    name,
+                    batch_size: raw.batch_size.unwrap_or(default_batch).max(1),
+                    max_backoff: Duration::from_secs(raw.max_backoff_seconds.unwrap_or(300).max(1)),
+                    max_attempts: raw.max_attempts.filter(|n| *n > 0),
+                    kind,
+                })
+            }
             None => ok = false,
         }
     }
