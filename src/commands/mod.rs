@@ -2,6 +2,7 @@
 //! codes. The only place with `anyhow`-style context.
 
 mod check_config;
+mod deliver;
 mod events;
 mod inspect;
 mod status;
@@ -88,6 +89,11 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             let config = load_config(&config_path)?;
             init_tracing(config.global.log_format, "warn");
             inspect::run(&config, &args).await
+        }
+        Command::Deliver(args) => {
+            let config = load_config(&config_path)?;
+            init_tracing(config.global.log_format, "info");
+            deliver::run(&config, &args).await
         }
         Command::Run(_) | Command::Demo(_) => Err(Failure::usage(anyhow::anyhow!(
             "this verb is not available in this build yet"

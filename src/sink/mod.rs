@@ -769,6 +769,29 @@ pub struct SinkStatus {
     pub last_error_at: Option<String>,
 }
 
+impl SinkStatus {
+    /// A sink with no database yet.
+    pub fn never_delivered(sink: &SinkConfig) -> Self {
+        Self {
+            name: sink.name.clone(),
+            kind: kind_name(sink),
+            delivered_seq: 0,
+            lag_events: 0,
+            lag_seconds: None,
+            parked: false,
+            last_error: None,
+            last_error_at: None,
+        }
+    }
+}
+
+fn kind_name(sink: &SinkConfig) -> &'static str {
+    match sink.kind {
+        SinkKind::Webhook(_) => "webhook",
+        SinkKind::Jsonl(_) => "jsonl",
+    }
+}
+
 /// Reads the delivery state of every sink of the tenant.
 pub fn sink_statuses(
     conn: &Connection,
@@ -781,10 +804,7 @@ pub fn sink_statuses(
         let lag = store::cursors::lag(conn, &tenant.id, cursor.delivered_seq)?;
         out.push(SinkStatus {
             name: sink.name.clone(),
-            kind: match sink.kind {
-                SinkKind::Webhook(_) => "webhook",
-                SinkKind::Jsonl(_) => "jsonl",
-            },
+            kind: kind_name(sink),
             delivered_seq: cursor.delivered_seq,
             lag_events: lag.events,
             lag_seconds: lag
