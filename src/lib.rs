@@ -21,6 +21,7 @@ pub mod emulator;
 pub mod event;
 pub mod model;
 pub mod policy;
+pub mod process_stats;
 pub mod sink;
 pub mod source;
 pub mod store;

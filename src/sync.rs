@@ -5,7 +5,7 @@
 //!
 //! Shared by `dirsync sync` (in-process) and the daemon.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,9 +16,11 @@ use tracing::{info, warn, Instrument};
 use crate::config::{GuardConfig, TenantConfig};
 use crate::diff::{counts_by_type, deletion_counts, diff, DeletionCounts};
 use crate::event::{Change, Event};
+use crate::model::Id;
 use crate::model::Snapshot;
 use crate::policy;
-use crate::source::{FetchStats, Source, SourceError};
+use crate::source::scim::ResourceKind;
+use crate::source::{FetchStats, Fetched, Source, SourceError};
 use crate::store::{self, Lease, RunOutcome, RunRecord, Store, StoreError};
 
 /// How long a lease lasts without renewal; a crashed holder blocks its tenant this long.
@@ -336,13 +338,12 @@ async fn plan_and_commit(
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     let source = Source::new(tenant, stats.clone()).await?;
-    let fetched = source.fetch(cancel).await?;
+    let (store2, tenant_id) = (store.clone(), tenant.id.clone());
+    let before = blocking(move || store::load_snapshot(&store2.connect()?, &tenant_id)).await?;
+    let fetched = fetch_confirmed(&source, &before, cancel).await?;
     report.users = Some(fetched.users.len() as u64);
     report.groups = Some(fetched.groups.len() as u64);
     let source_kind = fetched.source;
-
-    let (store2, tenant_id) = (store.clone(), tenant.id.clone());
-    let before = blocking(move || store::load_snapshot(&store2.connect()?, &tenant_id)).await?;
     if cancel.is_cancelled() {
         return Err(SyncError::Source(SourceError::Cancelled));
     }
@@ -465,6 +466,65 @@ async fn plan_and_commit(
         RunOutcome::Committed
     };
     Ok(())
+}
+
+/// Fetches, and makes sure every stored object missing from the listing is really gone
+/// upstream: a listing that changed under us (an object that exists but was skipped) is
+/// fetched again, and a second torn listing fails the run rather than delete live objects.
+async fn fetch_confirmed(
+    source: &Source,
+    before: &Snapshot,
+    cancel: &CancellationToken,
+) -> Result<Fetched, SyncError> {
+    const ATTEMPTS: u32 = 2;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let fetched = source.fetch(cancel).await?;
+        let user_ids: HashSet<&str> = fetched.users.iter().map(|u| &*u.user.id).collect();
+        let group_ids: HashSet<&str> = fetched.groups.iter().map(|g| &*g.id).collect();
+        let missing_users: Vec<Id> = before
+            .users
+            .keys()
+            .filter(|id| !user_ids.contains(&***id))
+            .cloned()
+            .collect();
+        let missing_groups: Vec<Id> = before
+            .groups
+            .keys()
+            .filter(|id| !group_ids.contains(&***id))
+            .cloned()
+            .collect();
+        let mut unconfirmed = Vec::new();
+        for (kind, missing) in [
+            (ResourceKind::User, missing_users),
+            (ResourceKind::Group, missing_groups),
+        ] {
+            if missing.is_empty() {
+                continue;
+            }
+            let gone: HashSet<Id> = source
+                .confirm_absent(kind, &missing)
+                .await?
+                .into_iter()
+                .collect();
+            unconfirmed.extend(missing.into_iter().filter(|id| !gone.contains(id)));
+        }
+        if unconfirmed.is_empty() {
+            return Ok(fetched);
+        }
+        if attempt >= ATTEMPTS {
+            return Err(SyncError::Source(SourceError::Protocol(format!(
+                "the listing changed while it was read: {} stored object(s) missing from it still exist upstream (e.g. {}); nothing was committed, the next run will try again",
+                unconfirmed.len(),
+                unconfirmed[0]
+            ))));
+        }
+        warn!(
+            missing = unconfirmed.len(),
+            "objects missing from the listing still exist upstream; listing again"
+        );
+    }
 }
 
 fn empty_run(started_at: i64) -> RunRecord {

@@ -22,7 +22,19 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
         }
     });
     let report = run_sync(&store, tenant, options, &cancel).await;
-    print_report(&report, args.json);
+    if args.json {
+        // In-process runs also report this process's figures (for benchmarks).
+        let mut json = serde_json::to_value(&report).unwrap_or_default();
+        if let (Some(object), Ok(serde_json::Value::Object(process))) = (
+            json.as_object_mut(),
+            serde_json::to_value(crate::process_stats::current()),
+        ) {
+            object.extend(process);
+        }
+        println!("{json}");
+    } else {
+        print_report(&report, false);
+    }
     Ok(report.exit_code())
 }
 

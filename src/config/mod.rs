@@ -12,7 +12,8 @@ mod source;
 pub use policy::{AttributeMapping, FiltersConfig, RolesConfig, UserScope};
 pub use sink::{JsonlSinkConfig, RejectPolicy, SinkConfig, SinkKind, WebhookSinkConfig};
 pub use source::{
-    GoogleSourceConfig, NestedGroups, ScimAuth, ScimSourceConfig, SourceConfig, SuspendedUsers,
+    GoogleSourceConfig, NestedGroups, ScimAuth, ScimPagination, ScimSourceConfig, SourceConfig,
+    SuspendedUsers,
 };
 
 use std::collections::BTreeMap;

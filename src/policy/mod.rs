@@ -287,3 +287,6 @@ pub fn effective_members(
     }
     result
 }
+
+#[cfg(test)]
+mod tests;

@@ -118,6 +118,16 @@ pub fn error_details(body: &str) -> (Option<String>, String) {
             return (reason, detail.to_owned());
         }
     }
+    // Google's front end sometimes rate-limits with a plain-text 403 (GAM handles the same).
+    if body
+        .trim_start()
+        .starts_with("Request rate higher than configured")
+    {
+        return (
+            Some("rateLimitExceeded".to_owned()),
+            body.trim().chars().take(200).collect(),
+        );
+    }
     let snippet: String = body.trim().chars().take(200).collect();
     (
         None,
@@ -182,12 +192,24 @@ pub async fn send(
                             wait_hint,
                         )
                     }
-                    Err(err) => (
+                    // A cut-off success is worth another try; a cut-off error body still
+                    // carries its status, which decides.
+                    Err(err) if (200..300).contains(&status) => (
                         SourceError::Network {
                             url,
-                            message: format!("reading the response: {err}"),
+                            message: format!("reading the response: {}", network_message(&err)),
                         },
                         None,
+                    ),
+                    Err(err) => (
+                        SourceError::Http {
+                            method,
+                            url,
+                            status,
+                            reason: None,
+                            message: format!("(body unreadable: {})", network_message(&err)),
+                        },
+                        wait_hint,
                     ),
                 }
             }
@@ -236,4 +258,107 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(reply: &Reply) -> Result<T, So
             format!("not the expected JSON ({err})")
         },
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_statuses_follow_google_s_table() {
+        for status in [429, 500, 502, 503, 504, 408] {
+            assert!(is_retryable_status(status, None), "{status}");
+        }
+        for reason in [
+            "userRateLimitExceeded",
+            "rateLimitExceeded",
+            "quotaExceeded",
+        ] {
+            assert!(is_retryable_status(403, Some(reason)), "{reason}");
+        }
+        assert!(!is_retryable_status(403, Some("forbidden")));
+        assert!(!is_retryable_status(403, None));
+        for status in [400, 401, 404, 412] {
+            assert!(
+                !is_retryable_status(status, Some("backendError")),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_details_reads_google_scim_and_text_bodies() {
+        let google = r#"{"error":{"code":403,"message":"Not Authorized to access this resource/api","errors":[{"message":"Not Authorized","domain":"global","reason":"forbidden"}]}}"#;
+        assert_eq!(
+            error_details(google),
+            (
+                Some("forbidden".into()),
+                "Not Authorized to access this resource/api".into()
+            )
+        );
+        let scim = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"detail":"bad filter","scimType":"invalidFilter","status":"400"}"#;
+        assert_eq!(
+            error_details(scim),
+            (Some("invalidFilter".into()), "bad filter".into())
+        );
+        assert_eq!(
+            error_details("  <html>Bad Gateway</html>\n"),
+            (None, "<html>Bad Gateway</html>".into())
+        );
+        assert_eq!(error_details(""), (None, "(empty body)".into()));
+        let (reason, _) = error_details("Request rate higher than configured.");
+        assert!(is_retryable_status(403, reason.as_deref()));
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered_within_a_base() {
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(1000),
+            max_elapsed: Duration::from_secs(60),
+        };
+        for attempt in 1..=40 {
+            let wait = policy.backoff(attempt);
+            let floor =
+                (Duration::from_millis(100) * 2u32.pow((attempt - 1).min(16))).min(policy.cap);
+            assert!(
+                wait >= floor && wait <= floor + policy.base,
+                "{attempt}: {wait:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_limiter_hands_out_spaced_slots() {
+        let limiter = RateLimiter::new(1200); // 50 ms apart
+        let started = Instant::now();
+        for _ in 0..4 {
+            limiter.acquire().await;
+        }
+        // Three intervals must have passed before the fourth slot; the upper side is not
+        // asserted (timings belong in benchmarks).
+        assert!(started.elapsed() >= Duration::from_millis(150));
+
+        let unlimited = RateLimiter::new(0);
+        for _ in 0..1000 {
+            unlimited.acquire().await;
+        }
+    }
+
+    #[test]
+    fn parse_json_turns_garbage_into_invalid_response() {
+        let reply = |body: &str| Reply {
+            status: 200,
+            body: body.to_owned(),
+            url: "http://x/y".into(),
+        };
+        assert!(parse_json::<serde_json::Value>(&reply("{\"a\":1}")).is_ok());
+        for body in ["", "<html>", "{\"a\":"] {
+            assert!(matches!(
+                parse_json::<serde_json::Value>(&reply(body)),
+                Err(SourceError::InvalidResponse { .. })
+            ));
+        }
+    }
 }

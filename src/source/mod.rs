@@ -115,6 +115,10 @@ impl SourceError {
             SourceError::Http { status: 403, reason, .. } if reason.as_deref() == Some("forbidden") => Some(
                 "the impersonated user (source.subject) must be an admin with the Users and Groups read privileges".into(),
             ),
+            SourceError::Http { status: 403, reason, .. } if reason.as_deref() == Some("insufficientPermissions") => Some(
+                "the access token lacks a scope this call needs: grant every scope dirsync requests in the domain-wide delegation entry"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -163,6 +167,20 @@ impl Source {
         tokio::select! {
             result = fetch => result,
             () = cancel.cancelled() => Err(SourceError::Cancelled),
+        }
+    }
+
+    /// Of `ids` (stored, absent from the listing), those the IdP confirms are gone. Google's
+    /// listings do not tear, so absence is confirmation there; a SCIM listing can, so each
+    /// absent resource is asked for by id.
+    pub async fn confirm_absent(
+        &self,
+        kind: scim::ResourceKind,
+        ids: &[Id],
+    ) -> Result<Vec<Id>, SourceError> {
+        match self {
+            Source::Google(_) => Ok(ids.to_vec()),
+            Source::Scim(source) => source.confirm_absent(kind, ids).await,
         }
     }
 

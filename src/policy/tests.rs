@@ -1,0 +1,260 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::config::{FiltersConfig, RolesConfig, UserScope};
+use crate::model::{Email, Group, RawAttributes, User};
+use crate::source::{Fetched, FetchedUser, MemberRef};
+
+fn user(id: &str, org_unit: &str, active: bool) -> FetchedUser {
+    let email = format!("{id}@example.com");
+    FetchedUser {
+        user: User {
+            id: Id::from(id),
+            email: email.clone(),
+            username: email.clone(),
+            first_name: None,
+            last_name: None,
+            display_name: None,
+            emails: vec![Email {
+                value: email,
+                primary: true,
+            }],
+            state: if active {
+                UserState::Active
+            } else {
+                UserState::Inactive
+            },
+            roles: Vec::new(),
+            custom_attributes: BTreeMap::new(),
+            raw_attributes: RawAttributes::from_value(&serde_json::json!({
+                "externalIds": [{"type": "account", "value": "A-1"}, {"type": "organization", "value": format!("E-{id}")}],
+                "customSchemas": {"HR": {"CostCenter": "CC-9"}},
+                "organizations": [{"title": "Engineer", "primary": true}],
+            })),
+        },
+        org_unit_path: Some(org_unit.to_owned()),
+        aliases: Vec::new(),
+    }
+}
+
+fn group(id: &str) -> Group {
+    Group {
+        id: Id::from(id),
+        email: Some(format!("{id}@example.com")),
+        name: id.to_uppercase(),
+        description: None,
+        raw_attributes: RawAttributes::empty(),
+    }
+}
+
+fn fetched() -> Fetched {
+    // eng contains alice and the group platform; platform contains bob and (cycle) eng.
+    let members = BTreeMap::from([
+        (
+            Id::from("eng"),
+            vec![
+                MemberRef::User(Id::from("alice")),
+                MemberRef::Group(Id::from("platform")),
+            ],
+        ),
+        (
+            Id::from("platform"),
+            vec![
+                MemberRef::User(Id::from("bob")),
+                MemberRef::Group(Id::from("eng")),
+                MemberRef::Other {
+                    kind: "EXTERNAL".into(),
+                    id: Some("x".into()),
+                    email: Some("x@other.example".into()),
+                },
+            ],
+        ),
+        (Id::from("admins"), vec![MemberRef::User(Id::from("carol"))]),
+    ]);
+    Fetched {
+        source: crate::event::SourceKind::Google,
+        users: vec![
+            user("alice", "/Engineering", true),
+            user("bob", "/Engineering/Platform", true),
+            user("carol", "/Sales", false),
+            user("dave", "/", true),
+        ],
+        groups: vec![group("eng"), group("platform"), group("admins")],
+        members,
+    }
+}
+
+fn tenant(edit: impl FnOnce(&mut TenantConfig)) -> TenantConfig {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dirsync.toml");
+    let mut tenant = crate::config::load_strict(&dir)
+        .unwrap()
+        .tenants
+        .remove("acme")
+        .unwrap();
+    tenant.filters = FiltersConfig::default();
+    tenant.roles = RolesConfig::default();
+    tenant.attributes = default_attributes(Some(crate::event::SourceKind::Google));
+    edit(&mut tenant);
+    tenant
+}
+
+fn ids<'a>(it: impl IntoIterator<Item = &'a Id>) -> Vec<&'a str> {
+    it.into_iter().map(|id| &**id).collect()
+}
+
+#[test]
+fn nested_groups_are_flattened_through_cycles_and_externals_are_ignored() {
+    let applied = apply(fetched(), &tenant(|_| {}));
+    let members = &applied.snapshot.members;
+    assert_eq!(ids(&members[&Id::from("eng")]), ["alice", "bob"]);
+    assert_eq!(ids(&members[&Id::from("platform")]), ["alice", "bob"]);
+    assert_eq!(ids(&members[&Id::from("admins")]), ["carol"]);
+}
+
+#[test]
+fn direct_mode_counts_only_direct_user_members() {
+    let applied = apply(fetched(), &tenant(|t| set_nested(t, NestedGroups::Direct)));
+    assert_eq!(ids(&applied.snapshot.members[&Id::from("eng")]), ["alice"]);
+}
+
+fn set_nested(tenant: &mut TenantConfig, nested: NestedGroups) {
+    if let crate::config::SourceConfig::Google(google) = &mut tenant.source {
+        google.nested_groups = nested;
+    }
+}
+
+fn set_suspended(tenant: &mut TenantConfig, policy: SuspendedUsers) {
+    if let crate::config::SourceConfig::Google(google) = &mut tenant.source {
+        google.suspended_users = policy;
+    }
+}
+
+#[test]
+fn org_unit_filter_keeps_the_subtree_and_says_why_others_are_out() {
+    let applied = apply(
+        fetched(),
+        &tenant(|t| t.filters.org_units = vec!["/Engineering".into()]),
+    );
+    assert_eq!(ids(applied.snapshot.users.keys()), ["alice", "bob"]);
+    let carol = applied
+        .excluded_users
+        .iter()
+        .find(|e| &*e.id == "carol")
+        .unwrap();
+    assert_eq!(
+        carol.reason,
+        Exclusion::OutsideOrgUnits {
+            org_unit: "/Sales".into()
+        }
+    );
+    assert!(
+        !applied.snapshot.members.contains_key(&Id::from("admins")),
+        "no memberships of filtered users"
+    );
+}
+
+#[test]
+fn group_filter_and_group_members_scope() {
+    let applied = apply(
+        fetched(),
+        &tenant(|t| {
+            t.filters.groups = vec!["ENG@*".into()];
+            t.filters.users = UserScope::GroupMembers;
+        }),
+    );
+    assert_eq!(ids(applied.snapshot.groups.keys()), ["eng"]);
+    assert_eq!(ids(applied.snapshot.users.keys()), ["alice", "bob"]);
+    assert!(applied
+        .excluded_users
+        .iter()
+        .any(|e| &*e.id == "dave" && e.reason == Exclusion::NotInSyncedGroup));
+    assert_eq!(applied.excluded_groups.len(), 2);
+}
+
+#[test]
+fn suspended_users_are_inactive_or_dropped() {
+    let applied = apply(fetched(), &tenant(|_| {}));
+    assert_eq!(
+        applied.snapshot.users[&Id::from("carol")].state,
+        UserState::Inactive
+    );
+    let applied = apply(
+        fetched(),
+        &tenant(|t| set_suspended(t, SuspendedUsers::Delete)),
+    );
+    assert!(!applied.snapshot.users.contains_key(&Id::from("carol")));
+    assert!(applied
+        .excluded_users
+        .iter()
+        .any(|e| &*e.id == "carol" && e.reason == Exclusion::SuspendedDropped));
+}
+
+#[test]
+fn roles_come_from_effective_membership_sorted_with_a_default() {
+    let applied = apply(
+        fetched(),
+        &tenant(|t| {
+            t.roles
+                .by_group
+                .insert("platform@example.com".into(), "platform".into());
+            t.roles
+                .by_group
+                .insert("eng@example.com".into(), "engineer".into());
+            t.roles.default_role = Some("member".into());
+        }),
+    );
+    let users = &applied.snapshot.users;
+    assert_eq!(users[&Id::from("alice")].roles, ["engineer", "platform"]);
+    assert_eq!(users[&Id::from("dave")].roles, ["member"]);
+}
+
+#[test]
+fn attributes_resolve_with_selectors_and_unresolved_paths_yield_nothing() {
+    let applied = apply(
+        fetched(),
+        &tenant(|t| {
+            t.attributes.paths.insert(
+                "cost_center".into(),
+                path::AttributePath::parse("customSchemas.HR.CostCenter").unwrap(),
+            );
+            t.attributes.paths.insert(
+                "missing".into(),
+                path::AttributePath::parse("customSchemas.Nope.X").unwrap(),
+            );
+        }),
+    );
+    let alice = &applied.snapshot.users[&Id::from("alice")];
+    assert_eq!(alice.custom_attributes["cost_center"], "CC-9");
+    assert_eq!(alice.custom_attributes["employee_id"], "E-alice");
+    assert_eq!(alice.custom_attributes["job_title"], "Engineer");
+    assert!(!alice.custom_attributes.contains_key("missing"));
+}
+
+#[test]
+fn paths_parse_urns_selectors_and_reject_garbage() {
+    let urn = path::AttributePath::parse(
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+    )
+    .unwrap();
+    let user = serde_json::json!({"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"manager": {"value": "m-1"}}});
+    assert_eq!(urn.resolve(&user).unwrap(), "m-1");
+    let emails = path::AttributePath::parse("emails[type=work].value").unwrap();
+    assert_eq!(emails.resolve(&serde_json::json!({"emails": [{"type": "home", "value": "h"}, {"type": "work", "value": "w"}]})).unwrap(), "w");
+    assert!(path::AttributePath::parse("emails[0].value").is_ok());
+    assert!(path::AttributePath::parse("emails[").is_err());
+    assert!(path::AttributePath::parse("a..b").is_err());
+    assert!(path::AttributePath::parse("emails[x y]").is_err());
+}
+
+#[test]
+fn glob_matching() {
+    assert!(glob_matches(
+        "eng-*@acme.example",
+        "ENG-platform@acme.example"
+    ));
+    assert!(glob_matches("a?c", "abc"));
+    assert!(!glob_matches("eng-*", "sales"));
+    assert!(glob_matches("*", ""));
+}
