@@ -204,3 +204,92 @@ pub fn first_stored_seq(conn: &Connection, tenant: &str) -> Result<Option<u64>, 
     )?;
     Ok(seq.map(|s| s as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn with_events(n: u64) -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::Store::open(dir.path())
+            .unwrap()
+            .connect()
+            .unwrap();
+        for seq in 1..=n {
+            conn.execute(
+                "INSERT INTO events (tenant, seq, id, type, subject_id, occurred_at, sync_id, body)
+                 VALUES ('acme', ?1, ?2, 'user.created', 'u', ?1, 1, '{}')",
+                params![seq as i64, format!("evt_{seq}")],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO tenants (tenant, last_seq) VALUES ('acme', ?1)",
+            [n as i64],
+        )
+        .unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn the_cursor_only_moves_from_where_it_is() {
+        let (_dir, conn) = with_events(5);
+        assert_eq!(
+            ensure_cursor(&conn, "acme", "hook").unwrap().delivered_seq,
+            0
+        );
+        assert!(advance_cursor(&conn, "acme", "hook", 0, 3).unwrap());
+        // A second deliverer that still believes the cursor is at 0 cannot move it back.
+        assert!(!advance_cursor(&conn, "acme", "hook", 0, 2).unwrap());
+        assert_eq!(
+            ensure_cursor(&conn, "acme", "hook").unwrap().delivered_seq,
+            3
+        );
+        let lag = lag(&conn, "acme", 3).unwrap();
+        assert_eq!(lag.events, 2);
+        assert_eq!(lag.oldest_pending_at, Some(4));
+        let page = pending_events(&conn, "acme", 3, 10).unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+    }
+
+    #[test]
+    fn parking_sticks_until_unparked_and_keeps_the_cursor() {
+        let (_dir, conn) = with_events(2);
+        ensure_cursor(&conn, "acme", "hook").unwrap();
+        advance_cursor(&conn, "acme", "hook", 0, 1).unwrap();
+        record_delivery_error(&conn, "acme", "hook", "HTTP 400", true).unwrap();
+        record_delivery_error(&conn, "acme", "hook", "HTTP 400 again", false).unwrap();
+        let cursor = load_cursor(&conn, "acme", "hook").unwrap().unwrap();
+        assert!(cursor.parked);
+        assert_eq!(cursor.delivered_seq, 1);
+        assert_eq!(cursor.last_error.as_deref(), Some("HTTP 400 again"));
+        assert!(unpark(&conn, "acme", "hook").unwrap());
+        assert!(!unpark(&conn, "acme", "hook").unwrap());
+        assert!(!load_cursor(&conn, "acme", "hook").unwrap().unwrap().parked);
+    }
+
+    #[test]
+    fn pruning_stops_at_the_slowest_sink_and_works_in_chunks() {
+        let (_dir, mut conn) = with_events(25_000);
+        ensure_cursor(&conn, "acme", "fast").unwrap();
+        ensure_cursor(&conn, "acme", "slow").unwrap();
+        advance_cursor(&conn, "acme", "fast", 0, 25_000).unwrap();
+        advance_cursor(&conn, "acme", "slow", 0, 22_000).unwrap();
+        let deleted = prune_delivered(&mut conn, "acme", &["fast", "slow"], i64::MAX).unwrap();
+        assert_eq!(deleted, 22_000);
+        assert_eq!(first_stored_seq(&conn, "acme").unwrap(), Some(22_001));
+        // A sink with no cursor yet has acknowledged nothing.
+        assert_eq!(
+            prune_delivered(&mut conn, "acme", &["fast", "new"], i64::MAX).unwrap(),
+            0
+        );
+        // Only events older than the cutoff go.
+        advance_cursor(&conn, "acme", "slow", 22_000, 25_000).unwrap();
+        assert_eq!(
+            prune_delivered(&mut conn, "acme", &["fast", "slow"], 24_001).unwrap(),
+            2_000
+        );
+        assert_eq!(super::super::last_seq(&conn, "acme").unwrap(), 25_000);
+    }
+}
