@@ -142,6 +142,26 @@ impl From<&Group> for GroupSummary {
     }
 }
 
+/// Whether a direct member is a user or a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MemberKind {
+    User,
+    Group,
+}
+
+impl MemberKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberKind::User => "user",
+            MemberKind::Group => "group",
+        }
+    }
+}
+
+/// The direct group graph (group, kind, member) that explains effective memberships; `policy`
+/// decides which edges it holds, the store keeps it for `inspect`.
+pub type DirectGraph = BTreeSet<(Id, MemberKind, Id)>;
+
 /// A complete normalized directory of one tenant: what the store holds and what a sync
 /// fetched. `members` maps a group id to the ids of its (effective) user members; every id in
 /// it names a user and a group of the same snapshot.

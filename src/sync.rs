@@ -192,6 +192,7 @@ struct Planned {
     after: Snapshot,
     changes: Vec<Change>,
     exclusions: Vec<(String, String, &'static str, &'static str, Option<String>)>,
+    direct: policy::DirectGraph,
 }
 
 /// Runs one sync of `tenant`. Never panics on bad input; every failure is in the report.
@@ -356,10 +357,7 @@ async fn plan_and_commit(
             .excluded_users
             .iter()
             .map(|u| {
-                let detail = match &u.reason {
-                    policy::Exclusion::OutsideOrgUnits { org_unit } => Some(org_unit.clone()),
-                    _ => None,
-                };
+                let detail = u.reason.detail();
                 (
                     u.id.to_string(),
                     u.email.clone(),
@@ -383,6 +381,7 @@ async fn plan_and_commit(
             after: applied.snapshot,
             changes,
             exclusions,
+            direct: applied.direct,
         }
     })
     .await
@@ -418,6 +417,7 @@ async fn plan_and_commit(
             changes: &planned.changes,
             run: empty_run(started_at),
             exclusions: Vec::new(),
+            direct: None,
         };
         report.dry_run_events = planned
             .changes
@@ -453,6 +453,7 @@ async fn plan_and_commit(
                 changes: &planned.changes,
                 run,
                 exclusions: planned.exclusions,
+                direct: Some(&planned.direct),
             },
         )
     })
@@ -480,7 +481,16 @@ async fn fetch_confirmed(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let fetched = source.fetch(cancel).await?;
+        let mut fetched = source.fetch(cancel).await?;
+        let listed: HashSet<&str> = fetched.users.iter().map(|u| &*u.user.id).collect();
+        let unlisted: Vec<Id> = before
+            .users
+            .keys()
+            .filter(|id| !listed.contains(&***id))
+            .cloned()
+            .collect();
+        let located = source.locate_users(&unlisted).await?;
+        fetched.users.extend(located);
         let user_ids: HashSet<&str> = fetched.users.iter().map(|u| &*u.user.id).collect();
         let group_ids: HashSet<&str> = fetched.groups.iter().map(|g| &*g.id).collect();
         let missing_users: Vec<Id> = before

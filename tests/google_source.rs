@@ -319,6 +319,18 @@ async fn handle(
 
 const USERS: &str = "/admin/directory/v1/users";
 const GROUPS: &str = "/admin/directory/v1/groups";
+const ORG_UNITS: &str = "/admin/directory/v1/customer/my_customer/orgunits";
+
+fn org_units_page(paths: &[&str]) -> Value {
+    let units: Vec<Value> = paths
+        .iter()
+        .map(|path| {
+            json!({"kind": "admin#directory#orgUnit", "orgUnitPath": path,
+                           "name": path.rsplit('/').next().unwrap(), "parentOrgUnitPath": "/"})
+        })
+        .collect();
+    json!({"kind": "admin#directory#orgUnits", "etag": "\"ou\"", "organizationUnits": units})
+}
 
 fn members_path(group: &str) -> String {
     format!("/admin/directory/v1/groups/{group}/members")
@@ -762,6 +774,11 @@ async fn org_unit_filters_are_pushed_down() {
         org_units: vec!["/Engineering".into(), "/Sales".into()],
         ..FiltersConfig::default()
     };
+    fx.page(
+        ORG_UNITS,
+        None,
+        org_units_page(&["/Engineering", "/Engineering/Platform", "/Sales"]),
+    );
     // The fixture ignores `query`, so both org units return every user: ids are deduplicated.
     let (source, _) = fx
         .source_with(fx.config(), &filters, &AttributeMapping::default())
@@ -859,4 +876,56 @@ async fn a_404_that_is_not_google_s_group_not_found_fails_the_fetch() {
         matches!(err, SourceError::Http { status: 404, .. }),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_misspelt_org_unit_fails_the_fetch_naming_the_key() {
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    fx.page(ORG_UNITS, None, org_units_page(&["/Engineering", "/Sales"]));
+    let filters = FiltersConfig {
+        org_units: vec!["/Engineering".into(), "/Enginering/Platform".into()],
+        ..FiltersConfig::default()
+    };
+    let (source, _) = fx
+        .source_with(fx.config(), &filters, &AttributeMapping::default())
+        .await;
+    let err = source.fetch().await.unwrap_err().to_string();
+    assert!(err.contains("[filters] org_units[1]"), "{err}");
+    assert!(err.contains("/Enginering/Platform"), "{err}");
+    assert!(err.contains("/Engineering, /Sales"), "{err}");
+    assert_eq!(fx.requests_to(ORG_UNITS)[0]["type"], "all");
+    // Without an org-unit filter orgunits.list is never called.
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    let (source, _) = fx.source(fx.config()).await;
+    source.fetch().await.unwrap();
+    assert!(fx.requests_to(ORG_UNITS).is_empty());
+}
+
+#[tokio::test]
+async fn users_missing_from_a_filtered_listing_are_read_by_id() {
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    fx.page(ORG_UNITS, None, org_units_page(&["/Engineering", "/Sales"]));
+    fx.page(
+        "/admin/directory/v1/users/u7",
+        None,
+        user_json("u7", "moved@example.com", "/Sales"),
+    );
+    let filters = FiltersConfig {
+        org_units: vec!["/Engineering".into()],
+        ..FiltersConfig::default()
+    };
+    let (source, _) = fx
+        .source_with(fx.config(), &filters, &AttributeMapping::default())
+        .await;
+    let ids: Vec<dirsync::model::Id> = vec!["u7".into(), "u8".into()];
+    let found = source.locate_users(&ids).await.unwrap();
+    assert_eq!(found.len(), 1, "u8 is gone (404)");
+    assert_eq!(&*found[0].user.id, "u7");
+    assert_eq!(found[0].org_unit_path.as_deref(), Some("/Sales"));
+    // An unfiltered listing is complete: nothing to look up.
+    let (source, _) = fx.source(fx.config()).await;
+    assert!(source.locate_users(&ids).await.unwrap().is_empty());
 }

@@ -1,74 +1,32 @@
 //! `dirsync inspect TENANT WHO`: what dirsync knows about a user or group, and for something
-//! not stored, why.
+//! not stored, why. Reads the store only (never the IdP), plus the tenant's config to say which
+//! `[roles]` mapping granted a role, which `[attributes]` path an attribute came from and which
+//! `[filters]` pattern let a group in.
+//!
+//! The JSON (`--json`) is the answer; the text form is rendered from it.
 
+use std::collections::{BTreeMap, VecDeque};
+
+use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use super::{open_store, tenant, Failure, Outcome};
 use crate::cli::InspectArgs;
-use crate::config::Config;
-use crate::store::lookup;
+use crate::config::TenantConfig;
+use crate::config::{Config, SourceConfig};
+use crate::model::{Group, User};
+use crate::policy::glob_matches;
+use crate::store::{lookup, StoreError};
+
+const RECENT_EVENTS: u32 = 10;
 
 pub async fn run(config: &Config, args: &InspectArgs) -> Outcome {
-    let tenant_config = tenant(config, &args.tenant)?;
+    let tenant_config = tenant(config, &args.tenant)?.clone();
     let store = open_store(config)?;
-    let (tenant_id, who) = (tenant_config.id.clone(), args.who.clone());
-    let report = tokio::task::spawn_blocking(move || -> Result<Value, crate::store::StoreError> {
+    let who = args.who.clone();
+    let report = tokio::task::spawn_blocking(move || -> Result<Value, StoreError> {
         let conn = store.connect()?;
-        if let Some(user) = lookup::find_user(&conn, &tenant_id, &who)? {
-            let groups = lookup::groups_of_user(&conn, &tenant_id, &user.id)?;
-            let events: Vec<Value> = lookup::events_about(&conn, &tenant_id, &user.id, 10)?
-                .iter()
-                .filter_map(|body| serde_json::from_str(body).ok())
-                .collect();
-            return Ok(json!({
-                "kind": "user",
-                "stored": true,
-                "user": user,
-                "groups": groups.iter().map(|g| json!({"id": g.id, "email": g.email, "name": g.name})).collect::<Vec<_>>(),
-                "roles": user.roles,
-                "custom_attributes": user.custom_attributes,
-                "recent_events": events,
-            }));
-        }
-        if let Some(group) = lookup::find_group(&conn, &tenant_id, &who)? {
-            let members = lookup::members_of_group(&conn, &tenant_id, &group.id)?;
-            let events: Vec<Value> = lookup::events_about(&conn, &tenant_id, &group.id, 10)?
-                .iter()
-                .filter_map(|body| serde_json::from_str(body).ok())
-                .collect();
-            return Ok(json!({
-                "kind": "group",
-                "stored": true,
-                "group": group,
-                "members": members.iter().map(|u| json!({"id": u.id, "email": u.email, "state": u.state})).collect::<Vec<_>>(),
-                "recent_events": events,
-            }));
-        }
-        if let Some(exclusion) = lookup::find_exclusion(&conn, &tenant_id, &who)? {
-            let why = match exclusion.reason.as_str() {
-                "outside_org_units" => format!(
-                    "filtered out: org unit {} is outside [filters] org_units",
-                    exclusion.detail.as_deref().unwrap_or("?")
-                ),
-                "not_in_synced_group" => "filtered out: not an effective member of any synced group ([filters] users = \"group_members\")".to_owned(),
-                "suspended_dropped" => "suspended upstream and dropped by policy (suspended_users = \"delete\")".to_owned(),
-                "group_filter" => "filtered out: the group does not match [filters] groups".to_owned(),
-                other => other.to_owned(),
-            };
-            return Ok(json!({"kind": exclusion.kind, "stored": false, "reason": exclusion.reason, "why": why, "exclusion": exclusion}));
-        }
-        if let Some(body) = lookup::last_deletion(&conn, &tenant_id, &who)? {
-            let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            let why = format!(
-                "deleted upstream: {} at {} (sync {}, seq {})",
-                event["type"].as_str().unwrap_or("deleted"),
-                event["occurred_at"].as_str().unwrap_or("?"),
-                event["sync_id"],
-                event["seq"]
-            );
-            return Ok(json!({"kind": "unknown", "stored": false, "reason": "deleted_upstream", "why": why, "event": event}));
-        }
-        Ok(json!({"kind": "unknown", "stored": false, "reason": "never_seen", "why": "never seen upstream: no user or group with this id, email or name was ever fetched for this tenant"}))
+        inspect(&conn, &tenant_config, &who)
     })
     .await
     .map_err(|err| Failure::run(anyhow::anyhow!("{err}")))?
@@ -89,33 +47,336 @@ pub async fn run(config: &Config, args: &InspectArgs) -> Outcome {
     })
 }
 
+fn inspect(conn: &Connection, tenant: &TenantConfig, who: &str) -> Result<Value, StoreError> {
+    if let Some(user) = lookup::find_user(conn, &tenant.id, who)? {
+        return inspect_user(conn, tenant, &user);
+    }
+    if let Some(group) = lookup::find_group(conn, &tenant.id, who)? {
+        return inspect_group(conn, tenant, &group);
+    }
+    not_stored(conn, tenant, who)
+}
+
+fn events(conn: &Connection, tenant: &str, id: &str) -> Result<Vec<Value>, StoreError> {
+    Ok(lookup::events_about(conn, tenant, id, RECENT_EVENTS)?
+        .iter()
+        .filter_map(|body| serde_json::from_str(body).ok())
+        .collect())
+}
+
+/// For every group a user is in directly or through nested groups, the shortest chain of
+/// groups from it down to the user (breadth-first up the stored direct graph).
+fn paths_up(
+    conn: &Connection,
+    tenant: &str,
+    user_id: &str,
+) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+    let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut queue = VecDeque::new();
+    for parent in lookup::direct_parents(conn, tenant, "user", user_id)? {
+        paths.insert(parent.clone(), vec![parent.clone()]);
+        queue.push_back(parent);
+    }
+    while let Some(group) = queue.pop_front() {
+        let below = paths[&group].clone();
+        for parent in lookup::direct_parents(conn, tenant, "group", &group)? {
+            if paths.contains_key(&parent) {
+                continue;
+            }
+            let mut path = vec![parent.clone()];
+            path.extend(below.iter().cloned());
+            paths.insert(parent.clone(), path);
+            queue.push_back(parent);
+        }
+    }
+    Ok(paths)
+}
+
+fn label(conn: &Connection, tenant: &str, id: &str) -> Result<String, StoreError> {
+    Ok(lookup::group_label(conn, tenant, id)?.0)
+}
+
+fn inspect_user(
+    conn: &Connection,
+    tenant: &TenantConfig,
+    user: &User,
+) -> Result<Value, StoreError> {
+    let id = &tenant.id;
+    let paths = paths_up(conn, id, &user.id)?;
+    let groups = lookup::groups_of_user(conn, id, &user.id)?;
+    let mut effective = Vec::new();
+    for group in &groups {
+        let path = match paths.get(&*group.id) {
+            Some(chain) => {
+                let mut labels = chain
+                    .iter()
+                    .map(|g| label(conn, id, g))
+                    .collect::<Result<Vec<_>, _>>()?;
+                labels.push("you".to_owned());
+                Value::String(labels.join(" ← "))
+            }
+            None => Value::Null,
+        };
+        effective.push(json!({
+            "id": group.id,
+            "email": group.email,
+            "name": group.name,
+            "direct": paths.get(&*group.id).is_some_and(|chain| chain.len() == 1),
+            "path": path,
+        }));
+    }
+    let mut direct = Vec::new();
+    for group_id in lookup::direct_parents(conn, id, "user", &user.id)? {
+        let (label, synced) = lookup::group_label(conn, id, &group_id)?;
+        direct.push(json!({"id": group_id, "group": label, "synced": synced}));
+    }
+
+    let mut roles = Vec::new();
+    for role in &user.roles {
+        let granted_by: Vec<Value> = effective
+            .iter()
+            .zip(&groups)
+            .filter(|(_, group)| {
+                tenant
+                    .roles
+                    .by_group
+                    .get(&group.config_key().to_lowercase())
+                    == Some(role)
+            })
+            .map(|(entry, group)| json!({"group": group.config_key(), "path": entry["path"]}))
+            .collect();
+        let default = granted_by.is_empty() && tenant.roles.default_role.as_ref() == Some(role);
+        roles.push(json!({"role": role, "granted_by": granted_by, "default_role": default}));
+    }
+    let attributes: Vec<Value> = user
+        .custom_attributes
+        .iter()
+        .map(|(name, value)| {
+            json!({
+                "name": name,
+                "value": value,
+                "path": tenant.attributes.paths.get(name).map(|p| p.text.clone()),
+            })
+        })
+        .collect();
+    let unresolved: Vec<Value> = tenant
+        .attributes
+        .paths
+        .iter()
+        .filter(|(name, _)| !user.custom_attributes.contains_key(*name))
+        .map(|(name, path)| json!({"name": name, "path": path.text}))
+        .collect();
+
+    Ok(json!({
+        "kind": "user",
+        "stored": true,
+        "tenant": id,
+        "user": user,
+        "groups": effective,
+        "direct_groups": direct,
+        "roles": roles,
+        "custom_attributes": attributes,
+        "unresolved_attributes": unresolved,
+        "recent_events": events(conn, id, &user.id)?,
+    }))
+}
+
+/// Whether `[filters] groups` lets a group in, and by which pattern.
+fn filter_status(tenant: &TenantConfig, key: &str) -> Value {
+    let patterns = &tenant.filters.groups;
+    if patterns.is_empty() {
+        return json!({"synced": true, "matched": null, "patterns": []});
+    }
+    let matched = patterns.iter().find(|glob| glob_matches(glob, key));
+    json!({"synced": matched.is_some(), "matched": matched, "patterns": patterns})
+}
+
+fn inspect_group(
+    conn: &Connection,
+    tenant: &TenantConfig,
+    group: &Group,
+) -> Result<Value, StoreError> {
+    let id = &tenant.id;
+    let members = lookup::members_of_group(conn, id, &group.id)?;
+    let mut direct_users = Vec::new();
+    let mut children = Vec::new();
+    for (kind, member) in lookup::direct_members(conn, id, &group.id)? {
+        if kind == "group" {
+            let (label, synced) = lookup::group_label(conn, id, &member)?;
+            children.push(json!({"id": member, "group": label, "synced": synced}));
+        } else {
+            let email = lookup::find_user(conn, id, &member)?.map(|u| u.email);
+            direct_users.push(json!({"id": member, "email": email}));
+        }
+    }
+    let mut parents = Vec::new();
+    for parent in lookup::direct_parents(conn, id, "group", &group.id)? {
+        let (label, synced) = lookup::group_label(conn, id, &parent)?;
+        parents.push(json!({"id": parent, "group": label, "synced": synced}));
+    }
+    Ok(json!({
+        "kind": "group",
+        "stored": true,
+        "tenant": id,
+        "group": group,
+        "filter": filter_status(tenant, group.config_key()),
+        "members": members.iter().map(|u| json!({"id": u.id, "email": u.email, "state": u.state})).collect::<Vec<_>>(),
+        "direct_members": direct_users,
+        "child_groups": children,
+        "parent_groups": parents,
+        "recent_events": events(conn, id, &group.id)?,
+    }))
+}
+
+fn not_stored(conn: &Connection, tenant: &TenantConfig, who: &str) -> Result<Value, StoreError> {
+    let id = &tenant.id;
+    let deletion: Option<Value> =
+        lookup::last_deletion(conn, id, who)?.and_then(|body| serde_json::from_str(&body).ok());
+    let left = deletion.as_ref().map(|event| {
+        format!(
+            "{} on sync {} (seq {}, {})",
+            event["type"].as_str().unwrap_or("deleted"),
+            event["sync_id"],
+            event["seq"],
+            event["occurred_at"].as_str().unwrap_or("?")
+        )
+    });
+    let org_units = format!("{:?}", tenant.filters.org_units);
+    if let Some(exclusion) = lookup::find_exclusion(conn, id, who)? {
+        let detail = exclusion.detail.clone();
+        let why = match exclusion.reason.as_str() {
+            "outside_org_units" => match &detail {
+                Some(unit) => format!(
+                    "outside the org-unit filter: the user is in {unit}, and [filters] org_units = {org_units}"
+                ),
+                None => format!(
+                    "outside the org-unit filter: not listed under [filters] org_units = {org_units}, seen only as a member of a group"
+                ),
+            },
+            "not_in_synced_group" => match &detail {
+                Some(groups) => format!(
+                    "only in groups that [filters] groups leaves out ({groups}), and [filters] users = \"group_members\""
+                ),
+                None => "in no group at all, and [filters] users = \"group_members\" keeps only members of synced groups".to_owned(),
+            },
+            "suspended_dropped" => "suspended upstream and dropped by policy (suspended_users = \"delete\")".to_owned(),
+            "group_filter" => format!(
+                "filtered out: the group matches none of [filters] groups = {:?}",
+                tenant.filters.groups
+            ),
+            other => other.to_owned(),
+        };
+        let mut report = json!({
+            "kind": exclusion.kind,
+            "stored": false,
+            "tenant": id,
+            "reason": exclusion.reason,
+            "why": why,
+            "since_sync": exclusion.run_id,
+            "exclusion": exclusion,
+            "left_store": left,
+            "event": deletion,
+        });
+        if report["kind"] == "group" {
+            report["filter"] = filter_status(tenant, &exclusion.email);
+        }
+        return Ok(report);
+    }
+    if let Some(event) = deletion {
+        return Ok(json!({
+            "kind": if event["type"].as_str().is_some_and(|t| t.starts_with("group")) { "group" } else { "user" },
+            "stored": false,
+            "tenant": id,
+            "reason": "deleted_upstream",
+            "why": format!("deleted upstream: {}", left.unwrap_or_default()),
+            "event": event,
+        }));
+    }
+    let mut why =
+        "never seen: no user or group with this id, email or name was ever fetched for this tenant"
+            .to_owned();
+    if matches!(tenant.source, SourceConfig::Google(_)) && !tenant.filters.org_units.is_empty() {
+        why.push_str(&format!(
+            "; only users in [filters] org_units = {org_units} are listed, so a user elsewhere who is in no synced group is never seen"
+        ));
+    }
+    Ok(
+        json!({"kind": "unknown", "stored": false, "tenant": id, "reason": "never_seen", "why": why}),
+    )
+}
+
 fn print_text(who: &str, report: &Value) {
+    let text = |value: &Value| value.as_str().unwrap_or("").to_owned();
     match report["kind"].as_str() {
         Some("user") if report["stored"] == true => {
             let user = &report["user"];
-            println!(
-                "user {} ({})",
-                user["email"].as_str().unwrap_or(""),
-                user["id"].as_str().unwrap_or("")
-            );
+            println!("user {} ({})", text(&user["email"]), text(&user["id"]));
             println!(
                 "  name:   {} {}",
-                user["first_name"].as_str().unwrap_or(""),
-                user["last_name"].as_str().unwrap_or("")
+                text(&user["first_name"]),
+                text(&user["last_name"])
             );
-            println!("  state:  {}", user["state"].as_str().unwrap_or(""));
-            println!("  roles:  {}", report["roles"]);
-            println!("  custom attributes: {}", report["custom_attributes"]);
-            println!("  groups:");
-            for group in report["groups"].as_array().into_iter().flatten() {
+            println!("  state:  {}", text(&user["state"]));
+            println!("  roles:");
+            for role in report["roles"].as_array().into_iter().flatten() {
+                let from: Vec<String> = role["granted_by"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|g| {
+                        let path = g["path"]
+                            .as_str()
+                            .map(|p| format!(" ({p})"))
+                            .unwrap_or_default();
+                        format!("{}{path}", text(&g["group"]))
+                    })
+                    .collect();
+                let from = if role["default_role"] == true {
+                    "default_role".to_owned()
+                } else {
+                    from.join(", ")
+                };
+                println!("    {} ← {from}", text(&role["role"]));
+            }
+            println!("  custom attributes:");
+            for attribute in report["custom_attributes"].as_array().into_iter().flatten() {
                 println!(
-                    "    {} ({})",
-                    group["email"]
-                        .as_str()
-                        .or(group["name"].as_str())
-                        .unwrap_or(""),
-                    group["id"].as_str().unwrap_or("")
+                    "    {} = {} (from {})",
+                    text(&attribute["name"]),
+                    attribute["value"],
+                    attribute["path"].as_str().unwrap_or("?")
                 );
+            }
+            for attribute in report["unresolved_attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "    {} not set ({} does not resolve)",
+                    text(&attribute["name"]),
+                    text(&attribute["path"])
+                );
+            }
+            println!("  groups (effective):");
+            for group in report["groups"].as_array().into_iter().flatten() {
+                let name = group["email"]
+                    .as_str()
+                    .or(group["name"].as_str())
+                    .unwrap_or("");
+                match group["path"].as_str() {
+                    Some(path) => println!("    {name}: {path}"),
+                    None => println!("    {name}"),
+                }
+            }
+            println!("  direct groups:");
+            for group in report["direct_groups"].as_array().into_iter().flatten() {
+                let note = if group["synced"] == true {
+                    ""
+                } else {
+                    " (not synced)"
+                };
+                println!("    {}{note}", text(&group["group"]));
             }
             print_events(report);
         }
@@ -127,25 +388,56 @@ fn print_text(who: &str, report: &Value) {
                     .as_str()
                     .or(group["name"].as_str())
                     .unwrap_or(""),
-                group["id"].as_str().unwrap_or("")
+                text(&group["id"])
             );
+            let filter = &report["filter"];
+            match filter["matched"].as_str() {
+                Some(glob) => println!("  synced: matches [filters] groups pattern {glob:?}"),
+                None => println!("  synced: no [filters] groups, every group is synced"),
+            }
             println!(
-                "  members ({}):",
+                "  members, effective ({}):",
                 report["members"].as_array().map_or(0, Vec::len)
             );
             for member in report["members"].as_array().into_iter().flatten() {
                 println!(
                     "    {} ({})",
-                    member["email"].as_str().unwrap_or(""),
-                    member["state"].as_str().unwrap_or("")
+                    text(&member["email"]),
+                    text(&member["state"])
                 );
+            }
+            println!("  direct user members:");
+            for member in report["direct_members"].as_array().into_iter().flatten() {
+                println!(
+                    "    {}",
+                    member["email"].as_str().unwrap_or(&text(&member["id"]))
+                );
+            }
+            for (title, key) in [
+                ("child groups", "child_groups"),
+                ("parent groups", "parent_groups"),
+            ] {
+                println!("  {title}:");
+                for child in report[key].as_array().into_iter().flatten() {
+                    let note = if child["synced"] == true {
+                        ""
+                    } else {
+                        " (not synced)"
+                    };
+                    println!("    {}{note}", text(&child["group"]));
+                }
             }
             print_events(report);
         }
-        _ => println!(
-            "{who} is not in the store: {}",
-            report["why"].as_str().unwrap_or("unknown")
-        ),
+        _ => {
+            println!("{who} is not in the store: {}", text(&report["why"]));
+            if let Some(left) = report["left_store"].as_str() {
+                println!("  it left the store with {left}");
+            }
+            if let Some(run) = report["since_sync"].as_i64() {
+                println!("  excluded for this reason since sync {run}");
+            }
+        }
     }
 }
 

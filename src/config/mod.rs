@@ -460,6 +460,9 @@ pub fn load_tenant(file: &Path, problems: &mut Vec<Problem>) -> Option<TenantCon
     }
     let filters = policy::validate_filters(raw.filters, &mut p);
     let roles = policy::validate_roles(raw.roles, &mut p);
+    if let (Some(filters), Some(roles)) = (&filters, &roles) {
+        policy::check_roles_against_filters(filters, roles, &mut p);
+    }
     let source_kind = source.as_ref().map(SourceConfig::kind);
     let attributes = policy::validate_attributes(raw.attributes, source_kind, &mut p);
     let sinks = sink::validate(raw.sinks, &mut p);

@@ -122,6 +122,33 @@ pub(super) fn validate_roles(
     Some(roles)
 }
 
+/// A `[roles]` group that `[filters] groups` leaves out can never grant its role: almost
+/// certainly a typo in one of the two.
+pub(super) fn check_roles_against_filters(
+    filters: &FiltersConfig,
+    roles: &RolesConfig,
+    p: &mut Problems<'_>,
+) {
+    if filters.groups.is_empty() {
+        return;
+    }
+    for group in roles.by_group.keys() {
+        if !filters
+            .groups
+            .iter()
+            .any(|glob| crate::policy::glob_matches(glob, group))
+        {
+            p.add(
+                format!("roles.\"{group}\""),
+                format!(
+                    "no [filters] groups pattern ({}) matches this group, so it can grant no role: add it to [filters] groups or fix the name",
+                    filters.groups.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 /// Custom attribute name → where it comes from in the IdP's user object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttributeMapping {

@@ -129,3 +129,25 @@ fn a_bad_tenant_file_name_is_reported() {
         .collect();
     assert!(found.iter().any(|p| p.contains("Bad Name")), "{found:?}");
 }
+
+#[test]
+fn policy_sections_report_bad_paths_org_units_and_unsynced_role_groups() {
+    let found = problems(&format!(
+        "schedule = \"0 * * * * *\"\n{SOURCE}[filters]\ngroups = [\"eng-*@acme.example\"]\norg_units = [\"/Engineering\"]\n[roles]\n\"admins@acme.example\" = \"admin\"\n\"eng-leads@acme.example\" = \"lead\"\n[attributes]\nbadge = \"emails[type=work\"\n"
+    ));
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("roles.\"admins@acme.example\"")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|p| p.contains("attributes.badge")),
+        "{found:?}"
+    );
+    let found = problems(&format!(
+        "schedule = \"0 * * * * *\"\n{SOURCE}[filters]\norg_units = [\"Engineering\"]\n"
+    ));
+    assert!(found[0].contains("filters.org_units[0]"), "{found:?}");
+}

@@ -44,8 +44,16 @@ pub fn default_attributes(source: Option<SourceKind>) -> AttributeMapping {
 /// Why a user the source returned is not in the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exclusion {
-    OutsideOrgUnits { org_unit: String },
-    NotInSyncedGroup,
+    /// `org_unit` is `None` for a user the source did not list because the org-unit filter was
+    /// pushed down to the API, seen only as a member of a group.
+    OutsideOrgUnits {
+        org_unit: Option<String>,
+    },
+    /// `[filters] users = "group_members"` and the user is only in `groups` (keys of groups
+    /// the group filter leaves out; empty: in no group at all).
+    NotInSyncedGroup {
+        groups: Vec<String>,
+    },
     SuspendedDropped,
 }
 
@@ -53,11 +61,22 @@ impl Exclusion {
     pub fn code(&self) -> &'static str {
         match self {
             Exclusion::OutsideOrgUnits { .. } => "outside_org_units",
-            Exclusion::NotInSyncedGroup => "not_in_synced_group",
+            Exclusion::NotInSyncedGroup { .. } => "not_in_synced_group",
             Exclusion::SuspendedDropped => "suspended_dropped",
         }
     }
+
+    /// What `inspect` shows beside the code.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Exclusion::OutsideOrgUnits { org_unit } => org_unit.clone(),
+            Exclusion::NotInSyncedGroup { groups } if !groups.is_empty() => Some(groups.join(", ")),
+            _ => None,
+        }
+    }
 }
+
+pub use crate::model::{DirectGraph, MemberKind};
 
 /// A user left out by policy, kept so `inspect` can say why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +96,7 @@ pub struct ExcludedGroup {
 #[derive(Debug, Default)]
 pub struct Applied {
     pub snapshot: Snapshot,
+    pub direct: DirectGraph,
     pub excluded_users: Vec<ExcludedUser>,
     pub excluded_groups: Vec<ExcludedGroup>,
 }
@@ -123,13 +143,21 @@ fn in_org_units(path: &str, org_units: &[String]) -> bool {
 pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
     let filters = &tenant.filters;
     let mut applied = Applied::default();
+    let Fetched {
+        users: fetched_users,
+        groups: fetched_groups,
+        members: mut direct_members,
+        ..
+    } = fetched;
 
     let mut groups = BTreeMap::new();
-    for group in fetched.groups {
+    let mut excluded_keys: BTreeMap<Id, String> = BTreeMap::new();
+    for group in fetched_groups {
         let key = group.config_key().to_owned();
         if filters.groups.is_empty() || filters.groups.iter().any(|glob| glob_matches(glob, &key)) {
             groups.insert(group.id.clone(), group);
         } else {
+            excluded_keys.insert(group.id.clone(), key.clone());
             applied.excluded_groups.push(ExcludedGroup {
                 id: group.id.clone(),
                 key,
@@ -138,7 +166,7 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
     }
 
     let mut users = BTreeMap::new();
-    for fetched_user in fetched.users {
+    for fetched_user in fetched_users {
         let user = fetched_user.user;
         if !filters.org_units.is_empty() {
             let org_unit = fetched_user
@@ -149,7 +177,9 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
                 applied.excluded_users.push(ExcludedUser {
                     id: user.id.clone(),
                     email: user.email.clone(),
-                    reason: Exclusion::OutsideOrgUnits { org_unit },
+                    reason: Exclusion::OutsideOrgUnits {
+                        org_unit: Some(org_unit),
+                    },
                 });
                 continue;
             }
@@ -167,8 +197,63 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
         users.insert(user.id.clone(), user);
     }
 
-    let members = effective_members(&fetched.members, &groups, tenant.source.nested_groups());
-    let mut members: BTreeMap<Id, BTreeSet<Id>> = members
+    // A member the listing missed but the sync fetched afterwards (a stored user confirmed by
+    // id) is a user member after all.
+    let listed: BTreeSet<Id> = users
+        .keys()
+        .cloned()
+        .chain(applied.excluded_users.iter().map(|e| e.id.clone()))
+        .collect();
+    for member in direct_members.values_mut().flatten() {
+        if let MemberRef::Other {
+            kind, id: Some(id), ..
+        } = member
+        {
+            if kind == "USER_NOT_FETCHED" && listed.contains(&Id::from(id.as_str())) {
+                *member = MemberRef::User(Id::from(id.as_str()));
+            }
+        }
+    }
+    // Users the source did not list because the org-unit filter was pushed down, seen only as
+    // group members.
+    if !filters.org_units.is_empty() {
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for member in direct_members.values().flatten() {
+            if let MemberRef::Other {
+                kind,
+                id: Some(id),
+                email,
+            } = member
+            {
+                if kind == "USER_NOT_FETCHED" && seen.insert(id) {
+                    applied.excluded_users.push(ExcludedUser {
+                        id: Id::from(id.as_str()),
+                        email: email.clone().unwrap_or_default().to_lowercase(),
+                        reason: Exclusion::OutsideOrgUnits { org_unit: None },
+                    });
+                }
+            }
+        }
+    }
+
+    let nested = tenant.source.nested_groups();
+    let all_members = effective_members(&direct_members, &groups, nested);
+    // Effective memberships in groups the filter left out, for `inspect`'s "only in unsynced
+    // groups".
+    let mut unsynced_of_user: BTreeMap<Id, Vec<String>> = BTreeMap::new();
+    if filters.users == crate::config::UserScope::GroupMembers {
+        for (group, set) in &all_members {
+            if let Some(key) = excluded_keys.get(group) {
+                for user in set {
+                    unsynced_of_user
+                        .entry(user.clone())
+                        .or_default()
+                        .push(key.clone());
+                }
+            }
+        }
+    }
+    let mut members: BTreeMap<Id, BTreeSet<Id>> = all_members
         .into_iter()
         .filter(|(group, _)| groups.contains_key(group))
         .map(|(group, set)| {
@@ -188,10 +273,12 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
             .into_iter()
             .partition(|(id, _)| in_groups.contains(id));
         for user in dropped.into_values() {
+            let mut groups = unsynced_of_user.remove(&user.id).unwrap_or_default();
+            groups.sort();
             applied.excluded_users.push(ExcludedUser {
                 id: user.id.clone(),
                 email: user.email.clone(),
-                reason: Exclusion::NotInSyncedGroup,
+                reason: Exclusion::NotInSyncedGroup { groups },
             });
         }
         users = kept;
@@ -239,12 +326,52 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
         !set.is_empty()
     });
 
+    applied.direct = direct_graph(&direct_members, &groups, &users, nested);
     applied.snapshot = Snapshot {
         users,
         groups,
         members,
     };
     applied
+}
+
+/// The direct edges worth keeping: from synced groups, and when flattening from every group
+/// below one (the paths of nested memberships run through them, synced or not).
+fn direct_graph(
+    direct: &BTreeMap<Id, Vec<MemberRef>>,
+    groups: &BTreeMap<Id, crate::model::Group>,
+    users: &BTreeMap<Id, crate::model::User>,
+    nested: NestedGroups,
+) -> DirectGraph {
+    let mut relevant: BTreeSet<&Id> = BTreeSet::new();
+    let mut stack: Vec<&Id> = groups.keys().collect();
+    while let Some(group) = stack.pop() {
+        if !relevant.insert(group) || nested == NestedGroups::Direct {
+            continue;
+        }
+        for member in direct.get(group).into_iter().flatten() {
+            if let MemberRef::Group(child) = member {
+                if !relevant.contains(child) {
+                    stack.push(child);
+                }
+            }
+        }
+    }
+    let mut graph = DirectGraph::new();
+    for group in relevant {
+        for member in direct.get(group).into_iter().flatten() {
+            match member {
+                MemberRef::User(id) if users.contains_key(id) => {
+                    graph.insert((group.clone(), MemberKind::User, id.clone()));
+                }
+                MemberRef::Group(id) => {
+                    graph.insert((group.clone(), MemberKind::Group, id.clone()));
+                }
+                _ => {}
+            }
+        }
+    }
+    graph
 }
 
 /// Effective user members of every group: direct user members, plus (when flattening) the

@@ -146,7 +146,7 @@ fn org_unit_filter_keeps_the_subtree_and_says_why_others_are_out() {
     assert_eq!(
         carol.reason,
         Exclusion::OutsideOrgUnits {
-            org_unit: "/Sales".into()
+            org_unit: Some("/Sales".into())
         }
     );
     assert!(
@@ -169,7 +169,13 @@ fn group_filter_and_group_members_scope() {
     assert!(applied
         .excluded_users
         .iter()
-        .any(|e| &*e.id == "dave" && e.reason == Exclusion::NotInSyncedGroup));
+        .any(|e| &*e.id == "dave" && e.reason == Exclusion::NotInSyncedGroup { groups: vec![] }));
+    // carol is only in admins, which the group filter leaves out.
+    assert!(applied.excluded_users.iter().any(|e| &*e.id == "carol"
+        && e.reason
+            == Exclusion::NotInSyncedGroup {
+                groups: vec!["admins@example.com".into()]
+            }));
     assert_eq!(applied.excluded_groups.len(), 2);
 }
 
@@ -257,4 +263,193 @@ fn glob_matching() {
     assert!(glob_matches("a?c", "abc"));
     assert!(!glob_matches("eng-*", "sales"));
     assert!(glob_matches("*", ""));
+}
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+fn resolve(path: &str, user: &serde_json::Value) -> Option<serde_json::Value> {
+    path::AttributePath::parse(path)
+        .unwrap()
+        .resolve(user)
+        .cloned()
+}
+
+#[test]
+fn scim_extension_paths_in_the_forms_idps_write_them() {
+    let user = serde_json::json!({
+        "userName": "a@example.com",
+        ENTERPRISE: {"employeeNumber": "E-1", "manager": {"value": "m-1", "displayName": "Boss"}},
+        "urn:ietf:params:scim:schemas:extension:custom:2.0:User": {"custom_attr_1": "x"},
+    });
+    // RFC 7644 / Entra: URN, colon, attribute (and sub-attribute).
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}:employeeNumber"), &user).unwrap(),
+        "E-1"
+    );
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}:manager.value"), &user).unwrap(),
+        "m-1"
+    );
+    // Entra's manager target is the complex attribute itself.
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}:manager"), &user).unwrap()["value"],
+        "m-1"
+    );
+    // The `.`-joined form.
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}.employeeNumber"), &user).unwrap(),
+        "E-1"
+    );
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}.manager.value"), &user).unwrap(),
+        "m-1"
+    );
+    // The whole extension object, and an Okta-style custom namespace.
+    assert_eq!(resolve(ENTERPRISE, &user).unwrap()["employeeNumber"], "E-1");
+    assert_eq!(
+        resolve(
+            "urn:ietf:params:scim:schemas:extension:custom:2.0:User:custom_attr_1",
+            &user
+        )
+        .unwrap(),
+        "x"
+    );
+    // SCIM attribute names are case-insensitive.
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}:EmployeeNumber"), &user).unwrap(),
+        "E-1"
+    );
+    assert_eq!(resolve("USERNAME", &user).unwrap(), "a@example.com");
+    // A server that stored the flattened key literally (Entra's PATCH with dotted keys).
+    let flat = serde_json::json!({format!("{ENTERPRISE}:employeeNumber"): "E-2"});
+    assert_eq!(
+        resolve(&format!("{ENTERPRISE}:employeeNumber"), &flat).unwrap(),
+        "E-2"
+    );
+    // Not there: no attribute, not an error.
+    assert_eq!(resolve(&format!("{ENTERPRISE}:costCenter"), &user), None);
+    assert_eq!(resolve("urn:example:other:1.0:User:x", &user), None);
+}
+
+#[test]
+fn selectors_in_the_scim_filter_form_and_with_dots_inside() {
+    let user = serde_json::json!({
+        "emails": [{"type": "home", "value": "h@x.example"}, {"type": "work", "value": "w@x.example", "primary": "True"}],
+        "phoneNumbers": [{"type": "mobile", "value": "+1"}],
+        "externalIds": [{"type": "organization", "value": "E-9"}],
+    });
+    assert_eq!(
+        resolve("emails[type eq \"work\"].value", &user).unwrap(),
+        "w@x.example"
+    );
+    assert_eq!(
+        resolve("phoneNumbers[type EQ \"mobile\"].value", &user).unwrap(),
+        "+1"
+    );
+    assert_eq!(
+        resolve("emails[value=h@x.example].type", &user).unwrap(),
+        "home"
+    );
+    assert_eq!(
+        resolve("emails[value eq \"w@x.example\"].type", &user).unwrap(),
+        "work"
+    );
+    assert_eq!(
+        resolve("emails[primary].value", &user).unwrap(),
+        "w@x.example"
+    );
+    assert_eq!(resolve("emails[1].type", &user).unwrap(), "work");
+    assert_eq!(resolve("emails[5].type", &user), None);
+    assert_eq!(
+        resolve("externalIds[type=organization].value", &user).unwrap(),
+        "E-9"
+    );
+    for bad in [
+        "emails[type eq]",
+        "emails]",
+        "emails[0",
+        "emails[0]x",
+        ".a",
+        "a.",
+        "emails[a b c]",
+    ] {
+        assert!(path::AttributePath::parse(bad).is_err(), "{bad} parsed");
+    }
+}
+
+#[test]
+fn google_custom_schema_paths_read_custom_schemas() {
+    let user = serde_json::json!({
+        "customSchemas": {"HR": {"CostCenter": "CC-1", "Skills": [{"type": "work", "value": "rust"}]}},
+    });
+    assert_eq!(
+        resolve("customSchemas.HR.CostCenter", &user).unwrap(),
+        "CC-1"
+    );
+    assert_eq!(
+        resolve("customSchemas.HR.Skills[0].value", &user).unwrap(),
+        "rust"
+    );
+    assert_eq!(resolve("customSchemas.Payroll.Id", &user), None);
+}
+
+#[test]
+fn the_direct_graph_keeps_paths_through_unsynced_nested_groups() {
+    // Only eng is synced; bob is in it through platform, so platform's edges are kept.
+    let applied = apply(
+        fetched(),
+        &tenant(|t| t.filters.groups = vec!["eng@*".into()]),
+    );
+    let edges: Vec<(&str, &str, &str)> = applied
+        .direct
+        .iter()
+        .map(|(g, k, m)| (&**g, k.as_str(), &**m))
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("eng", "user", "alice"),
+            ("eng", "group", "platform"),
+            ("platform", "user", "bob"),
+            ("platform", "group", "eng"),
+        ]
+    );
+    assert_eq!(
+        ids(&applied.snapshot.members[&Id::from("eng")]),
+        ["alice", "bob"]
+    );
+    // With direct membership only synced groups' edges are kept.
+    let applied = apply(
+        fetched(),
+        &tenant(|t| {
+            t.filters.groups = vec!["eng@*".into()];
+            set_nested(t, NestedGroups::Direct);
+        }),
+    );
+    assert_eq!(applied.direct.len(), 2);
+}
+
+#[test]
+fn users_not_listed_under_a_pushed_down_org_unit_filter_are_explained() {
+    let mut fetched = fetched();
+    fetched
+        .members
+        .get_mut(&Id::from("eng"))
+        .unwrap()
+        .push(MemberRef::Other {
+            kind: "USER_NOT_FETCHED".into(),
+            id: Some("zed".into()),
+            email: Some("Zed@Example.com".into()),
+        });
+    let applied = apply(
+        fetched,
+        &tenant(|t| t.filters.org_units = vec!["/Engineering".into()]),
+    );
+    let zed = applied
+        .excluded_users
+        .iter()
+        .find(|e| &*e.id == "zed")
+        .unwrap();
+    assert_eq!(zed.email, "zed@example.com");
+    assert_eq!(zed.reason, Exclusion::OutsideOrgUnits { org_unit: None });
 }

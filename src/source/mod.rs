@@ -184,6 +184,16 @@ impl Source {
         }
     }
 
+    /// Of stored users absent from a listing that did not cover the whole directory (Google
+    /// with an org-unit filter pushed down), those that still exist, so policy can say why
+    /// they are out of scope instead of treating them as deleted.
+    pub async fn locate_users(&self, ids: &[Id]) -> Result<Vec<FetchedUser>, SourceError> {
+        match self {
+            Source::Google(source) => source.locate_users(ids).await,
+            Source::Scim(_) => Ok(Vec::new()),
+        }
+    }
+
     /// A quick connectivity check: a token and one page. Returns a one-line description.
     pub async fn check(&self) -> Result<String, SourceError> {
         match self {

@@ -148,6 +148,64 @@ pub fn find_exclusion(
         .optional()?)
 }
 
+/// Direct members of a group in the stored direct graph: (kind, id), users first.
+pub fn direct_members(
+    conn: &Connection,
+    tenant: &str,
+    group_id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT member_kind, member_id FROM group_edges WHERE tenant = ?1 AND group_id = ?2
+         ORDER BY member_kind DESC, member_id",
+    )?;
+    let rows = statement.query_map(params![tenant, group_id], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Groups that have `member_id` (a `"user"` or `"group"`) as a direct member.
+pub fn direct_parents(
+    conn: &Connection,
+    tenant: &str,
+    member_kind: &str,
+    member_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT group_id FROM group_edges WHERE tenant = ?1 AND member_id = ?2 AND member_kind = ?3
+         ORDER BY group_id",
+    )?;
+    let rows = statement.query_map(params![tenant, member_id, member_kind], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How to show a group id: its email or name from the store, else the key it was filtered out
+/// under, else the id itself; and whether it is stored.
+pub fn group_label(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+) -> Result<(String, bool), StoreError> {
+    let stored: Option<(Option<String>, String)> = conn
+        .query_row(
+            "SELECT email, name FROM groups WHERE tenant = ?1 AND id = ?2",
+            params![tenant, id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((email, name)) = stored {
+        return Ok((email.unwrap_or(name), true));
+    }
+    let excluded: Option<String> = conn
+        .query_row(
+            "SELECT email FROM exclusions WHERE tenant = ?1 AND id = ?2 AND kind = 'group'",
+            params![tenant, id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok((excluded.unwrap_or_else(|| id.to_owned()), false))
+}
+
 /// Tenants that have anything stored (runs or events), for `status` without config.
 pub fn known_tenants(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut statement = conn.prepare("SELECT DISTINCT tenant FROM runs ORDER BY tenant")?;

@@ -96,6 +96,18 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX exclusions_by_email ON exclusions (tenant, email);
     "#,
+    // 2: the direct group graph (group -> direct user members and child groups), so `inspect`
+    // can show the path of a nested membership.
+    r#"
+    CREATE TABLE group_edges (
+        tenant      TEXT NOT NULL,
+        group_id    TEXT NOT NULL,
+        member_kind TEXT NOT NULL,
+        member_id   TEXT NOT NULL,
+        PRIMARY KEY (tenant, group_id, member_kind, member_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX group_edges_by_member ON group_edges (tenant, member_id, member_kind);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -10,7 +10,7 @@ use super::runs::{insert_run, RunOutcome, RunRecord};
 use super::snapshot::write_changes;
 use super::{now_ms, StoreError};
 use crate::event::{format_timestamp, new_event_id, Change, Event, SourceKind};
-use crate::model::Snapshot;
+use crate::model::{DirectGraph, Id, MemberKind, Snapshot};
 
 /// What a sync hands the store to commit.
 pub struct NewEvents<'a> {
@@ -23,6 +23,8 @@ pub struct NewEvents<'a> {
     pub run: RunRecord,
     /// Users and groups left out by policy: (id, email, kind, reason, detail).
     pub exclusions: Vec<(String, String, &'static str, &'static str, Option<String>)>,
+    /// The direct group graph to store; `None` leaves the stored one as it is.
+    pub direct: Option<&'a DirectGraph>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +131,9 @@ pub fn commit(
         )?;
     }
     write_exclusions(&tx, input.tenant, &input.exclusions, sync_id)?;
+    if let Some(direct) = input.direct {
+        write_direct_graph(&tx, input.tenant, direct)?;
+    }
     tx.commit()?;
     Ok(CommitSummary {
         sync_id,
@@ -188,6 +193,45 @@ fn write_exclusions(
                 tenant, id, value.0, value.1, value.2, value.3, run_id
             ])?;
         }
+    }
+    Ok(())
+}
+
+/// Brings the stored direct group graph to `wanted`, touching only the edges that changed.
+fn write_direct_graph(
+    conn: &Connection,
+    tenant: &str,
+    wanted: &DirectGraph,
+) -> Result<(), StoreError> {
+    let kind = |text: &str| match text {
+        "group" => MemberKind::Group,
+        _ => MemberKind::User,
+    };
+    let mut stored = DirectGraph::new();
+    {
+        let mut statement = conn.prepare_cached(
+            "SELECT group_id, member_kind, member_id FROM group_edges WHERE tenant = ?1",
+        )?;
+        let mut rows = statement.query([tenant])?;
+        while let Some(row) = rows.next()? {
+            stored.insert((
+                Id::from(row.get::<_, String>(0)?),
+                kind(&row.get::<_, String>(1)?),
+                Id::from(row.get::<_, String>(2)?),
+            ));
+        }
+    }
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM group_edges WHERE tenant = ?1 AND group_id = ?2 AND member_kind = ?3 AND member_id = ?4",
+    )?;
+    for (group, kind, member) in stored.difference(wanted) {
+        delete.execute(params![tenant, &**group, kind.as_str(), &**member])?;
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (group, kind, member) in wanted.difference(&stored) {
+        insert.execute(params![tenant, &**group, kind.as_str(), &**member])?;
     }
     Ok(())
 }

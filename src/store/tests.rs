@@ -137,6 +137,16 @@ fn commit_snapshot(
 ) -> CommitSummary {
     let before = load_snapshot(conn, "acme").unwrap();
     let changes = diff(&before, after);
+    // The direct graph mirrors the memberships here, so every commit also rewrites it.
+    let graph: crate::model::DirectGraph = after
+        .members
+        .iter()
+        .flat_map(|(g, users)| {
+            users
+                .iter()
+                .map(move |u| (g.clone(), crate::model::MemberKind::User, u.clone()))
+        })
+        .collect();
     let run = RunRecord {
         started_at: now_ms(),
         finished_at: now_ms(),
@@ -162,6 +172,7 @@ fn commit_snapshot(
             changes: &changes,
             run,
             exclusions: Vec::new(),
+            direct: Some(&graph),
         },
     )
     .unwrap()
@@ -241,6 +252,47 @@ fn a_no_change_commit_writes_no_events_and_no_rows() {
 }
 
 #[test]
+fn the_direct_graph_is_written_with_the_commit_and_only_where_it_changed() {
+    let (_dir, _store, mut conn, lease) = open_temp();
+    let mut snapshot = Snapshot::default();
+    for (id, email) in [("u1", "a@example.com"), ("u2", "b@example.com")] {
+        let u = user(id, email, true, "x");
+        snapshot.users.insert(u.id.clone(), u);
+    }
+    let g = group("g1", "eng");
+    snapshot.groups.insert(g.id.clone(), g);
+    snapshot
+        .members
+        .insert(Id::from("g1"), [Id::from("u1"), Id::from("u2")].into());
+    commit_snapshot(&mut conn, &lease, &snapshot);
+    let edges = |conn: &rusqlite::Connection| -> Vec<String> {
+        let mut statement = conn
+            .prepare("SELECT group_id || '>' || member_id FROM group_edges WHERE tenant = 'acme' ORDER BY 1")
+            .unwrap();
+        statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(edges(&conn), ["g1>u1", "g1>u2"]);
+    snapshot
+        .members
+        .insert(Id::from("g1"), [Id::from("u2")].into());
+    let before: i64 = conn
+        .query_row("SELECT total_changes()", [], |r| r.get(0))
+        .unwrap();
+    let summary = commit_snapshot(&mut conn, &lease, &snapshot);
+    let after: i64 = conn
+        .query_row("SELECT total_changes()", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(summary.events, 1);
+    assert_eq!(edges(&conn), ["g1>u2"]);
+    // The run, the event, the membership row, the tenant's seq and one edge.
+    assert_eq!(after - before, 5);
+}
+
+#[test]
 fn a_database_newer_than_the_binary_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -306,6 +358,7 @@ fn a_lease_excludes_other_holders_until_released_and_a_lost_lease_cannot_commit(
             changes: &changes,
             run,
             exclusions: Vec::new(),
+            direct: None,
         },
     )
     .unwrap_err();

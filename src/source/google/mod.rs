@@ -11,10 +11,14 @@
 //! - Users are listed with `projection=basic` unless an `[attributes]` path reads
 //!   `customSchemas`, then with `projection=full`; so `raw_attributes` holds custom schemas only
 //!   for tenants that map them.
-//! - With `[filters] org_units`, users are listed per org unit (`query=orgUnitPath='/X'`, which
-//!   matches the subtree); policy still filters locally, so a lagging search index delays a
-//!   moved user, never keeps a wrong one. Members that are users outside those org units are
-//!   then `Other { kind: "USER_NOT_FETCHED" }` instead of `"EXTERNAL"`.
+//! - With `[filters] org_units`, every configured org unit is first checked against
+//!   `orgunits.list?type=all` (a typo fails the run naming the key, instead of syncing an empty
+//!   scope), then users are listed per org unit (`query=orgUnitPath='/X'`, which matches the
+//!   subtree); policy still filters locally, so a lagging search index delays a moved user,
+//!   never keeps a wrong one. Members that are users outside those org units are then
+//!   `Other { kind: "USER_NOT_FETCHED" }` instead of `"EXTERNAL"`. Stored users missing from
+//!   such a filtered listing are read by id (`locate_users`), so a user who left the scope is
+//!   told apart from one deleted upstream, and the search index's lag deletes no one.
 //!
 //! Must not: apply tenant policy, touch the store, or log tokens.
 
@@ -37,9 +41,8 @@ use crate::source::http::{self, RateLimiter, RetryPolicy};
 use crate::source::{FetchStats, Fetched, FetchedUser, MemberRef, SourceError};
 use auth::TokenSource;
 
-/// The OAuth scopes dirsync asks for, all read-only. The org-unit scope is requested even
-/// though a fetch does not call `orgunits.list` today, so the list an admin grants once stays
-/// valid when org-unit features use it.
+/// The OAuth scopes dirsync asks for, all read-only. The org-unit scope is for `orgunits.list`,
+/// which validates `[filters] org_units`.
 pub const SCOPES: &[&str] = &[
     "https://www.googleapis.com/auth/admin.directory.user.readonly",
     "https://www.googleapis.com/auth/admin.directory.group.readonly",
@@ -57,6 +60,10 @@ pub struct GoogleSource {
     projection: &'static str,
     /// `query=` values for users.list; `None` lists everyone.
     user_queries: Vec<Option<String>>,
+    /// `[filters] org_units`, checked against orgunits.list before a fetch.
+    org_units: Vec<String>,
+    /// The account orgunits.list reads (`customer`, even when users are listed by domain).
+    customer: String,
     max_concurrency: usize,
 }
 
@@ -115,6 +122,8 @@ impl GoogleSource {
             scope,
             projection: projection(attributes),
             user_queries: user_queries(&filters.org_units),
+            org_units: filters.org_units.clone(),
+            customer: config.customer.clone(),
             max_concurrency: config.max_concurrency.max(1),
         })
     }
@@ -128,7 +137,11 @@ impl GoogleSource {
     pub async fn fetch(&self) -> Result<Fetched, SourceError> {
         // One token up front: a credentials problem fails fast and once, not in every task.
         self.api.tokens.token().await?;
-        let (users, groups) = tokio::try_join!(self.list_users(), self.list_groups())?;
+        let ((), users, groups) = tokio::try_join!(
+            self.check_org_units(),
+            self.list_users(),
+            self.list_groups()
+        )?;
 
         let user_ids: Arc<HashSet<Id>> =
             Arc::new(users.iter().map(|u| u.user.id.clone()).collect());
@@ -226,6 +239,93 @@ impl GoogleSource {
             .await?;
         description.push_str("; groups.list OK");
         Ok(description)
+    }
+
+    /// Fails when a configured org unit does not exist: listing users under a misspelt org unit
+    /// returns nobody, and the run would delete its whole scope.
+    async fn check_org_units(&self) -> Result<(), SourceError> {
+        if self.user_queries.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        let url = self.api.url(&["customer", &self.customer, "orgunits"])?;
+        let mut body = self
+            .api
+            .get_object("orgunits.list", &url, &[("type", "all".to_owned())])
+            .await?;
+        let known: Vec<String> = match body.remove("organizationUnits") {
+            Some(Value::Array(units)) => units
+                .iter()
+                .filter_map(|unit| unit.get("orgUnitPath")?.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (index, unit) in self.org_units.iter().enumerate() {
+            let unit = unit.trim();
+            if unit == "/" || known.iter().any(|k| k.eq_ignore_ascii_case(unit)) {
+                continue;
+            }
+            let mut shown: Vec<&str> = known.iter().map(String::as_str).take(20).collect();
+            if known.len() > shown.len() {
+                shown.push("...");
+            }
+            return Err(SourceError::Protocol(format!(
+                "[filters] org_units[{index}] = {unit:?} is not an org unit of this Google account (orgunits.list has {}); fix the org unit path in the tenant file",
+                if shown.is_empty() { "none".to_owned() } else { shown.join(", ") }
+            )));
+        }
+        Ok(())
+    }
+
+    /// Of stored users missing from an org-unit-filtered listing, those that still exist
+    /// (anywhere in the account), read by id. Empty when the listing was not filtered: a full
+    /// listing's absence is the deletion. Many missing users (a changed filter) are found with
+    /// one unfiltered listing instead of a request each.
+    pub async fn locate_users(&self, ids: &[Id]) -> Result<Vec<FetchedUser>, SourceError> {
+        const BY_ID_UP_TO: usize = 50;
+        if ids.is_empty() || self.user_queries.iter().all(Option::is_none) {
+            return Ok(Vec::new());
+        }
+        let wanted: HashSet<&Id> = ids.iter().collect();
+        let mut found = Vec::new();
+        if ids.len() > BY_ID_UP_TO {
+            let url = self.api.url(&["users"])?;
+            let params = vec![
+                self.scope.clone(),
+                ("maxResults", USERS_PAGE_SIZE.into()),
+                ("projection", self.projection.into()),
+            ];
+            self.api
+                .list("users.list", &url, &params, "users", |item| {
+                    let user =
+                        normalize::user(item).map_err(|err| invalid(&url, "users.list", &err))?;
+                    if wanted.contains(&user.user.id) {
+                        found.push(user);
+                    }
+                    Ok(())
+                })
+                .await?;
+            return Ok(found);
+        }
+        for id in ids {
+            let url = self.api.url(&["users", id])?;
+            match self
+                .api
+                .get_object("users.get", &url, &[("projection", self.projection.into())])
+                .await
+            {
+                Ok(object) => {
+                    let user = normalize::user(Value::Object(object))
+                        .map_err(|err| invalid(&url, "users.get", &err))?;
+                    // A userKey can be an alias; only the same immutable id is the same user.
+                    if &user.user.id == id {
+                        found.push(user);
+                    }
+                }
+                Err(SourceError::Http { status: 404, .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(found)
     }
 
     async fn list_users(&self) -> Result<Vec<FetchedUser>, SourceError> {
