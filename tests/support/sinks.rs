@@ -227,6 +227,7 @@ pub fn commit_users(store: &Store, tenant: &str, range: std::ops::Range<u32>) ->
                 error: None,
             },
             exclusions: Vec::new(),
+            direct: None,
         },
     )
     .unwrap();
