@@ -78,6 +78,11 @@ impl Env {
         .unwrap();
     }
 
+    /// Writes a tenant file as given.
+    pub fn tenant_toml(&self, id: &str, text: &str) {
+        std::fs::write(self.path().join(format!("tenants/{id}.toml")), text).unwrap();
+    }
+
     pub fn store(&self) -> Store {
         Store::open(&self.state_dir()).unwrap()
     }
