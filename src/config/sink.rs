@@ -105,12 +105,15 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                         None
                     }
                 };
-                if let Some(secret) = &secret {
-                    if let Err(err) = crate::sink::webhook::SigningKey::from_secret(secret.expose())
-                    {
-                        p.add(format!("{key}.secret_file"), err.to_string());
+                let secret = secret.filter(|secret| {
+                    match crate::sink::webhook::SigningKey::from_secret(secret.expose()) {
+                        Ok(_) => true,
+                        Err(err) => {
+                            p.add(format!("{key}.secret_file"), err.to_string());
+                            false
+                        }
                     }
-                }
+                });
                 match (url, secret) {
                     (Some(url), Some(secret)) => Some(SinkKind::Webhook(WebhookSinkConfig {
                         url,
@@ -152,6 +155,20 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
             );
             ok = false;
         }
+        if raw.max_attempts == Some(0) {
+            p.add(
+                format!("{key}.max_attempts"),
+                "must be at least 1 (leave it out to retry forever)",
+            );
+            ok = false;
+        }
+        if raw.max_backoff_seconds == Some(0) {
+            p.add(
+                format!("{key}.max_backoff_seconds"),
+                "must be at least 1 second",
+            );
+            ok = false;
+        }
         match kind {
             Some(kind) => {
                 // A file is cheap to append to but each batch is fsynced: batch by default.
@@ -159,18 +176,6 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                     SinkKind::Webhook(_) => 1,
                     SinkKind::Jsonl(_) => 500,
                 };
-                if raw.max_attempts == Some(0) {
-                    p.add(
-                        format!("{key}.max_attempts"),
-                        "must be at least 1 (leave it out to retry forever)",
-                    );
-                }
-                if raw.max_backoff_seconds == Some(0) {
-                    p.add(
-                        format!("{key}.max_backoff_seconds"),
-                        "must be at least 1 second",
-                    );
-                }
                 sinks.push(SinkConfig {
                     name,
                     batch_size: raw.batch_size.unwrap_or(default_batch).max(1),
@@ -183,4 +188,68 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
         }
     }
     ok.then_some(sinks)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::Problem;
+
+    fn validate_text(dir: &std::path::Path, text: &str) -> (Option<Vec<SinkConfig>>, Vec<Problem>) {
+        let file = dir.join("acme.toml");
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let sinks = table["sinks"].as_array().unwrap().clone();
+        let mut found = Vec::new();
+        let mut p = Problems::new(&file, &mut found);
+        let validated = validate(sinks, &mut p);
+        (validated, found)
+    }
+
+    #[test]
+    fn defaults_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("secret"),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+        )
+        .unwrap();
+        let (sinks, problems) = validate_text(
+            dir.path(),
+            "[[sinks]]\ntype = \"webhook\"\nurl = \"https://app.example/h\"\nsecret_file = \"secret\"\n\
+             [[sinks]]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let sinks = sinks.unwrap();
+        assert_eq!(sinks[0].name, "webhook-1");
+        assert_eq!(sinks[0].batch_size, 1);
+        assert_eq!(sinks[0].max_attempts, None);
+        assert_eq!(sinks[0].on_reject(), RejectPolicy::Retry);
+        assert_eq!(sinks[1].name, "jsonl-2");
+        assert_eq!(sinks[1].batch_size, 500);
+        assert!(
+            matches!(&sinks[1].kind, SinkKind::Jsonl(j) if j.path == dir.path().join("events.jsonl"))
+        );
+    }
+
+    #[test]
+    fn a_bad_secret_and_zero_limits_are_reported_with_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "whsec_not base64!").unwrap();
+        let (sinks, problems) = validate_text(
+            dir.path(),
+            "[[sinks]]\ntype = \"webhook\"\nurl = \"https://app.example/h\"\nsecret_file = \"secret\"\nmax_attempts = 0\nmax_backoff_seconds = 0\n",
+        );
+        assert!(sinks.is_none());
+        let keys: Vec<&str> = problems.iter().filter_map(|p| p.key.as_deref()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "sinks[0].secret_file",
+                "sinks[0].max_attempts",
+                "sinks[0].max_backoff_seconds"
+            ],
+            "{problems:?}"
+        );
+    }
 }

@@ -542,8 +542,9 @@ impl Worker {
             return Stop::Parked(cursor.last_error.unwrap_or_default());
         }
         if let Err(err) = &self.target {
+            // Not parked in the database: a restart with a working setup simply delivers.
             let message = err.to_string();
-            self.record_failure(&message, true).await;
+            self.record_failure(&message, false).await;
             return Stop::Parked(message);
         }
         loop {
