@@ -64,9 +64,17 @@ async fn deliveries_spawned_per_tenant_deliver_after_notify_and_report_metrics()
     wait_for("5 events", || receiver.seqs().len() == 5).await;
     assert_eq!(receiver.seqs(), vec![1, 2, 3, 4, 5]);
 
+    let labels = "{tenant=\"acme\",sink=\"hook\"}";
+    // The receiver sees an event before the cursor (and the counters) move.
+    let delivered = format!("dirsync_sink_delivered_events_total{labels} 5\n");
+    wait_for("the metrics to count 5 deliveries", || {
+        let mut text = String::new();
+        deliveries.render_prometheus(&mut text);
+        text.contains(&delivered)
+    })
+    .await;
     let mut text = String::new();
     deliveries.render_prometheus(&mut text);
-    let labels = "{tenant=\"acme\",sink=\"hook\"}";
     assert_eq!(
         metric(
             &text,

@@ -37,6 +37,24 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
     }
 }
 
+/// Like `wait_until`, adding `context()` (e.g. a process's log) to the failure.
+pub fn wait_until_or(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A config folder: `dirsync.toml`, `tenants/*.toml`, a SCIM token and a webhook secret.
 pub struct Env {
     pub dir: tempfile::TempDir,
