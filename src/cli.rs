@@ -34,6 +34,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Validate every config file; --connect also reaches every tenant's source.
     CheckConfig(CheckConfigArgs),
+    /// Onboard a tenant: guided connection to Google Workspace or a SCIM server, verified.
+    Setup(crate::setup::args::SetupArgs),
     /// A local Google Directory API + OAuth token endpoint for tests and demos.
     Emulator(crate::emulator::cli::EmulatorArgs),
     /// The main job on the built-in emulator: generated org, daemon, changes, events.
@@ -131,4 +133,7 @@ pub struct DemoArgs {
     pub groups: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Seconds between syncs (1-59)
+    #[arg(long, default_value_t = 5)]
+    pub every: u64,
 }

@@ -10,18 +10,23 @@
 //! - `sink`: event delivery — webhook and JSON-lines sinks, cursors, replay, the events API.
 //! - `store`: SQLite only — migrations, snapshot, outbox, runs, per-tenant locks, cursors.
 //! - `sync`: one run of one tenant — fetch → policy → diff → guard → one transaction.
+//! - `daemon`: `dirsync run` — per-tenant scheduling, control socket, HTTP listener, systemd.
+//! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding; every message naming a
+//!   Google console path or scope (`setup::messages`).
 //! - `emulator`: the Google Directory API emulator used by tests, benchmarks and the demo.
 //! - `cli`, `commands`: the thin edge — argument parsing, verbs, exit codes.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod diff;
 pub mod emulator;
 pub mod event;
 pub mod model;
 pub mod policy;
 pub mod process_stats;
+pub mod setup;
 pub mod sink;
 pub mod source;
 pub mod store;

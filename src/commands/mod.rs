@@ -3,8 +3,11 @@
 
 mod check_config;
 mod deliver;
+mod demo;
 mod events;
 mod inspect;
+mod run;
+mod setup;
 mod status;
 mod sync;
 
@@ -64,7 +67,13 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             crate::emulator::cli::run(args)
                 .await
                 .map(|()| exit::SUCCESS)
-                .map_err(Failure::run)
+                .map_err(|err| {
+                    if err.is_usage() {
+                        Failure::usage(err)
+                    } else {
+                        Failure::run(err)
+                    }
+                })
         }
         Command::CheckConfig(args) => {
             init_tracing(LogFormat::Text, "warn");
@@ -95,10 +104,18 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             init_tracing(config.global.log_format, "info");
             deliver::run(&config, &args).await
         }
-        Command::Run(_) | Command::Demo(_) => Err(Failure::usage(anyhow::anyhow!(
-            "this verb is not available in this build yet"
-        ))),
+        Command::Setup(args) => {
+            init_tracing(LogFormat::Text, "warn");
+            setup::run(&config_path, config_flag, args).await
+        }
+        Command::Run(_) => run::run(&config_path).await,
+        Command::Demo(args) => demo::run(&args).await,
     }
+}
+
+/// The parts that run inside the daemon besides scheduling (sink delivery, events API).
+pub fn extensions() -> Vec<std::sync::Arc<dyn crate::daemon::Extension>> {
+    Vec::new()
 }
 
 /// Loads the whole configuration strictly: every problem is reported, exit code 2.

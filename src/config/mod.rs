@@ -12,8 +12,8 @@ mod source;
 pub use policy::{AttributeMapping, FiltersConfig, RolesConfig, UserScope};
 pub use sink::{JsonlSinkConfig, RejectPolicy, SinkConfig, SinkKind, WebhookSinkConfig};
 pub use source::{
-    GoogleSourceConfig, NestedGroups, ScimAuth, ScimPagination, ScimSourceConfig, SourceConfig,
-    SuspendedUsers,
+    read_service_account_key, GoogleSourceConfig, NestedGroups, ScimAuth, ScimPagination,
+    ScimSourceConfig, SourceConfig, SuspendedUsers,
 };
 
 use std::collections::BTreeMap;

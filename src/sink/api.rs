@@ -145,10 +145,23 @@ async fn list_events(
 }
 
 fn answer(tenant: &str, after: u64, events: &[store::PendingEvent], last_seq: u64) -> Response {
-    let raw: Vec<&RawValue> = events
-        .iter()
-        .filter_map(|e| serde_json::from_str::<&RawValue>(&e.body).ok())
-        .collect();
+    let mut raw: Vec<&RawValue> = Vec::with_capacity(events.len());
+    for event in events {
+        match serde_json::from_str::<&RawValue>(&event.body) {
+            Ok(value) => raw.push(value),
+            // Skipping it would silently move the consumer's cursor past it.
+            Err(err) => {
+                tracing::error!(tenant, seq = event.seq, "stored event is not JSON: {err}");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!(
+                        "stored event seq {} is corrupt; see the daemon's log",
+                        event.seq
+                    ),
+                );
+            }
+        }
+    }
     let next_after = events.last().map_or(after, |e| e.seq);
     axum::Json(serde_json::json!({
         "tenant": tenant,

@@ -111,14 +111,34 @@ impl SourceError {
     pub fn hint(&self) -> Option<String> {
         match self {
             SourceError::Auth { hint, .. } => hint.clone(),
-            SourceError::Http { status: 401, .. } => Some("check the credentials in the tenant's [source]".into()),
-            SourceError::Http { status: 403, reason, .. } if reason.as_deref() == Some("forbidden") => Some(
-                "the impersonated user (source.subject) must be an admin with the Users and Groups read privileges".into(),
-            ),
-            SourceError::Http { status: 403, reason, .. } if reason.as_deref() == Some("insufficientPermissions") => Some(
-                "the access token lacks a scope this call needs: grant every scope dirsync requests in the domain-wide delegation entry"
-                    .into(),
-            ),
+            SourceError::Http { status: 401, .. } => {
+                Some("check the credentials in the tenant's [source]".into())
+            }
+            // Messages naming Google's consoles or scopes live in `setup::messages`.
+            SourceError::Http {
+                status: 403,
+                reason,
+                ..
+            } if reason.as_deref() == Some("forbidden") => {
+                Some(crate::setup::messages::subject_not_admin(None))
+            }
+            SourceError::Http {
+                status: 403,
+                reason,
+                ..
+            } if reason.as_deref() == Some("insufficientPermissions") => {
+                Some(crate::setup::messages::insufficient_scopes())
+            }
+            SourceError::Http {
+                status: 403,
+                reason,
+                message,
+                ..
+            } if reason.as_deref() == Some("accessNotConfigured")
+                || message.contains("SERVICE_DISABLED") =>
+            {
+                Some(crate::setup::messages::api_not_enabled(None))
+            }
             _ => None,
         }
     }

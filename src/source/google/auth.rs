@@ -12,6 +12,7 @@ use yup_oauth2::hyper_rustls::HttpsConnector;
 use yup_oauth2::{CustomHyperClientBuilder, ServiceAccountAuthenticator, ServiceAccountKey};
 
 use super::SCOPES;
+use crate::setup::messages;
 use crate::source::SourceError;
 
 /// yup-oauth2's default client needs the system's CA bundle even when `token_uri` is plain
@@ -179,11 +180,9 @@ impl TokenSource {
         let description = auth.error_description.clone().unwrap_or_default();
         let message = format!("the token endpoint {} refused: {auth}", self.token_host());
         let hint = match &auth.error {
-            AuthErrorCode::UnauthorizedClient => Some(format!(
-                "domain-wide delegation is not granted for client ID {} with scopes {}: in the Admin console, Security → Access and data control → API controls → Domain-wide delegation",
-                self.client_id,
-                SCOPES.join(",")
-            )),
+            AuthErrorCode::UnauthorizedClient => {
+                Some(messages::delegation_not_granted(&self.client_id))
+            }
             AuthErrorCode::InvalidGrant if description.contains("Invalid email or User ID") => {
                 Some(format!(
                     "no such user: source.subject ({}) must be an existing admin user of the Workspace account",
@@ -195,14 +194,10 @@ impl TokenSource {
             {
                 Some("the token request was signed with a wrong time: check this machine's clock (NTP)".into())
             }
-            AuthErrorCode::InvalidGrant | AuthErrorCode::InvalidClient => Some(format!(
-                "the key of {} was rejected (deleted, expired or the service account is disabled): create and download a new key in Google Cloud console → IAM & Admin → Service Accounts → Keys, and point source.credentials_file at it",
-                self.client_email
-            )),
-            AuthErrorCode::InvalidScope => Some(format!(
-                "the token endpoint does not know the scopes {}",
-                SCOPES.join(",")
-            )),
+            AuthErrorCode::InvalidGrant | AuthErrorCode::InvalidClient => {
+                Some(messages::key_rejected(&self.client_email))
+            }
+            AuthErrorCode::InvalidScope => Some(messages::unknown_scopes()),
             _ => None,
         };
         SourceError::Auth { message, hint }
