@@ -114,8 +114,12 @@ pub async fn dispatch(cli: Cli) -> Outcome {
 }
 
 /// The parts that run inside the daemon besides scheduling (sink delivery, events API).
-pub fn extensions() -> Vec<std::sync::Arc<dyn crate::daemon::Extension>> {
-    Vec::new()
+pub fn extensions(
+    global: &config::GlobalConfig,
+) -> Vec<std::sync::Arc<dyn crate::daemon::Extension>> {
+    vec![std::sync::Arc::new(
+        crate::daemon::sinks::SinkExtension::new(global),
+    )]
 }
 
 /// Loads the whole configuration strictly: every problem is reported, exit code 2.

@@ -186,7 +186,9 @@ struct Inner {
     retention: Option<Duration>,
     reopen: Arc<AtomicU64>,
     metrics: Mutex<BTreeMap<(String, String), Arc<SinkMetrics>>>,
-    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Per tenant: the generation of its current tasks and their stop token.
+    running: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    generations: AtomicU64,
 }
 
 /// The result of delivering one sink's pending events once.
@@ -209,6 +211,7 @@ impl Deliveries {
                 reopen: Arc::new(AtomicU64::new(0)),
                 metrics: Mutex::new(BTreeMap::new()),
                 running: Mutex::new(HashMap::new()),
+                generations: AtomicU64::new(0),
             }),
         }
     }
@@ -223,8 +226,26 @@ impl Deliveries {
     /// on `stop`.
     pub fn spawn(&self, tenant: &TenantConfig, cancel: &CancellationToken, tracker: &TaskTracker) {
         let token = cancel.child_token();
-        if let Some(previous) = self.lock_running().insert(tenant.id.clone(), token.clone()) {
+        let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed);
+        if let Some((_, previous)) = self
+            .lock_running()
+            .insert(tenant.id.clone(), (generation, token.clone()))
+        {
             previous.cancel();
+        }
+        // When the caller stops these tasks (tenant removed, shutdown), forget the tenant's
+        // metrics, unless a newer `spawn` for it took over meanwhile.
+        {
+            let (this, id, token) = (self.clone(), tenant.id.clone(), token.clone());
+            tracker.spawn(async move {
+                token.cancelled().await;
+                let mut running = this.lock_running();
+                if running.get(&id).is_some_and(|(g, _)| *g == generation) {
+                    running.remove(&id);
+                    drop(running);
+                    this.lock_metrics().retain(|(t, _), _| t != &id);
+                }
+            });
         }
         self.lock_metrics()
             .retain(|(t, sink), _| t != &tenant.id || tenant.sinks.iter().any(|s| &s.name == sink));
@@ -251,7 +272,7 @@ impl Deliveries {
 
     /// Stops the tenant's tasks (a removed tenant) and forgets its metrics.
     pub fn stop(&self, tenant: &str) {
-        if let Some(token) = self.lock_running().remove(tenant) {
+        if let Some((_, token)) = self.lock_running().remove(tenant) {
             token.cancel();
         }
         self.lock_metrics().retain(|(t, _), _| t != tenant);
@@ -405,7 +426,7 @@ impl Deliveries {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
         self.inner
             .running
             .lock()
