@@ -2,6 +2,7 @@
 //! codes. The only place with `anyhow`-style context.
 
 mod check_config;
+mod deliver;
 mod demo;
 mod events;
 mod inspect;
@@ -98,6 +99,11 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             init_tracing(config.global.log_format, "warn");
             inspect::run(&config, &args).await
         }
+        Command::Deliver(args) => {
+            let config = load_config(&config_path)?;
+            init_tracing(config.global.log_format, "info");
+            deliver::run(&config, &args).await
+        }
         Command::Setup(args) => {
             init_tracing(LogFormat::Text, "warn");
             setup::run(&config_path, config_flag, args).await
@@ -108,8 +114,12 @@ pub async fn dispatch(cli: Cli) -> Outcome {
 }
 
 /// The parts that run inside the daemon besides scheduling (sink delivery, events API).
-pub fn extensions() -> Vec<std::sync::Arc<dyn crate::daemon::Extension>> {
-    Vec::new()
+pub fn extensions(
+    global: &config::GlobalConfig,
+) -> Vec<std::sync::Arc<dyn crate::daemon::Extension>> {
+    vec![std::sync::Arc::new(
+        crate::daemon::sinks::SinkExtension::new(global),
+    )]
 }
 
 /// Loads the whole configuration strictly: every problem is reported, exit code 2.

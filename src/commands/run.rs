@@ -29,13 +29,13 @@ pub async fn run(config_path: &Path) -> Outcome {
             config_path.display()
         )));
     }
+    let options = DaemonOptions {
+        extensions: super::extensions(&global),
+        ..DaemonOptions::new(config_path.to_owned())
+    };
     let config = config::Config {
         global,
         tenants: loaded.tenants,
-    };
-    let options = DaemonOptions {
-        extensions: super::extensions(),
-        ..DaemonOptions::new(config_path.to_owned())
     };
     daemon::run(config, options, shutdown_signal())
         .await

@@ -21,6 +21,8 @@ pub struct TenantStatus {
     pub last_success: Option<String>,
     pub stored: StoredCounts,
     pub last_seq: u64,
+    /// Delivery state of each `[[sinks]]` entry.
+    pub sinks: Vec<crate::sink::SinkStatus>,
     /// The running daemon's view; absent when no daemon runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daemon: Option<TenantState>,
@@ -45,6 +47,7 @@ pub fn tenant_status(
         last_success: None,
         stored: StoredCounts::default(),
         last_seq: 0,
+        sinks: Vec::new(),
         daemon: None,
     };
     if let Some(store) = store {
@@ -62,6 +65,13 @@ pub fn tenant_status(
         status.last_run = runs.into_iter().next();
         status.stored = store::stored_counts(&conn, &tenant.id)?;
         status.last_seq = store::last_seq(&conn, &tenant.id)?;
+        status.sinks = crate::sink::sink_statuses(&conn, tenant)?;
+    } else {
+        status.sinks = tenant
+            .sinks
+            .iter()
+            .map(crate::sink::SinkStatus::never_delivered)
+            .collect();
     }
     Ok(status)
 }
@@ -197,4 +207,33 @@ fn print_text(status: &TenantStatus) {
         "  stored:      {} users, {} groups, {} memberships; last event seq {}",
         status.stored.users, status.stored.groups, status.stored.memberships, status.last_seq
     );
+    for sink in &status.sinks {
+        print_sink(sink);
+    }
+}
+
+fn print_sink(sink: &crate::sink::SinkStatus) {
+    let lag = match sink.lag_seconds {
+        Some(age) if sink.lag_events > 0 => {
+            format!("{} events behind, oldest {age:.0}s old", sink.lag_events)
+        }
+        _ => "up to date".to_owned(),
+    };
+    println!(
+        "  sink {} ({}): delivered up to seq {}, {lag}{}",
+        sink.name,
+        sink.kind,
+        sink.delivered_seq,
+        if sink.parked {
+            " — PARKED: fix the receiver, then `dirsync deliver TENANT --unpark SINK`"
+        } else {
+            ""
+        }
+    );
+    if let Some(error) = &sink.last_error {
+        println!(
+            "    last error ({}): {error}",
+            sink.last_error_at.as_deref().unwrap_or("-")
+        );
+    }
 }

@@ -13,6 +13,7 @@ pub mod control;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod sinks;
 pub mod tenant;
 
 use std::collections::BTreeMap;

@@ -6,6 +6,7 @@
 //! Every function here is synchronous over a `rusqlite::Connection`/`Transaction`; async
 //! callers reach it through `spawn_blocking`. Must not: import sources or sinks.
 
+pub mod cursors;
 mod lock;
 pub mod lookup;
 mod migrations;
@@ -13,6 +14,10 @@ mod outbox;
 mod runs;
 mod snapshot;
 
+pub use cursors::{
+    advance_cursor, ensure_cursor, load_cursor, pending_events, prune_delivered,
+    record_delivery_error, unpark, Cursor, Lag, PendingEvent,
+};
 pub use lock::{acquire_lease, new_holder, release_lease, renew_lease, Lease, LeaseError};
 pub use outbox::{build_event, commit, events_after, last_seq, CommitSummary, NewEvents};
 pub use runs::{last_runs, record_run, RunOutcome, RunRecord, StoredRun};
