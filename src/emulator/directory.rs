@@ -1590,7 +1590,8 @@ mod tests {
         )
         .unwrap();
         assert_ne!(before, dir.etag(&id, dir.users[&id].version));
-        assert!(dir.resolve_user("a@example.com").is_none());
+        // As Google does, the old primary address stays as an alias.
+        assert_eq!(dir.resolve_user("a@example.com"), Some(id.clone()));
         assert_eq!(dir.resolve_user("A2@example.com"), Some(id.clone()));
         dir.delete_user(&id, now).unwrap();
         assert!(dir.resolve_user("b@example.com").is_none());

@@ -107,10 +107,29 @@ impl Store {
             conn.pragma_update(None, "foreign_keys", "ON")?;
             Ok(conn)
         };
-        open().map_err(|source| StoreError::Open {
-            path: self.path.clone(),
-            source,
-        })
+        // Switching a new database to WAL takes a lock SQLite does not wait for with the busy
+        // handler, so processes creating the database together retry for a while.
+        let mut attempts = 0;
+        loop {
+            match open() {
+                Ok(conn) => return Ok(conn),
+                Err(rusqlite::Error::SqliteFailure(err, _))
+                    if matches!(
+                        err.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && attempts < 200 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: self.path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
     }
 }
 
