@@ -40,6 +40,22 @@ pub enum Command {
     Emulator(crate::emulator::cli::EmulatorArgs),
     /// The main job on the built-in emulator: generated org, daemon, changes, events.
     Demo(DemoArgs),
+    /// Deliver stored events to the tenants' [[sinks]] without the daemon (extension).
+    #[command(hide = true)]
+    Deliver(DeliverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeliverArgs {
+    /// Only this tenant [default: every tenant with sinks]
+    pub tenant: Option<String>,
+    /// Deliver what is pending and exit (exit code 1 if a sink failed) instead of delivering
+    /// until stopped
+    #[arg(long)]
+    pub once: bool,
+    /// Let this parked sink of TENANT deliver again from its held cursor, then exit
+    #[arg(long, value_name = "SINK", requires = "tenant")]
+    pub unpark: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -75,8 +91,9 @@ pub struct EventsArgs {
     /// Keep printing new events as they are committed
     #[arg(long)]
     pub follow: bool,
-    /// Re-deliver the selected events to this sink of the tenant (replay)
-    #[arg(long, value_name = "SINK")]
+    /// Re-deliver the selected events (--after, --limit) to this sink of the tenant now, in
+    /// order, with their original ids; the sink's cursor does not move
+    #[arg(long, value_name = "SINK", conflicts_with = "follow")]
     pub resend_to: Option<String>,
 }
 
@@ -116,4 +133,7 @@ pub struct DemoArgs {
     pub groups: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Seconds between syncs (1-59)
+    #[arg(long, default_value_t = 5)]
+    pub every: u64,
 }

@@ -7,8 +7,10 @@
 //! - `model`, `event`, `diff`: the pure core — normalized objects, change events, the diff.
 //! - `policy`: filters, roles, custom attributes, nested-group flattening (pure).
 //! - `source`: fetch complete snapshots from Google or SCIM; retries, paging, rate limits.
+//! - `sink`: event delivery — webhook and JSON-lines sinks, cursors, replay, the events API.
 //! - `store`: SQLite only — migrations, snapshot, outbox, runs, per-tenant locks, cursors.
 //! - `sync`: one run of one tenant — fetch → policy → diff → guard → one transaction.
+//! - `daemon`: `dirsync run` — per-tenant scheduling, control socket, HTTP listener, systemd.
 //! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding; every message naming a
 //!   Google console path or scope (`setup::messages`).
 //! - `emulator`: the Google Directory API emulator used by tests, benchmarks and the demo.
@@ -17,6 +19,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod diff;
 pub mod emulator;
 pub mod event;
@@ -24,6 +27,7 @@ pub mod model;
 pub mod policy;
 pub mod process_stats;
 pub mod setup;
+pub mod sink;
 pub mod source;
 pub mod store;
 pub mod sync;

@@ -18,7 +18,11 @@ fn main() -> ExitCode {
             return ExitCode::from(commands::exit::RUN_FAILED);
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
+    let outcome = runtime.block_on(commands::dispatch(cli));
+    // Every verb awaits its own work; what is left (a blocking send to a stuck socket) must not
+    // hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(failure) => commands::report(&failure),
     }

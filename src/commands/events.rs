@@ -1,21 +1,20 @@
-//! `dirsync events TENANT`: stored events as JSON lines, oldest first.
+//! `dirsync events TENANT`: stored events as JSON lines, oldest first; with `--resend-to SINK`,
+//! replays them to one of the tenant's sinks instead.
 
 use std::io::Write;
 use std::time::Duration;
 
 use super::{open_store, tenant, Failure, Outcome};
 use crate::cli::EventsArgs;
-use crate::config::Config;
-use crate::store;
+use crate::config::{Config, TenantConfig};
+use crate::store::{self, Store};
 
 pub async fn run(config: &Config, args: &EventsArgs) -> Outcome {
-    tenant(config, &args.tenant)?;
-    if args.resend_to.is_some() {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "--resend-to needs event delivery, which this build does not have"
-        )));
-    }
+    let tenant_config = tenant(config, &args.tenant)?;
     let store = open_store(config)?;
+    if let Some(sink_name) = &args.resend_to {
+        return resend(store, tenant_config, sink_name, args).await;
+    }
     let mut after = args.after;
     let mut remaining = args.limit;
     loop {
@@ -52,5 +51,49 @@ pub async fn run(config: &Config, args: &EventsArgs) -> Outcome {
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(super::exit::SUCCESS),
         }
+    }
+}
+
+/// `--resend-to`: sends the selected events to the sink now, in order, with their original ids;
+/// the sink's delivery cursor is not moved.
+async fn resend(
+    store: Store,
+    tenant: &TenantConfig,
+    sink_name: &str,
+    args: &EventsArgs,
+) -> Outcome {
+    let Some(sink) = tenant.sinks.iter().find(|s| s.name == sink_name) else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "tenant {} has no sink {sink_name:?} (its sinks: {}); sinks are named by `name`, else type-position such as \"webhook-1\"",
+            tenant.id,
+            if tenant.sinks.is_empty() {
+                "none".to_owned()
+            } else {
+                tenant.sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        )));
+    };
+    let range = |report: &crate::sink::ResendReport| match (report.first_seq, report.last_seq) {
+        (Some(first), Some(last)) => format!(" (seq {first}..={last})"),
+        _ => String::new(),
+    };
+    match crate::sink::resend(store, &tenant.id, sink, args.after, args.limit).await {
+        Ok(report) => {
+            println!(
+                "resent {} events{} of tenant {} to sink {}",
+                report.events,
+                range(&report),
+                tenant.id,
+                sink.name
+            );
+            Ok(super::exit::SUCCESS)
+        }
+        Err((report, err)) => Err(Failure::run(anyhow::anyhow!(
+            "resending to sink {} of tenant {} stopped after {} events{}: {err}",
+            sink.name,
+            tenant.id,
+            report.events,
+            range(&report)
+        ))),
     }
 }

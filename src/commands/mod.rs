@@ -2,8 +2,11 @@
 //! codes. The only place with `anyhow`-style context.
 
 mod check_config;
+mod deliver;
+mod demo;
 mod events;
 mod inspect;
+mod run;
 mod setup;
 mod status;
 mod sync;
@@ -96,14 +99,27 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             init_tracing(config.global.log_format, "warn");
             inspect::run(&config, &args).await
         }
+        Command::Deliver(args) => {
+            let config = load_config(&config_path)?;
+            init_tracing(config.global.log_format, "info");
+            deliver::run(&config, &args).await
+        }
         Command::Setup(args) => {
             init_tracing(LogFormat::Text, "warn");
             setup::run(&config_path, config_flag, args).await
         }
-        Command::Run(_) | Command::Demo(_) => Err(Failure::usage(anyhow::anyhow!(
-            "this verb is not available in this build yet"
-        ))),
+        Command::Run(_) => run::run(&config_path).await,
+        Command::Demo(args) => demo::run(&args).await,
     }
+}
+
+/// The parts that run inside the daemon besides scheduling (sink delivery, events API).
+pub fn extensions(
+    global: &config::GlobalConfig,
+) -> Vec<std::sync::Arc<dyn crate::daemon::Extension>> {
+    vec![std::sync::Arc::new(
+        crate::daemon::sinks::SinkExtension::new(global),
+    )]
 }
 
 /// Loads the whole configuration strictly: every problem is reported, exit code 2.

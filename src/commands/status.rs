@@ -1,11 +1,14 @@
 //! `dirsync status [TENANT]`: per tenant, the last run, the next scheduled run, stored counts
-//! and the last event seq.
+//! and the last event seq. When a daemon runs, it adds what only it knows: the next run as
+//! scheduled (jitter and backoff included), a run in progress, queued force syncs, backoff.
 
 use serde::Serialize;
 
 use super::{tenant, Failure, Outcome};
 use crate::cli::StatusArgs;
 use crate::config::{Config, TenantConfig};
+use crate::daemon::control::{self, Request};
+use crate::daemon::tenant::TenantState;
 use crate::store::{self, Store, StoredCounts, StoredRun};
 
 #[derive(Debug, Serialize)]
@@ -18,6 +21,11 @@ pub struct TenantStatus {
     pub last_success: Option<String>,
     pub stored: StoredCounts,
     pub last_seq: u64,
+    /// Delivery state of each `[[sinks]]` entry.
+    pub sinks: Vec<crate::sink::SinkStatus>,
+    /// The running daemon's view; absent when no daemon runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<TenantState>,
 }
 
 /// Reads one tenant's status from the database.
@@ -39,6 +47,8 @@ pub fn tenant_status(
         last_success: None,
         stored: StoredCounts::default(),
         last_seq: 0,
+        sinks: Vec::new(),
+        daemon: None,
     };
     if let Some(store) = store {
         let conn = store.connect()?;
@@ -55,6 +65,13 @@ pub fn tenant_status(
         status.last_run = runs.into_iter().next();
         status.stored = store::stored_counts(&conn, &tenant.id)?;
         status.last_seq = store::last_seq(&conn, &tenant.id)?;
+        status.sinks = crate::sink::sink_statuses(&conn, tenant)?;
+    } else {
+        status.sinks = tenant
+            .sinks
+            .iter()
+            .map(crate::sink::SinkStatus::never_delivered)
+            .collect();
     }
     Ok(status)
 }
@@ -68,6 +85,44 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Outcome {
     let mut statuses = Vec::new();
     for tenant in tenants {
         statuses.push(tenant_status(store.as_ref(), tenant).map_err(Failure::run)?);
+    }
+    let daemon = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        control::request(
+            &config.global.control_socket,
+            &Request::Status {
+                tenant: args.tenant.clone(),
+            },
+        ),
+    )
+    .await;
+    match daemon {
+        Err(_) => {
+            tracing::warn!("the daemon did not answer within 10 s; showing what the database knows")
+        }
+        Ok(daemon) => match daemon {
+            Ok(Some(response)) if response.ok => {
+                for status in &mut statuses {
+                    let state = response
+                        .tenants
+                        .iter()
+                        .find(|s| s.tenant == status.tenant)
+                        .cloned();
+                    match &state {
+                        Some(state) => status.next_run = state.next_run.clone(),
+                        // The daemon does not schedule it (e.g. added since its last reload).
+                        None => status.next_run = None,
+                    }
+                    status.daemon = state;
+                }
+            }
+            Ok(Some(response)) => tracing::warn!(
+                "the daemon did not answer the status request: {}",
+                response.error.unwrap_or_default()
+            ),
+            Ok(None) => {}
+            Err(err) => tracing::warn!("{err}; showing what the database knows"),
+        },
     }
     if args.json {
         let json = if args.tenant.is_some() {
@@ -120,8 +175,65 @@ fn print_text(status: &TenantStatus) {
         status.next_run.as_deref().unwrap_or("-"),
         status.schedule
     );
+    if let Some(daemon) = &status.daemon {
+        if let Some(running) = &daemon.running {
+            println!(
+                "  running:     since {} ({}{})",
+                running.since,
+                match running.trigger {
+                    crate::daemon::tenant::Trigger::Schedule => "scheduled",
+                    crate::daemon::tenant::Trigger::Force => "forced",
+                },
+                if running.dry_run { ", dry run" } else { "" }
+            );
+        }
+        if daemon.queued_requests > 0 {
+            println!(
+                "  queued:      {} force sync request(s)",
+                daemon.queued_requests
+            );
+        }
+        if daemon.consecutive_failures > 0 {
+            println!(
+                "  backoff:     {} failed run(s) in a row; next attempt not before {}",
+                daemon.consecutive_failures,
+                daemon.backoff_until.as_deref().unwrap_or("-")
+            );
+        }
+    } else if status.enabled {
+        println!("  daemon:      not running (next run is what the schedule says)");
+    }
     println!(
         "  stored:      {} users, {} groups, {} memberships; last event seq {}",
         status.stored.users, status.stored.groups, status.stored.memberships, status.last_seq
     );
+    for sink in &status.sinks {
+        print_sink(sink);
+    }
+}
+
+fn print_sink(sink: &crate::sink::SinkStatus) {
+    let lag = match sink.lag_seconds {
+        Some(age) if sink.lag_events > 0 => {
+            format!("{} events behind, oldest {age:.0}s old", sink.lag_events)
+        }
+        _ => "up to date".to_owned(),
+    };
+    println!(
+        "  sink {} ({}): delivered up to seq {}, {lag}{}",
+        sink.name,
+        sink.kind,
+        sink.delivered_seq,
+        if sink.parked {
+            " — PARKED: fix the receiver, then `dirsync deliver TENANT --unpark SINK`"
+        } else {
+            ""
+        }
+    );
+    if let Some(error) = &sink.last_error {
+        println!(
+            "    last error ({}): {error}",
+            sink.last_error_at.as_deref().unwrap_or("-")
+        );
+    }
 }

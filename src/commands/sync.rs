@@ -1,14 +1,32 @@
-//! `dirsync sync TENANT`: force a sync now.
+//! `dirsync sync TENANT`: force a sync now. Through the running daemon when one listens on the
+//! control socket (it runs the sync in its tenant task and answers with the report); otherwise
+//! in this process, under the same per-tenant lease.
 
 use tokio_util::sync::CancellationToken;
 
-use super::{open_store, tenant, Outcome};
+use super::{open_store, tenant, Failure, Outcome};
 use crate::cli::SyncArgs;
 use crate::config::Config;
+use crate::daemon::control::{self, Request, Response};
 use crate::sync::{run_sync, SyncOptions, SyncReport};
 
 pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
     let tenant = tenant(config, &args.tenant)?;
+    if !args.local {
+        let request = Request::Sync {
+            tenant: args.tenant.clone(),
+            dry_run: args.dry_run,
+            allow_mass_delete: args.allow_mass_delete,
+        };
+        let socket = &config.global.control_socket;
+        if let Some(response) = control::request(socket, &request)
+            .await
+            .map_err(Failure::run)?
+        {
+            return print_daemon_report(&response, args.json);
+        }
+        tracing::debug!(socket = %socket.display(), "no daemon: syncing in this process");
+    }
     let options = SyncOptions {
         dry_run: args.dry_run,
         allow_mass_delete: args.allow_mass_delete,
@@ -52,4 +70,35 @@ pub fn print_report(report: &SyncReport, json: bool) {
     } else {
         println!("{}", report.summary_line());
     }
+}
+
+/// Prints the daemon's answer exactly as a stand-alone sync prints its report.
+fn print_daemon_report(response: &Response, json: bool) -> Outcome {
+    if !response.ok {
+        let message = response
+            .error
+            .as_deref()
+            .unwrap_or("the daemon refused the request");
+        return Err(Failure::new(
+            response.exit_code.max(1),
+            anyhow::anyhow!("{message}"),
+        ));
+    }
+    if !json {
+        for event in &response.events {
+            println!("{}", serde_json::to_string(event).unwrap_or_default());
+        }
+    }
+    if json {
+        let report = response.report.clone().unwrap_or_default();
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        let summary = response.summary.as_deref().unwrap_or_default();
+        if response.exit_code == 0 {
+            println!("{summary}");
+        } else {
+            eprintln!("{summary}");
+        }
+    }
+    Ok(response.exit_code)
 }

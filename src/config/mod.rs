@@ -144,6 +144,8 @@ struct RawGlobal {
     log_format: Option<LogFormat>,
     /// Bearer token for the events API, read from this file.
     events_api_token_file: Option<PathBuf>,
+    /// Delete events acknowledged by every sink once older than this many days.
+    event_retention_days: Option<u64>,
 }
 
 /// The validated global file.
@@ -156,6 +158,9 @@ pub struct GlobalConfig {
     pub http_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub events_api_token: Option<Secret>,
+    /// Events older than this, once every sink of their tenant acknowledged them, are pruned
+    /// from the outbox. `None` (the default) keeps every event forever.
+    pub event_retention: Option<std::time::Duration>,
 }
 
 impl GlobalConfig {
@@ -364,6 +369,16 @@ fn load_global(file: &Path, problems: &mut Vec<Problem>) -> Option<GlobalConfig>
         .events_api_token_file
         .as_deref()
         .and_then(|path| p.read_secret("events_api_token_file", path));
+    if raw.event_retention_days == Some(0) {
+        p.add(
+            "event_retention_days",
+            "must be at least 1 (leave it out to keep every event forever)",
+        );
+    }
+    let event_retention = raw
+        .event_retention_days
+        .filter(|days| *days > 0)
+        .map(|days| std::time::Duration::from_secs(days.saturating_mul(86_400)));
     let global = GlobalConfig {
         file: file.to_owned(),
         state_dir,
@@ -372,6 +387,7 @@ fn load_global(file: &Path, problems: &mut Vec<Problem>) -> Option<GlobalConfig>
         http_listen,
         log_format: raw.log_format.unwrap_or_default(),
         events_api_token,
+        event_retention,
     };
     (problems.len() == before).then_some(global)
 }

@@ -31,6 +31,7 @@ struct RawSink {
     on_reject: RejectPolicy,
     timeout_seconds: Option<u64>,
     max_backoff_seconds: Option<u64>,
+    max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,8 +59,21 @@ pub struct SinkConfig {
     pub name: String,
     /// 1 sends one event per request (the body is the event object); more sends a JSON array.
     pub batch_size: usize,
+    /// The ceiling of the exponential backoff between failed attempts.
     pub max_backoff: Duration,
+    /// Failed attempts of one batch before the sink is parked; `None` retries forever.
+    pub max_attempts: Option<u32>,
     pub kind: SinkKind,
+}
+
+impl SinkConfig {
+    /// What a rejection (4xx other than 408/429) does; files never reject.
+    pub fn on_reject(&self) -> RejectPolicy {
+        match &self.kind {
+            SinkKind::Webhook(webhook) => webhook.on_reject,
+            SinkKind::Jsonl(_) => RejectPolicy::Retry,
+        }
+    }
 }
 
 pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option<Vec<SinkConfig>> {
@@ -91,14 +105,15 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                         None
                     }
                 };
-                if let Some(secret) = &secret {
-                    if !secret.expose().starts_with("whsec_") {
-                        p.add(
-                            format!("{key}.secret_file"),
-                            "the secret must start with \"whsec_\" followed by a base64 key",
-                        );
+                let secret = secret.filter(|secret| {
+                    match crate::sink::webhook::SigningKey::from_secret(secret.expose()) {
+                        Ok(_) => true,
+                        Err(err) => {
+                            p.add(format!("{key}.secret_file"), err.to_string());
+                            false
+                        }
                     }
-                }
+                });
                 match (url, secret) {
                     (Some(url), Some(secret)) => Some(SinkKind::Webhook(WebhookSinkConfig {
                         url,
@@ -140,15 +155,101 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
             );
             ok = false;
         }
+        if raw.max_attempts == Some(0) {
+            p.add(
+                format!("{key}.max_attempts"),
+                "must be at least 1 (leave it out to retry forever)",
+            );
+            ok = false;
+        }
+        if raw.max_backoff_seconds == Some(0) {
+            p.add(
+                format!("{key}.max_backoff_seconds"),
+                "must be at least 1 second",
+            );
+            ok = false;
+        }
         match kind {
-            Some(kind) => sinks.push(SinkConfig {
-                name,
-                batch_size: raw.batch_size.unwrap_or(1).max(1),
-                max_backoff: Duration::from_secs(raw.max_backoff_seconds.unwrap_or(300)),
-                kind,
-            }),
+            Some(kind) => {
+                // A file is cheap to append to but each batch is fsynced: batch by default.
+                let default_batch = match kind {
+                    SinkKind::Webhook(_) => 1,
+                    SinkKind::Jsonl(_) => 500,
+                };
+                sinks.push(SinkConfig {
+                    name,
+                    batch_size: raw.batch_size.unwrap_or(default_batch).max(1),
+                    max_backoff: Duration::from_secs(raw.max_backoff_seconds.unwrap_or(300).max(1)),
+                    max_attempts: raw.max_attempts.filter(|n| *n > 0),
+                    kind,
+                })
+            }
             None => ok = false,
         }
     }
     ok.then_some(sinks)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::Problem;
+
+    fn validate_text(dir: &std::path::Path, text: &str) -> (Option<Vec<SinkConfig>>, Vec<Problem>) {
+        let file = dir.join("acme.toml");
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let sinks = table["sinks"].as_array().unwrap().clone();
+        let mut found = Vec::new();
+        let mut p = Problems::new(&file, &mut found);
+        let validated = validate(sinks, &mut p);
+        (validated, found)
+    }
+
+    #[test]
+    fn defaults_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("secret"),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+        )
+        .unwrap();
+        let (sinks, problems) = validate_text(
+            dir.path(),
+            "[[sinks]]\ntype = \"webhook\"\nurl = \"https://app.example/h\"\nsecret_file = \"secret\"\n\
+             [[sinks]]\ntype = \"jsonl\"\npath = \"events.jsonl\"\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let sinks = sinks.unwrap();
+        assert_eq!(sinks[0].name, "webhook-1");
+        assert_eq!(sinks[0].batch_size, 1);
+        assert_eq!(sinks[0].max_attempts, None);
+        assert_eq!(sinks[0].on_reject(), RejectPolicy::Retry);
+        assert_eq!(sinks[1].name, "jsonl-2");
+        assert_eq!(sinks[1].batch_size, 500);
+        assert!(
+            matches!(&sinks[1].kind, SinkKind::Jsonl(j) if j.path == dir.path().join("events.jsonl"))
+        );
+    }
+
+    #[test]
+    fn a_bad_secret_and_zero_limits_are_reported_with_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "whsec_not base64!").unwrap();
+        let (sinks, problems) = validate_text(
+            dir.path(),
+            "[[sinks]]\ntype = \"webhook\"\nurl = \"https://app.example/h\"\nsecret_file = \"secret\"\nmax_attempts = 0\nmax_backoff_seconds = 0\n",
+        );
+        assert!(sinks.is_none());
+        let keys: Vec<&str> = problems.iter().filter_map(|p| p.key.as_deref()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "sinks[0].secret_file",
+                "sinks[0].max_attempts",
+                "sinks[0].max_backoff_seconds"
+            ],
+            "{problems:?}"
+        );
+    }
 }

@@ -927,6 +927,25 @@ impl Directory {
                     } else {
                         self.check_new_email(email, "primary_user_email")?;
                     }
+                    // Google keeps a renamed user's old address as an alias.
+                    if let Some(old) = current.map(str::to_owned) {
+                        let mut aliases: Vec<Value> = body
+                            .get("aliases")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        aliases.retain(|alias| {
+                            !alias
+                                .as_str()
+                                .is_some_and(|a| a.eq_ignore_ascii_case(email))
+                        });
+                        if !aliases.iter().any(|alias| {
+                            alias.as_str().is_some_and(|a| a.eq_ignore_ascii_case(&old))
+                        }) {
+                            aliases.push(json!(old));
+                        }
+                        body.insert("aliases".into(), Value::Array(aliases));
+                    }
                     body.insert(key.clone(), json!(email));
                 }
                 "orgUnitPath" => {
@@ -1528,7 +1547,12 @@ pub fn normalise_user_emails(body: &mut Map<String, Value>) {
         for entry in existing {
             let address = entry.get("address").and_then(Value::as_str).unwrap_or("");
             if !address.is_empty() && known.insert(lower(address)) {
-                emails.push(entry.clone());
+                // Only the primary address is flagged primary.
+                let mut entry = entry.clone();
+                if let Some(fields) = entry.as_object_mut() {
+                    fields.remove("primary");
+                }
+                emails.push(entry);
             }
         }
     }
@@ -1574,7 +1598,8 @@ mod tests {
         )
         .unwrap();
         assert_ne!(before, dir.etag(&id, dir.users[&id].version));
-        assert!(dir.resolve_user("a@example.com").is_none());
+        // As Google does, the old primary address stays as an alias.
+        assert_eq!(dir.resolve_user("a@example.com"), Some(id.clone()));
         assert_eq!(dir.resolve_user("A2@example.com"), Some(id.clone()));
         dir.delete_user(&id, now).unwrap();
         assert!(dir.resolve_user("b@example.com").is_none());

@@ -40,7 +40,7 @@ pub struct FaultRule {
     #[serde(default = "one")]
     pub times: u32,
     /// What to do: `error`, `delay`, `expire_page_token`, `delete_group`,
-    /// `refuse_delegation`, `reject_subject`, `not_admin`.
+    /// `refuse_delegation`, `reject_subject`, `not_admin`, `truncate`.
     pub fault: FaultKind,
     /// HTTP status for `error`: 400-599 (429, 403, 500, 502, 503, 504 get Google's bodies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +105,8 @@ pub enum FaultKind {
     RejectSubject,
     /// API calls get 403 forbidden, as for a subject that is not an admin.
     NotAdmin,
+    /// The call succeeds but its 200 body is cut in half, as when a connection drops.
+    Truncate,
 }
 
 impl FaultKind {
@@ -114,7 +116,7 @@ impl FaultKind {
     fn for_api(self) -> bool {
         matches!(
             self,
-            Self::ExpirePageToken | Self::DeleteGroup | Self::NotAdmin
+            Self::ExpirePageToken | Self::DeleteGroup | Self::NotAdmin | Self::Truncate
         )
     }
 }

@@ -417,7 +417,24 @@ async fn pipeline(
     if let Some(err) = fired.iter().find_map(FaultRule::error) {
         return Err(err);
     }
-    execute(shared, call, params, body)
+    let response = execute(shared, call, params, body)?;
+    if fired.iter().any(|rule| rule.fault == FaultKind::Truncate) {
+        return Ok(truncate(response).await);
+    }
+    Ok(response)
+}
+
+/// Cuts a response body in half, keeping the status: a reply the client cannot parse.
+async fn truncate(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(bytes.slice(..bytes.len() / 2)),
+    )
 }
 
 fn execute(

@@ -23,24 +23,40 @@ pub fn find_user(conn: &Connection, tenant: &str, key: &str) -> Result<Option<Us
     if let Some(data) = data {
         return parse(&data, "user").map(Some);
     }
-    // Aliases and secondary emails live in the JSON; a scan is fine for triage.
+    // Aliases and secondary emails live in the JSON; a scan is fine for triage. Only the
+    // user's own addresses count: other strings of the raw object can name someone else (a
+    // manager relation holds the manager's email, a SCIM manager reference their id).
     let mut statement =
         conn.prepare("SELECT data FROM users WHERE tenant = ?1 AND instr(lower(data), ?2) > 0")?;
     let needle = format!("\"{lowered}\"");
     let mut rows = statement.query(params![tenant, needle])?;
     while let Some(row) = rows.next()? {
         let user: User = parse(&row.get::<_, String>(0)?, "user")?;
-        let raw = user.raw_attributes.as_str().to_lowercase();
         if user
             .emails
             .iter()
             .any(|e| e.value.eq_ignore_ascii_case(key))
-            || raw.contains(&needle)
+            || has_alias(&user, key)
         {
             return Ok(Some(user));
         }
     }
     Ok(None)
+}
+
+/// Whether `key` is one of the user's Google aliases (`aliases`, `nonEditableAliases`).
+fn has_alias(user: &User, key: &str) -> bool {
+    let raw = user.raw_attributes.to_value();
+    ["aliases", "nonEditableAliases"].iter().any(|field| {
+        raw.get(field)
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|aliases| {
+                aliases
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .any(|alias| alias.eq_ignore_ascii_case(key))
+            })
+    })
 }
 
 /// A stored group by id, email or name (case-insensitive).

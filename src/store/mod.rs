@@ -6,6 +6,7 @@
 //! Every function here is synchronous over a `rusqlite::Connection`/`Transaction`; async
 //! callers reach it through `spawn_blocking`. Must not: import sources or sinks.
 
+pub mod cursors;
 mod lock;
 pub mod lookup;
 mod migrations;
@@ -13,6 +14,10 @@ mod outbox;
 mod runs;
 mod snapshot;
 
+pub use cursors::{
+    advance_cursor, ensure_cursor, load_cursor, pending_events, prune_delivered,
+    record_delivery_error, unpark, Cursor, Lag, PendingEvent,
+};
 pub use lock::{acquire_lease, new_holder, release_lease, renew_lease, Lease, LeaseError};
 pub use outbox::{build_event, commit, events_after, last_seq, CommitSummary, NewEvents};
 pub use runs::{last_runs, record_run, RunOutcome, RunRecord, StoredRun};
@@ -102,10 +107,29 @@ impl Store {
             conn.pragma_update(None, "foreign_keys", "ON")?;
             Ok(conn)
         };
-        open().map_err(|source| StoreError::Open {
-            path: self.path.clone(),
-            source,
-        })
+        // Switching a new database to WAL takes a lock SQLite does not wait for with the busy
+        // handler, so processes creating the database together retry for a while.
+        let mut attempts = 0;
+        loop {
+            match open() {
+                Ok(conn) => return Ok(conn),
+                Err(rusqlite::Error::SqliteFailure(err, _))
+                    if matches!(
+                        err.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && attempts < 200 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        path: self.path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
     }
 }
 

@@ -293,6 +293,27 @@ fn the_direct_graph_is_written_with_the_commit_and_only_where_it_changed() {
 }
 
 #[test]
+fn processes_creating_the_database_together_all_succeed() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let store = Store::open(&path)?;
+                    let conn = store.connect()?;
+                    last_seq(&conn, "acme")
+                })
+            })
+            .collect();
+        for opener in openers {
+            assert_eq!(opener.join().unwrap().unwrap(), 0);
+        }
+    }
+}
+
+#[test]
 fn a_database_newer_than_the_binary_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();

@@ -130,6 +130,30 @@ fn preferred<'a>(entries: &'a [Entry<'a>]) -> Option<&'a Entry<'a>> {
         .or_else(|| entries.first())
 }
 
+/// `emails` the way the Google source shapes them, so one person gives one list whichever
+/// IdP sent it: the preferred address (the user's `email`) first and the only one flagged
+/// primary, then the others in server order, lower-case, each once. IdPs differ in the order
+/// they list addresses and in whether they flag one primary at all.
+fn normalized_emails(entries: &[Entry<'_>]) -> Vec<Email> {
+    let mut emails: Vec<Email> = preferred(entries)
+        .map(|entry| Email {
+            value: entry.value.to_lowercase(),
+            primary: true,
+        })
+        .into_iter()
+        .collect();
+    for entry in entries {
+        let value = entry.value.to_lowercase();
+        if !emails.iter().any(|known| known.value == value) {
+            emails.push(Email {
+                value,
+                primary: false,
+            });
+        }
+    }
+    emails
+}
+
 pub fn user(resource: &Value) -> Result<FetchedUser, BadResource> {
     let object = resource
         .as_object()
@@ -157,22 +181,29 @@ pub fn user(resource: &Value) -> Result<FetchedUser, BadResource> {
     };
     let name = get(object, "name").and_then(Value::as_object);
     let name_part = |part: &str| name.and_then(|name| get_str(name, part)).map(str::to_owned);
+    let first_name = name_part("givenName");
+    let last_name = name_part("familyName");
+    // Google always has a full name ("given family"); an IdP that sends only the name parts
+    // means the same person, so the same display name.
+    let display_name = get_str(object, "displayName")
+        .map(str::to_owned)
+        .or_else(|| name_part("formatted"))
+        .or_else(|| {
+            let joined = [first_name.as_deref(), last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            (!joined.is_empty()).then_some(joined)
+        });
     let user = User {
         id: Id::from(id),
+        first_name,
+        last_name,
+        display_name,
+        emails: normalized_emails(&emails),
         email,
         username,
-        first_name: name_part("givenName"),
-        last_name: name_part("familyName"),
-        display_name: get_str(object, "displayName")
-            .map(str::to_owned)
-            .or_else(|| name_part("formatted")),
-        emails: emails
-            .iter()
-            .map(|entry| Email {
-                value: entry.value.to_lowercase(),
-                primary: entry.primary,
-            })
-            .collect(),
         state,
         roles: Vec::new(),
         custom_attributes: Default::default(),
@@ -323,12 +354,12 @@ mod tests {
             user.emails,
             vec![
                 Email {
-                    value: "alice.home@example.net".into(),
-                    primary: false
-                },
-                Email {
                     value: "alice@example.com".into(),
                     primary: true
+                },
+                Email {
+                    value: "alice.home@example.net".into(),
+                    primary: false
                 },
             ]
         );
@@ -402,16 +433,68 @@ mod tests {
         assert_eq!(fetched.state, UserState::Inactive);
         assert_eq!(fetched.first_name.as_deref(), Some("Bob"));
         assert_eq!(fetched.email, "b@x.example");
-        assert_eq!(fetched.display_name, None);
+        assert_eq!(fetched.display_name.as_deref(), Some("Bob"));
     }
 
     #[test]
-    fn display_name_falls_back_to_formatted_name() {
+    fn display_name_falls_back_to_formatted_name_then_the_name_parts() {
         let mut resource = alice();
         resource.as_object_mut().unwrap().remove("displayName");
+        resource["name"]["formatted"] = json!("Dr. Alice Test");
+        assert_eq!(
+            user(&resource).unwrap().user.display_name.as_deref(),
+            Some("Dr. Alice Test")
+        );
+        resource["name"]
+            .as_object_mut()
+            .unwrap()
+            .remove("formatted");
         assert_eq!(
             user(&resource).unwrap().user.display_name.as_deref(),
             Some("Alice Test")
+        );
+        resource.as_object_mut().unwrap().remove("name");
+        assert_eq!(user(&resource).unwrap().user.display_name, None);
+    }
+
+    #[test]
+    fn emails_put_the_preferred_address_first_as_the_only_primary() {
+        let mut resource = alice();
+        // No primary flag: the work address is the user's email, and flagged primary.
+        resource["emails"] = json!([
+            {"value": "alias@example.com", "type": "other"},
+            {"value": "Work@Example.com", "type": "work"},
+            {"value": "ALIAS@example.com", "type": "home"}
+        ]);
+        let fetched = user(&resource).unwrap().user;
+        assert_eq!(fetched.email, "work@example.com");
+        let emails: Vec<(&str, bool)> = fetched
+            .emails
+            .iter()
+            .map(|e| (e.value.as_str(), e.primary))
+            .collect();
+        assert_eq!(
+            emails,
+            [("work@example.com", true), ("alias@example.com", false)]
+        );
+        // Two flagged primary: the first wins, the other is a secondary address.
+        resource["emails"] = json!([
+            {"value": "b@example.com", "primary": true},
+            {"value": "a@example.com", "primary": true}
+        ]);
+        let emails = user(&resource).unwrap().user.emails;
+        assert_eq!(
+            emails,
+            vec![
+                Email {
+                    value: "b@example.com".into(),
+                    primary: true
+                },
+                Email {
+                    value: "a@example.com".into(),
+                    primary: false
+                }
+            ]
         );
     }
 

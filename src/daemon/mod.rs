@@ -1,0 +1,502 @@
+//! The daemon (`dirsync run`): one task per tenant that syncs on the tenant's cron schedule
+//! (`tenant`), the control socket for force syncs and status (`control`), the optional HTTP
+//! listener for `/healthz` and `/metrics` (`http`, `metrics`), systemd notifications
+//! (`notify`), reload on SIGHUP and a bounded drain on shutdown.
+//!
+//! Other parts plug in through [`Extension`]: extra HTTP routes (the events API) and
+//! per-tenant background tasks (sink delivery) that the daemon starts, restarts on reload and
+//! stops on shutdown, fed by [`Commits`], which announces each tenant's last committed seq.
+//!
+//! Must not: speak SQL (that is `store`) or know how a source fetches.
+
+pub mod control;
+pub mod http;
+pub mod metrics;
+pub mod notify;
+pub mod sinks;
+pub mod tenant;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config, GlobalConfig, Problem, TenantConfig};
+use crate::store::{Store, StoreError};
+use metrics::Metrics;
+use tenant::{lock, BackoffPolicy, TenantHandle, TenantState, TenantTask};
+
+/// How long `/healthz` and the watchdog tolerate the supervisor loop not ticking.
+const HEARTBEAT_STALE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    #[error("cannot listen on {addr} (http_listen in {file}): {source}. Pick a free address or remove http_listen")]
+    HttpBind {
+        addr: std::net::SocketAddr,
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Announces each tenant's last committed event seq. Sinks and the events API subscribe; the
+/// daemon publishes after every commit.
+#[derive(Debug, Clone, Default)]
+pub struct Commits {
+    feeds: Arc<Mutex<BTreeMap<String, watch::Sender<u64>>>>,
+}
+
+impl Commits {
+    /// A receiver whose value is the tenant's last committed seq (0 until known).
+    pub fn subscribe(&self, tenant: &str) -> watch::Receiver<u64> {
+        lock(&self.feeds)
+            .entry(tenant.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Called after a commit: wakes every subscriber if `last_seq` moved forward.
+    pub fn publish(&self, tenant: &str, last_seq: u64) {
+        lock(&self.feeds)
+            .entry(tenant.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .send_if_modified(|seq| {
+                let moved = last_seq > *seq;
+                if moved {
+                    *seq = last_seq;
+                }
+                moved
+            });
+    }
+}
+
+/// What an extension gets once, when the daemon starts.
+pub struct ExtensionContext {
+    pub global: GlobalConfig,
+    pub store: Store,
+    pub commits: Commits,
+    pub shutdown: CancellationToken,
+}
+
+/// What an extension gets for each tenant when the tenant starts or its config is reloaded.
+pub struct TenantHook {
+    pub config: Arc<TenantConfig>,
+    pub store: Store,
+    /// The tenant's last committed seq; changes after each commit.
+    pub commits: watch::Receiver<u64>,
+    /// Cancelled when the tenant is removed or reconfigured (a new hook follows) and on
+    /// shutdown. Tasks must stop promptly when it fires.
+    pub stop: CancellationToken,
+    /// Spawn long-running tasks here so shutdown waits for them (within its deadline).
+    pub tracker: TaskTracker,
+}
+
+/// A part of dirsync that runs inside the daemon: the sink deliveries and the events API.
+pub trait Extension: Send + Sync + 'static {
+    /// Routes merged into the HTTP listener (when `http_listen` is set).
+    fn routes(&self, _context: &ExtensionContext) -> Option<axum::Router> {
+        None
+    }
+    /// Starts the tenant's background tasks (e.g. one delivery task per sink).
+    fn start_tenant(&self, _hook: TenantHook) {}
+    /// Called right after each commit of `tenant` (also published on [`Commits`]).
+    fn on_commit(&self, _tenant: &str, _last_seq: u64) {}
+    /// Called on SIGHUP, after the configuration was re-read (e.g. reopen log-rotated files).
+    fn on_reload(&self) {}
+    /// Appends the extension's metrics (Prometheus text format) to `/metrics`.
+    fn render_metrics(&self, _out: &mut String) {}
+}
+
+/// The extensions of one daemon, shared by its tasks.
+pub type Extensions = Arc<[Arc<dyn Extension>]>;
+
+/// Knobs of one daemon run.
+pub struct DaemonOptions {
+    /// Re-read on SIGHUP.
+    pub config_path: PathBuf,
+    pub backoff: BackoffPolicy,
+    /// How long shutdown waits for runs in their commit and for extensions to stop.
+    pub stop_deadline: Duration,
+    pub extensions: Vec<Arc<dyn Extension>>,
+}
+
+impl DaemonOptions {
+    pub fn new(config_path: PathBuf) -> Self {
+        Self {
+            config_path,
+            backoff: BackoffPolicy::default(),
+            stop_deadline: Duration::from_secs(30),
+            extensions: Vec::new(),
+        }
+    }
+}
+
+/// State shared by the supervisor, the control socket and the HTTP listener.
+pub struct Shared {
+    pub(crate) tenants: Mutex<BTreeMap<String, TenantHandle>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) commits: Commits,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) extensions: Extensions,
+    started: Instant,
+    heartbeat_ms: AtomicU64,
+}
+
+impl Shared {
+    fn beat(&self) {
+        self.heartbeat_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The supervisor loop ticked recently and the daemon is not stopping.
+    pub fn alive(&self) -> bool {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.heartbeat_ms.load(Ordering::Relaxed);
+        !self.shutdown.is_cancelled()
+            && now.saturating_sub(last) < HEARTBEAT_STALE.as_millis() as u64
+    }
+}
+
+struct Daemon {
+    options: DaemonOptions,
+    global: GlobalConfig,
+    store: Store,
+    shared: Arc<Shared>,
+}
+
+/// Runs the daemon until `shutdown` resolves (SIGTERM/SIGINT in `dirsync run`), then drains.
+pub async fn run(
+    config: Config,
+    options: DaemonOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let store = {
+        let state_dir = config.global.state_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open(&state_dir))
+            .await
+            .map_err(|err| StoreError::Corrupt(format!("opening the store failed: {err}")))??
+    };
+    let shared = Arc::new(Shared {
+        tenants: Mutex::new(BTreeMap::new()),
+        metrics: Metrics::default(),
+        commits: Commits::default(),
+        shutdown: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        extensions: options.extensions.iter().cloned().collect(),
+        started: Instant::now(),
+        heartbeat_ms: AtomicU64::new(0),
+    });
+    let daemon = Daemon {
+        global: config.global.clone(),
+        store,
+        shared,
+        options,
+    };
+    daemon.serve(config, shutdown).await
+}
+
+impl Daemon {
+    async fn serve(
+        self,
+        config: Config,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), DaemonError> {
+        let socket_path = self.global.control_socket.clone();
+        let control = control::bind(&socket_path).await?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(DaemonError::Signal)?;
+
+        if let Some(addr) = self.global.http_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| DaemonError::HttpBind {
+                    addr,
+                    file: self.global.file.clone(),
+                    source,
+                })?;
+            let context = ExtensionContext {
+                global: self.global.clone(),
+                store: self.store.clone(),
+                commits: self.shared.commits.clone(),
+                shutdown: self.shared.shutdown.clone(),
+            };
+            let extra = self
+                .shared
+                .extensions
+                .iter()
+                .filter_map(|ext| ext.routes(&context))
+                .collect();
+            let router = http::router(self.shared.clone(), extra);
+            let stop = self.shared.shutdown.clone();
+            self.shared.tracker.spawn(async move {
+                if let Err(err) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                {
+                    error!("the HTTP listener failed: {err}");
+                }
+            });
+            info!(%addr, "HTTP listener: /healthz, /metrics");
+        }
+        self.shared
+            .tracker
+            .spawn(control::serve(control, self.shared.clone()));
+
+        self.apply(config.tenants);
+        self.shared.beat();
+        notify::ready(&format!("scheduling {} tenants", self.tenant_count())).await;
+        notify::spawn_watchdog(self.shared.clone());
+        info!(
+            tenants = self.tenant_count(),
+            control_socket = %socket_path.display(),
+            "dirsync daemon started"
+        );
+
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = hangup.recv() => self.reload().await,
+                _ = heartbeat.tick() => self.shared.beat(),
+            }
+        }
+
+        info!("stopping: no new runs; waiting for runs in their commit");
+        notify::stopping().await;
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        let drained =
+            tokio::time::timeout(self.options.stop_deadline, self.shared.tracker.wait()).await;
+        if drained.is_err() {
+            warn!(
+                deadline_seconds = self.options.stop_deadline.as_secs(),
+                "some tasks did not stop within the deadline; exiting anyway"
+            );
+        }
+        let _ = std::fs::remove_file(&socket_path);
+        info!("dirsync daemon stopped");
+        Ok(())
+    }
+
+    fn tenant_count(&self) -> usize {
+        lock(&self.shared.tenants).len()
+    }
+
+    /// Re-reads every file; applies the valid result as a whole.
+    async fn reload(&self) {
+        notify::reloading().await;
+        info!(config = %self.options.config_path.display(), "reloading the configuration");
+        let path = self.options.config_path.clone();
+        match tokio::task::spawn_blocking(move || config::load(&path)).await {
+            Ok(loaded) => {
+                let previous: BTreeMap<String, Arc<TenantConfig>> = lock(&self.shared.tenants)
+                    .iter()
+                    .map(|(id, handle)| (id.clone(), handle.config.borrow().clone()))
+                    .collect();
+                match plan_reload(&self.options.config_path, &previous, loaded) {
+                    Ok(plan) => {
+                        for problem in &plan.problems {
+                            error!("config problem: {problem}");
+                        }
+                        for id in &plan.kept_previous {
+                            warn!(tenant = %id, "the tenant's file has problems (logged above); keeping its previous configuration");
+                        }
+                        if let Some(global) = &plan.global {
+                            self.warn_restart_only(global);
+                        }
+                        let count = plan.tenants.len();
+                        self.apply(plan.tenants);
+                        for extension in self.shared.extensions.iter() {
+                            extension.on_reload();
+                        }
+                        info!(tenants = count, "configuration reloaded");
+                    }
+                    Err(problems) => {
+                        for problem in &problems {
+                            error!("config problem: {problem}");
+                        }
+                        error!("the global config file has problems (logged above); keeping the whole previous configuration");
+                    }
+                }
+            }
+            Err(err) => error!("reading the configuration failed: {err}; keeping the previous one"),
+        }
+        notify::ready(&format!("scheduling {} tenants", self.tenant_count())).await;
+    }
+
+    fn warn_restart_only(&self, new: &GlobalConfig) {
+        let old = &self.global;
+        let mut changed = Vec::new();
+        if new.state_dir != old.state_dir {
+            changed.push("state_dir");
+        }
+        if new.control_socket != old.control_socket {
+            changed.push("control_socket");
+        }
+        if new.http_listen != old.http_listen {
+            changed.push("http_listen");
+        }
+        if new.log_format != old.log_format {
+            changed.push("log_format");
+        }
+        if new.tenants_dir != old.tenants_dir {
+            // Read on every reload: takes effect now.
+            info!(tenants_dir = %new.tenants_dir.display(), "tenants_dir changed");
+        }
+        if !changed.is_empty() {
+            warn!(
+                "changed {} in the global file: these take effect only after a restart (systemctl restart dirsync)",
+                changed.join(", ")
+            );
+        }
+    }
+
+    /// Makes the running tenants exactly `tenants`: stops removed ones, hands changed configs
+    /// to running tasks, starts new ones.
+    fn apply(&self, tenants: BTreeMap<String, TenantConfig>) {
+        let mut running = lock(&self.shared.tenants);
+        let removed: Vec<String> = running
+            .keys()
+            .filter(|id| !tenants.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in removed {
+            if let Some(handle) = running.remove(&id) {
+                handle.stop.cancel();
+                handle.extension_stop.cancel();
+                self.shared.metrics.forget(&id);
+                info!(tenant = %id, "tenant removed: its in-progress fetch is abandoned, nothing more is scheduled");
+            }
+        }
+        for (id, config) in tenants {
+            let config = Arc::new(config);
+            match running.get_mut(&id) {
+                Some(handle) => {
+                    handle.config.send_replace(config.clone());
+                    handle.extension_stop.cancel();
+                    handle.extension_stop = self.start_extensions(&config);
+                }
+                None => {
+                    info!(tenant = %id, schedule = %config.schedule_text, enabled = config.enabled, "tenant added");
+                    let handle = self.start_tenant(&config);
+                    running.insert(id, handle);
+                }
+            }
+        }
+    }
+
+    fn start_tenant(&self, config: &Arc<TenantConfig>) -> TenantHandle {
+        let (config_tx, config_rx) = watch::channel(config.clone());
+        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        let state = Arc::new(Mutex::new(TenantState {
+            tenant: config.id.clone(),
+            enabled: config.enabled,
+            schedule: config.schedule_text.clone(),
+            ..TenantState::default()
+        }));
+        let stop = self.shared.shutdown.child_token();
+        let task = TenantTask {
+            store: self.store.clone(),
+            config: config_rx,
+            requests: requests_rx,
+            state: state.clone(),
+            stop: stop.clone(),
+            metrics: self.shared.metrics.clone(),
+            commits: self.shared.commits.clone(),
+            extensions: self.shared.extensions.clone(),
+            backoff: self.options.backoff,
+        };
+        self.shared.tracker.spawn(task.run());
+        TenantHandle {
+            config: config_tx,
+            requests: requests_tx,
+            state,
+            stop,
+            extension_stop: self.start_extensions(config),
+        }
+    }
+
+    fn start_extensions(&self, config: &Arc<TenantConfig>) -> CancellationToken {
+        let stop = self.shared.shutdown.child_token();
+        for extension in self.shared.extensions.iter() {
+            extension.start_tenant(TenantHook {
+                config: config.clone(),
+                store: self.store.clone(),
+                commits: self.shared.commits.subscribe(&config.id),
+                stop: stop.clone(),
+                tracker: self.shared.tracker.clone(),
+            });
+        }
+        stop
+    }
+}
+
+/// The outcome of a reload that can be applied.
+#[derive(Debug)]
+pub struct ReloadPlan {
+    pub global: Option<GlobalConfig>,
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// Tenants whose file has problems and that keep their previous config.
+    pub kept_previous: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+/// Decides what a reload applies. A problem in the global file (or an unreadable tenants_dir)
+/// keeps everything: `Err` with the problems. A tenant file with problems keeps that tenant's
+/// previous config (a new tenant with a broken file is not started). A tenant whose file is
+/// gone is removed.
+pub fn plan_reload(
+    config_path: &Path,
+    previous: &BTreeMap<String, Arc<TenantConfig>>,
+    loaded: config::Loaded,
+) -> Result<ReloadPlan, Vec<Problem>> {
+    let Some(global) = loaded.global else {
+        return Err(loaded.problems);
+    };
+    if loaded
+        .problems
+        .iter()
+        .any(|p| p.file == config_path || p.file == global.file)
+    {
+        return Err(loaded.problems);
+    }
+    let mut tenants = loaded.tenants;
+    let mut kept_previous = Vec::new();
+    for problem in &loaded.problems {
+        let Some(id) = problem.file.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if tenants.contains_key(id) || kept_previous.iter().any(|k| k == id) {
+            continue;
+        }
+        if let Some(old) = previous.get(id) {
+            tenants.insert(id.to_owned(), TenantConfig::clone(old));
+            kept_previous.push(id.to_owned());
+        }
+    }
+    Ok(ReloadPlan {
+        global: Some(global),
+        tenants,
+        kept_previous,
+        problems: loaded.problems,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+//! Event delivery inside the daemon: the sink `Deliveries` and the events API as a daemon
+//! `Extension` — delivery tasks per tenant on start and reload, stopped with the tenant, woken
+//! after each commit, JSON-lines files reopened on SIGHUP, metrics in `/metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::{Extension, ExtensionContext, TenantHook};
+use crate::config::GlobalConfig;
+use crate::sink::api::events_api_router;
+use crate::sink::Deliveries;
+use crate::store::Store;
+
+pub struct SinkExtension {
+    retention: Option<Duration>,
+    /// Created with the first store the daemon hands over (it opens the store itself).
+    deliveries: OnceLock<Deliveries>,
+}
+
+impl SinkExtension {
+    pub fn new(global: &GlobalConfig) -> Self {
+        Self {
+            retention: global.event_retention,
+            deliveries: OnceLock::new(),
+        }
+    }
+
+    fn deliveries(&self, store: &Store) -> &Deliveries {
+        self.deliveries
+            .get_or_init(|| Deliveries::new(store.clone(), self.retention))
+    }
+}
+
+impl Extension for SinkExtension {
+    fn routes(&self, context: &ExtensionContext) -> Option<axum::Router> {
+        let deliveries = self.deliveries(&context.store);
+        Some(events_api_router(
+            context.store.clone(),
+            context.global.events_api_token.clone(),
+            deliveries.commit_signal(),
+        ))
+    }
+
+    fn start_tenant(&self, hook: TenantHook) {
+        self.deliveries(&hook.store)
+            .spawn(&hook.config, &hook.stop, &hook.tracker);
+    }
+
+    fn on_commit(&self, tenant: &str, _last_seq: u64) {
+        if let Some(deliveries) = self.deliveries.get() {
+            deliveries.notify_commit(tenant);
+        }
+    }
+
+    fn on_reload(&self) {
+        if let Some(deliveries) = self.deliveries.get() {
+            deliveries.reopen_files();
+        }
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        if let Some(deliveries) = self.deliveries.get() {
+            deliveries.render_prometheus(out);
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! One tenant inside the daemon: a task that sleeps until the tenant's next cron fire time (plus
+//! a little jitter), runs one sync at a time, coalesces force requests that arrive while a run
+//! is in progress into the next run, and backs off after failures. Each tenant has its own task,
+//! so one tenant's slow or failing IdP never delays another.
+//!
+//! Must not: touch SQL directly (that is `store`, reached through `sync`), or know about sockets.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::metrics::Metrics;
+use super::{Commits, Extensions};
+use crate::config::TenantConfig;
+use crate::event::format_timestamp;
+use crate::store::{self, RunOutcome, Store};
+use crate::sync::{run_sync, SyncOptions, SyncReport};
+
+/// How long a failing tenant waits before its next scheduled attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct BackoffPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(30),
+            cap: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// base·2^(failures-1), capped, then scaled by a random factor in [0.8, 1.2] so tenants that
+    /// failed together (one IdP outage) do not retry together.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let exponential = self
+            .base
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        exponential
+            .min(self.cap)
+            .mul_f64(rand::rng().random_range(0.8..=1.2))
+    }
+}
+
+/// Why a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    Force,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningState {
+    pub since: String,
+    pub trigger: Trigger,
+    pub dry_run: bool,
+}
+
+/// What the daemon knows about a tenant beyond the database: `dirsync status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantState {
+    pub tenant: String,
+    pub enabled: bool,
+    pub schedule: String,
+    /// The next scheduled run (jitter and backoff included); `None` when disabled.
+    pub next_run: Option<String>,
+    pub running: Option<RunningState>,
+    /// Force requests waiting for a run (the control socket counts them in, the task out).
+    pub queued_requests: usize,
+    /// Failed or refused scheduled runs in a row.
+    pub consecutive_failures: u32,
+    /// Scheduled runs wait at least until then.
+    pub backoff_until: Option<String>,
+    pub last_outcome: Option<String>,
+    pub last_finished: Option<String>,
+    pub last_error: Option<String>,
+    /// Runs since the daemon started.
+    pub runs: u64,
+}
+
+/// A force sync asked for over the control socket.
+pub struct ForceRequest {
+    pub options: SyncOptions,
+    pub reply: oneshot::Sender<SyncReport>,
+}
+
+/// The daemon's handle on a running tenant task.
+pub struct TenantHandle {
+    pub config: watch::Sender<Arc<TenantConfig>>,
+    pub requests: mpsc::UnboundedSender<ForceRequest>,
+    pub state: Arc<Mutex<TenantState>>,
+    /// Stops the task and abandons its fetch in progress (not a commit).
+    pub stop: CancellationToken,
+    /// Stops what extensions (sink delivery) started for this tenant's current config.
+    pub extension_stop: CancellationToken,
+}
+
+impl TenantHandle {
+    pub fn snapshot(&self) -> TenantState {
+        lock(&self.state).clone()
+    }
+}
+
+/// A poisoned lock only means another task panicked mid-update of plain data; keep going.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub struct TenantTask {
+    pub store: Store,
+    pub config: watch::Receiver<Arc<TenantConfig>>,
+    pub requests: mpsc::UnboundedReceiver<ForceRequest>,
+    pub state: Arc<Mutex<TenantState>>,
+    pub stop: CancellationToken,
+    pub metrics: Metrics,
+    pub commits: Commits,
+    pub extensions: Extensions,
+    pub backoff: BackoffPolicy,
+}
+
+fn same_options(a: SyncOptions, b: SyncOptions) -> bool {
+    a.dry_run == b.dry_run && a.allow_mass_delete == b.allow_mass_delete
+}
+
+/// The next time the tenant's schedule fires after `from`, plus jitter of up to a tenth of the
+/// schedule's interval (at most 30 s).
+pub fn next_fire(config: &TenantConfig, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let mut upcoming = config.schedule.after(&from);
+    let first = upcoming.next()?;
+    let jitter_cap = upcoming
+        .next()
+        .and_then(|second| (second - first).to_std().ok())
+        .map(|gap| (gap / 10).min(Duration::from_secs(30)))
+        .unwrap_or_default();
+    let jitter_ms = rand::rng().random_range(0..=jitter_cap.as_millis() as u64);
+    Some(first + chrono::Duration::milliseconds(jitter_ms as i64))
+}
+
+impl TenantTask {
+    pub async fn run(mut self) {
+        let mut pending: Vec<ForceRequest> = Vec::new();
+        let mut backoff_until: Option<DateTime<Utc>> = None;
+        self.init_from_store().await;
+        loop {
+            while let Ok(request) = self.requests.try_recv() {
+                pending.push(request);
+            }
+            if let Some(first) = pending.first() {
+                let options = first.options;
+                let (batch, rest): (Vec<_>, Vec<_>) = pending
+                    .into_iter()
+                    .partition(|r| same_options(r.options, options));
+                pending = rest;
+                {
+                    let mut state = lock(&self.state);
+                    state.queued_requests = state.queued_requests.saturating_sub(batch.len());
+                }
+                let report = self
+                    .run_once(Trigger::Force, options, &mut backoff_until)
+                    .await;
+                for request in batch {
+                    let _ = request.reply.send(report.clone());
+                }
+                if self.stop.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+
+            let config = self.config.borrow_and_update().clone();
+            let due = if config.enabled {
+                let from = backoff_until.map_or(Utc::now(), |until| until.max(Utc::now()));
+                next_fire(&config, from)
+            } else {
+                None
+            };
+            {
+                let mut state = lock(&self.state);
+                state.enabled = config.enabled;
+                state.schedule = config.schedule_text.clone();
+                state.next_run = due.map(format_timestamp);
+            }
+            let wait = due
+                .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
+                // A disabled tenant only wakes for force requests, config changes and stop.
+                .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => break,
+                request = self.requests.recv() => match request {
+                    Some(request) => pending.push(request),
+                    None => break,
+                },
+                changed = self.config.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(wait) => {
+                    self.run_once(Trigger::Schedule, SyncOptions::default(), &mut backoff_until).await;
+                    if self.stop.is_cancelled() {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut state = lock(&self.state);
+        state.next_run = None;
+        state.running = None;
+        // Dropping `pending` answers every waiting requester with "the daemon stopped".
+    }
+
+    /// Seeds metrics and the commit feed from the database, so a restart does not reset them.
+    async fn init_from_store(&self) {
+        let tenant = self.config.borrow().id.clone();
+        let store = self.store.clone();
+        let id = tenant.clone();
+        let loaded = tokio::task::spawn_blocking(move || -> Result<_, store::StoreError> {
+            let conn = store.connect()?;
+            let counts = store::stored_counts(&conn, &id)?;
+            let last_seq = store::last_seq(&conn, &id)?;
+            let last_success = store::last_runs(&conn, &id, 50)?
+                .into_iter()
+                .find(|r| matches!(r.outcome, RunOutcome::Committed | RunOutcome::NoChanges))
+                .and_then(|r| DateTime::parse_from_rfc3339(&r.finished_at).ok())
+                .map(|at| at.with_timezone(&Utc));
+            Ok((counts, last_seq, last_success))
+        })
+        .await;
+        match loaded {
+            Ok(Ok((counts, last_seq, last_success))) => {
+                self.metrics.seed(
+                    &tenant,
+                    counts,
+                    last_success.map(|at| at.timestamp_millis()),
+                );
+                self.commits.publish(&tenant, last_seq);
+            }
+            Ok(Err(err)) => warn!(tenant, "cannot read the tenant's stored state: {err}"),
+            Err(err) => warn!(tenant, "cannot read the tenant's stored state: {err}"),
+        }
+    }
+
+    async fn run_once(
+        &mut self,
+        trigger: Trigger,
+        options: SyncOptions,
+        backoff_until: &mut Option<DateTime<Utc>>,
+    ) -> SyncReport {
+        let config = self.config.borrow().clone();
+        {
+            let mut state = lock(&self.state);
+            state.running = Some(RunningState {
+                since: format_timestamp(Utc::now()),
+                trigger,
+                dry_run: options.dry_run,
+            });
+            state.next_run = None;
+        }
+        let report = run_sync(&self.store, &config, options, &self.stop).await;
+        let stopped = self.stop.is_cancelled();
+        self.metrics.record_run(&report, options.dry_run);
+
+        if matches!(
+            report.outcome,
+            RunOutcome::Committed | RunOutcome::NoChanges
+        ) {
+            if let Some(seq) = report.last_seq {
+                self.commits.publish(&config.id, seq);
+                for extension in self.extensions.iter() {
+                    extension.on_commit(&config.id, seq);
+                }
+            }
+            self.refresh_stored_counts(&config.id).await;
+        }
+
+        let mut state = lock(&self.state);
+        state.running = None;
+        state.runs += 1;
+        state.last_outcome = Some(report.outcome.as_str().to_owned());
+        state.last_finished = Some(format_timestamp(Utc::now()));
+        state.last_error = report.error.clone();
+        // A dry run says nothing about whether scheduled runs should wait; a run abandoned
+        // because the daemon is stopping is not the IdP's fault.
+        if !options.dry_run && !stopped {
+            match report.outcome {
+                RunOutcome::Committed | RunOutcome::NoChanges => {
+                    state.consecutive_failures = 0;
+                    state.backoff_until = None;
+                    *backoff_until = None;
+                }
+                RunOutcome::Failed | RunOutcome::Refused => {
+                    state.consecutive_failures += 1;
+                    let delay = self.backoff.delay(state.consecutive_failures);
+                    let until = Utc::now()
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+                    *backoff_until = Some(until);
+                    state.backoff_until = Some(format_timestamp(until));
+                    warn!(
+                        tenant = %config.id,
+                        failures = state.consecutive_failures,
+                        backoff_seconds = delay.as_secs(),
+                        "backing off: no scheduled run of this tenant before {}",
+                        format_timestamp(until)
+                    );
+                }
+                RunOutcome::DryRun => {}
+            }
+        }
+        drop(state);
+        // run_sync already logged the run's counts and duration inside its span.
+        debug!(
+            tenant = %config.id,
+            trigger = ?trigger,
+            outcome = report.outcome.as_str(),
+            events = report.events,
+            duration_ms = report.duration_ms,
+            "run done"
+        );
+        report
+    }
+
+    async fn refresh_stored_counts(&self, tenant: &str) {
+        let (store, id) = (self.store.clone(), tenant.to_owned());
+        let counts =
+            tokio::task::spawn_blocking(move || store::stored_counts(&store.connect()?, &id)).await;
+        if let Ok(Ok(counts)) = counts {
+            self.metrics.set_stored(tenant, counts);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = BackoffPolicy {
+            base: Duration::from_secs(10),
+            cap: Duration::from_secs(100),
+        };
+        let first = policy.delay(1);
+        assert!(first >= Duration::from_secs(8) && first <= Duration::from_secs(12));
+        let third = policy.delay(3);
+        assert!(third >= Duration::from_secs(32) && third <= Duration::from_secs(48));
+        for failures in [5, 20, 40, u32::MAX] {
+            assert!(policy.delay(failures) <= Duration::from_secs(120));
+            assert!(policy.delay(failures) >= Duration::from_secs(80));
+        }
+    }
+}

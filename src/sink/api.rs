@@ -1,0 +1,173 @@
+//! The events API, the pull side of delivery: `GET /v1/tenants/{tenant}/events?after=SEQ&limit=N&wait=SECONDS`
+//! answers `{"tenant", "events": [...], "next_after", "last_seq"}` with the stored events
+//! (exactly the JSON of `dirsync events`) in `seq` order. A consumer keeps `next_after` as its
+//! cursor. With `wait`, an empty answer is held until an event is committed (woken by the
+//! `CommitSignal`, with a poll for commits made by other processes) or the wait ends.
+//!
+//! Protected by the bearer token of `events_api_token_file`; without one the API is disabled
+//! and answers 404. The daemon merges this router into its HTTP listener.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{CommitSignal, POLL_INTERVAL};
+use crate::config::{valid_tenant_id, Secret};
+use crate::store::{self, Store};
+
+/// Events per answer unless `limit` says otherwise, and the most one answer holds.
+pub const DEFAULT_LIMIT: u64 = 100;
+pub const MAX_LIMIT: u64 = 1000;
+/// The longest `wait` honoured, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+struct ApiState {
+    store: Store,
+    token: Option<Secret>,
+    commits: CommitSignal,
+}
+
+/// The events API routes; merge into the daemon's HTTP router.
+pub fn events_api_router(store: Store, token: Option<Secret>, commits: CommitSignal) -> Router {
+    Router::new()
+        .route("/v1/tenants/{tenant}/events", get(list_events))
+        .with_state(Arc::new(ApiState {
+            store,
+            token,
+            commits,
+        }))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<u64>,
+    #[serde(default)]
+    wait: u64,
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    aws_lc_rs::constant_time::verify_slices_are_equal(
+        given.trim().as_bytes(),
+        token.expose().as_bytes(),
+    )
+    .is_ok()
+}
+
+async fn list_events(
+    State(state): State<Arc<ApiState>>,
+    Path(tenant): Path<String>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(token) = &state.token else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the events API is disabled: set events_api_token_file in the global config",
+        );
+    };
+    if !authorized(&headers, token) {
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <the token in events_api_token_file>)",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    let Ok(Query(query)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "after, limit and wait must be non-negative integers",
+        );
+    };
+    if !valid_tenant_id(&tenant) {
+        return error(StatusCode::NOT_FOUND, "no such tenant");
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT) as usize;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(query.wait.min(MAX_WAIT_SECONDS));
+    // Subscribe before reading so a commit between the read and the wait is not missed.
+    let mut commits = state.commits.subscribe(&tenant);
+    loop {
+        let (store, id, after) = (state.store.clone(), tenant.clone(), query.after);
+        let read = tokio::task::spawn_blocking(move || {
+            let conn = store.connect()?;
+            let events = store::pending_events(&conn, &id, after, limit)?;
+            let last_seq = store::last_seq(&conn, &id)?;
+            Ok::<_, store::StoreError>((events, last_seq))
+        })
+        .await;
+        let (events, last_seq) = match read {
+            Ok(Ok(found)) => found,
+            Ok(Err(err)) => {
+                tracing::warn!(tenant, "events API: {err}");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the store is unavailable; retry",
+                );
+            }
+            Err(err) => {
+                tracing::warn!(tenant, "events API: {err}");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        };
+        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+            return answer(&tenant, query.after, &events, last_seq);
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {}
+            _ = commits.changed() => {}
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+    }
+}
+
+fn answer(tenant: &str, after: u64, events: &[store::PendingEvent], last_seq: u64) -> Response {
+    let mut raw: Vec<&RawValue> = Vec::with_capacity(events.len());
+    for event in events {
+        match serde_json::from_str::<&RawValue>(&event.body) {
+            Ok(value) => raw.push(value),
+            // Skipping it would silently move the consumer's cursor past it.
+            Err(err) => {
+                tracing::error!(tenant, seq = event.seq, "stored event is not JSON: {err}");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!(
+                        "stored event seq {} is corrupt; see the daemon's log",
+                        event.seq
+                    ),
+                );
+            }
+        }
+    }
+    let next_after = events.last().map_or(after, |e| e.seq);
+    axum::Json(serde_json::json!({
+        "tenant": tenant,
+        "events": raw,
+        "next_after": next_after,
+        "last_seq": last_seq,
+    }))
+    .into_response()
+}
