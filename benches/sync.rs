@@ -102,7 +102,9 @@ impl Options {
                 "--groups" => options.groups = number("--groups", value("--groups")) as usize,
                 "--members" => options.members = number("--members", value("--members")) as usize,
                 "--seed" => options.seed = number("--seed", value("--seed")),
-                "--latency-ms" => options.latency_ms = number("--latency-ms", value("--latency-ms")),
+                "--latency-ms" => {
+                    options.latency_ms = number("--latency-ms", value("--latency-ms"))
+                }
                 "--rpm" => options.rpm = number("--rpm", value("--rpm")) as u32,
                 "--concurrency" => {
                     options.concurrency = number("--concurrency", value("--concurrency")) as usize
@@ -481,7 +483,8 @@ async fn bench(options: Options) {
                 (wall / floor - 1.0) * 100.0
             );
         } else if options.latency_ms > 0 {
-            let ideal = run.requests as f64 * options.latency_ms as f64 / 1000.0
+            let ideal = run.requests as f64 * options.latency_ms as f64
+                / 1000.0
                 / options.concurrency as f64;
             println!(
                 "  {} {}: wall {:.1}s within 1.5x of requests x latency / concurrency = {:.1}s ({:.2}x)",
@@ -508,12 +511,7 @@ async fn bench(options: Options) {
             verdict(rss < 400 * 1024 * 1024),
             mib(rss)
         );
-        let written: u64 = resync
-            .row_writes
-            .iter()
-            .flatten()
-            .map(|(_, n)| n)
-            .sum();
+        let written: u64 = resync.row_writes.iter().flatten().map(|(_, n)| n).sum();
         println!(
             "  {} no-change resync: {} events, {} rows written to {}",
             verdict(resync.field("events") == 0 && written == 0),
