@@ -1,12 +1,17 @@
-//! The pure diff: compares the stored snapshot with a fetched one and lists the changes in the
-//! order the contract requires, so that every event refers only to objects that exist at its
-//! point of the stream:
+//! The pure diff: compares the stored directory with a fetched one and lists the changes in
+//! the order the contract requires, so that every event refers only to objects that exist at
+//! its point of the stream:
 //!
 //! 1. `user.created`, `group.created`
 //! 2. `user.updated`, `group.updated`
 //! 3. `group.user_added`
 //! 4. `group.user_removed` (including every membership of a group or user about to go)
 //! 5. `group.deleted`, `user.deleted`
+//!
+//! The stored side is either a whole `Snapshot` (`diff`) or, for a sync of a large directory,
+//! a `StoredIndex` (digests of the stored rows plus the memberships) and the few stored objects
+//! the changes need in full (`needed_previous`, then `diff_indexed`): the two give the same
+//! changes, and the second never holds the stored directory twice.
 //!
 //! No I/O, no clock; deterministic order (ids ascending within each step).
 
@@ -16,27 +21,95 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::event::Change;
-use crate::model::Snapshot;
+use crate::model::{digest_of, Id, Snapshot, StoredIndex};
 
+/// The changes that turn `before` into `after`.
 pub fn diff(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
+    diff_stored(
+        &before.users,
+        &before.groups,
+        &before.members,
+        before,
+        after,
+    )
+}
+
+/// Stored ids whose stored object the diff against `after` must read in full: users and
+/// groups whose row changed (for `previous_attributes`), that are deleted (their event carries
+/// the stored object) or that are in a removed membership (its event carries their stored
+/// summary).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needed {
+    pub users: BTreeSet<Id>,
+    pub groups: BTreeSet<Id>,
+}
+
+pub fn needed_previous(stored: &StoredIndex, after: &Snapshot) -> Needed {
+    let mut needed = Needed::default();
+    for (id, digest) in &stored.users {
+        if after
+            .users
+            .get(id)
+            .is_none_or(|new| digest_of(new) != *digest)
+        {
+            needed.users.insert(id.clone());
+        }
+    }
+    for (id, digest) in &stored.groups {
+        if after
+            .groups
+            .get(id)
+            .is_none_or(|new| digest_of(new) != *digest)
+        {
+            needed.groups.insert(id.clone());
+        }
+    }
+    let empty = BTreeSet::new();
+    for (group, members) in &stored.members {
+        let new = after.members.get(group).unwrap_or(&empty);
+        for user in members.difference(new) {
+            needed.users.insert(user.clone());
+            needed.groups.insert(group.clone());
+        }
+    }
+    needed
+}
+
+/// The changes from the stored directory (`stored`) to `after`. `previous` must hold the stored
+/// object of every id `needed_previous(stored, after)` names (it may hold more): a stored id
+/// also in `after` but absent from `previous` has an unchanged row.
+pub fn diff_indexed(stored: &StoredIndex, previous: &Snapshot, after: &Snapshot) -> Vec<Change> {
+    diff_stored(
+        &stored.users,
+        &stored.groups,
+        &stored.members,
+        previous,
+        after,
+    )
+}
+
+/// The diff over the stored ids (`users`, `groups`: keys only), the stored memberships and
+/// the stored objects at hand (`previous`), which decide whether an object changed.
+fn diff_stored<U, G>(
+    users: &BTreeMap<Id, U>,
+    groups: &BTreeMap<Id, G>,
+    members: &BTreeMap<Id, BTreeSet<Id>>,
+    previous: &Snapshot,
+    after: &Snapshot,
+) -> Vec<Change> {
     let mut changes = Vec::new();
 
-    for id in after
-        .users
-        .keys()
-        .filter(|id| !before.users.contains_key(*id))
-    {
+    for id in after.users.keys().filter(|id| !users.contains_key(*id)) {
         changes.push(Change::UserCreated(id.clone()));
     }
-    for id in after
-        .groups
-        .keys()
-        .filter(|id| !before.groups.contains_key(*id))
-    {
+    for id in after.groups.keys().filter(|id| !groups.contains_key(*id)) {
         changes.push(Change::GroupCreated(id.clone()));
     }
     for (id, new) in &after.users {
-        if let Some(old) = before.users.get(id) {
+        if !users.contains_key(id) {
+            continue;
+        }
+        if let Some(old) = previous.users.get(id) {
             if old != new {
                 changes.push(Change::UserUpdated {
                     id: id.clone(),
@@ -46,7 +119,10 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
         }
     }
     for (id, new) in &after.groups {
-        if let Some(old) = before.groups.get(id) {
+        if !groups.contains_key(id) {
+            continue;
+        }
+        if let Some(old) = previous.groups.get(id) {
             if old != new {
                 changes.push(Change::GroupUpdated {
                     id: id.clone(),
@@ -57,18 +133,18 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
     }
 
     let empty = BTreeSet::new();
-    for (group, members) in &after.members {
-        let old = before.members.get(group).unwrap_or(&empty);
-        for user in members.difference(old) {
+    for (group, new) in &after.members {
+        let old = members.get(group).unwrap_or(&empty);
+        for user in new.difference(old) {
             changes.push(Change::UserAdded {
                 group: group.clone(),
                 user: user.clone(),
             });
         }
     }
-    for (group, members) in &before.members {
+    for (group, old) in members {
         let new = after.members.get(group).unwrap_or(&empty);
-        for user in members.difference(new) {
+        for user in old.difference(new) {
             changes.push(Change::UserRemoved {
                 group: group.clone(),
                 user: user.clone(),
@@ -76,18 +152,10 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
         }
     }
 
-    for id in before
-        .groups
-        .keys()
-        .filter(|id| !after.groups.contains_key(*id))
-    {
+    for id in groups.keys().filter(|id| !after.groups.contains_key(*id)) {
         changes.push(Change::GroupDeleted(id.clone()));
     }
-    for id in before
-        .users
-        .keys()
-        .filter(|id| !after.users.contains_key(*id))
-    {
+    for id in users.keys().filter(|id| !after.users.contains_key(*id)) {
         changes.push(Change::UserDeleted(id.clone()));
     }
     changes

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sha2::{Digest as _, Sha256};
 
 /// An immutable IdP identifier. Shared (`Arc`) because a large directory repeats every id in
 /// many memberships.
@@ -185,5 +186,77 @@ impl Snapshot {
             members.retain(|user| users.contains_key(user));
             !members.is_empty() && self.groups.contains_key(group)
         });
+    }
+}
+
+/// A fingerprint of an object's stored JSON row (the first 128 bits of its SHA-256): equal
+/// digests mean equal rows, so a resync compares fingerprints instead of holding the stored
+/// directory a second time.
+pub type Digest = [u8; 16];
+
+/// The JSON text the store keeps for a user or group (`serde_json`'s compact form of the
+/// struct); `digest` of it equals `digest_of` the object.
+pub fn stored_json<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    serde_json::to_string(value)
+}
+
+/// The digest of a stored JSON row.
+pub fn digest(text: &str) -> Digest {
+    truncate(Sha256::digest(text.as_bytes()).into())
+}
+
+/// The digest of `stored_json(value)`, computed without building the text.
+pub fn digest_of<T: Serialize>(value: &T) -> Digest {
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    // Serializing these structs cannot fail (string keys only); should it, the all-zero
+    // digest differs from every stored row's and the diff compares the objects in full.
+    if serde_json::to_writer(&mut hashing, value).is_err() {
+        return [0; 16];
+    }
+    truncate(hashing.0.finalize().into())
+}
+
+fn truncate(full: [u8; 32]) -> Digest {
+    let mut digest = [0; 16];
+    digest.copy_from_slice(&full[..16]);
+    digest
+}
+
+/// What a resync needs of the stored directory to diff against a fetch: the digest of every
+/// stored user and group row, and the memberships. The objects themselves are read only for
+/// the few ids the diff must render from their stored state (`diff::needed_previous`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredIndex {
+    pub users: BTreeMap<Id, Digest>,
+    pub groups: BTreeMap<Id, Digest>,
+    pub members: BTreeMap<Id, BTreeSet<Id>>,
+}
+
+impl StoredIndex {
+    /// The index of a whole snapshot, as `store::load_index` would read it once stored.
+    pub fn of(snapshot: &Snapshot) -> Self {
+        Self {
+            users: snapshot
+                .users
+                .iter()
+                .map(|(id, user)| (id.clone(), digest_of(user)))
+                .collect(),
+            groups: snapshot
+                .groups
+                .iter()
+                .map(|(id, group)| (id.clone(), digest_of(group)))
+                .collect(),
+            members: snapshot.members.clone(),
+        }
     }
 }

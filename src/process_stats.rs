@@ -18,11 +18,19 @@ pub fn current() -> ProcessStats {
     }
 }
 
+/// Resident memory now (VmRSS), in MiB, for tracing a sync's phases.
+pub fn rss_mib() -> Option<u64> {
+    status_kib("VmRSS:").map(|kib| kib / 1024)
+}
+
 fn peak_rss_bytes() -> Option<u64> {
+    status_kib("VmHWM:").map(|kib| kib * 1024)
+}
+
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn cpu_ms() -> Option<u64> {

@@ -14,10 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
 use crate::config::{GuardConfig, TenantConfig};
-use crate::diff::{counts_by_type, deletion_counts, diff, DeletionCounts};
+use crate::diff::{counts_by_type, deletion_counts, diff_indexed, needed_previous, DeletionCounts};
 use crate::event::{Change, Event};
-use crate::model::Id;
-use crate::model::Snapshot;
+use crate::model::{Id, Snapshot, StoredIndex};
 use crate::policy;
 use crate::source::scim::ResourceKind;
 use crate::source::{FetchStats, Fetched, Source, SourceError};
@@ -165,7 +164,7 @@ pub async fn acquire_lease(
 fn guard_check(
     tenant: &str,
     guard: &GuardConfig,
-    stored: &Snapshot,
+    stored: StoredCounts,
     deletions: DeletionCounts,
 ) -> Result<(), SyncError> {
     let trips = |deleted: usize, stored: usize| {
@@ -173,13 +172,13 @@ fn guard_check(
             && stored > 0
             && (deleted as f64) * 100.0 / (stored as f64) > guard.max_delete_percent
     };
-    if trips(deletions.users, stored.users.len()) || trips(deletions.groups, stored.groups.len()) {
+    if trips(deletions.users, stored.users) || trips(deletions.groups, stored.groups) {
         return Err(SyncError::Guard {
             tenant: tenant.to_owned(),
             users: deletions.users,
-            stored_users: stored.users.len(),
+            stored_users: stored.users,
             groups: deletions.groups,
-            stored_groups: stored.groups.len(),
+            stored_groups: stored.groups,
             max_percent: guard.max_delete_percent,
             min_deletes: guard.min_deletes,
         });
@@ -187,8 +186,18 @@ fn guard_check(
     Ok(())
 }
 
+/// How many users and groups the store held before the run.
+#[derive(Debug, Clone, Copy)]
+struct StoredCounts {
+    users: usize,
+    groups: usize,
+}
+
 struct Planned {
-    before: Snapshot,
+    stored: StoredCounts,
+    /// The stored objects the events render from their stored state (updated, deleted, in a
+    /// removed membership); the rest of the stored directory is not held.
+    previous: Snapshot,
     after: Snapshot,
     changes: Vec<Change>,
     exclusions: Vec<(String, String, &'static str, &'static str, Option<String>)>,
@@ -340,8 +349,10 @@ async fn plan_and_commit(
 ) -> Result<(), SyncError> {
     let source = Source::new(tenant, stats.clone()).await?;
     let (store2, tenant_id) = (store.clone(), tenant.id.clone());
-    let before = blocking(move || store::load_snapshot(&store2.connect()?, &tenant_id)).await?;
-    let fetched = fetch_confirmed(&source, &before, cancel).await?;
+    let index = blocking(move || store::load_index(&store2.connect()?, &tenant_id)).await?;
+    phase("stored index loaded");
+    let fetched = fetch_confirmed(&source, &index, cancel).await?;
+    phase("fetched");
     report.users = Some(fetched.users.len() as u64);
     report.groups = Some(fetched.groups.len() as u64);
     let source_kind = fetched.source;
@@ -350,9 +361,19 @@ async fn plan_and_commit(
     }
 
     let tenant_config = tenant.clone();
-    let planned = tokio::task::spawn_blocking(move || {
+    let (store2, tenant_id) = (store.clone(), tenant.id.clone());
+    let planned = tokio::task::spawn_blocking(move || -> Result<Planned, StoreError> {
         let applied = policy::apply(fetched, &tenant_config);
-        let changes = diff(&before, &applied.snapshot);
+        phase("policy applied");
+        let needed = needed_previous(&index, &applied.snapshot);
+        let previous = store::load_objects(&store2.connect()?, &tenant_id, &needed)?;
+        let changes = diff_indexed(&index, &previous, &applied.snapshot);
+        let stored = StoredCounts {
+            users: index.users.len(),
+            groups: index.groups.len(),
+        };
+        drop(index);
+        phase("diffed");
         let mut exclusions: Vec<_> = applied
             .excluded_users
             .iter()
@@ -376,16 +397,17 @@ async fn plan_and_commit(
                 None,
             )
         }));
-        Planned {
-            before,
+        Ok(Planned {
+            stored,
+            previous,
             after: applied.snapshot,
             changes,
             exclusions,
             direct: applied.direct,
-        }
+        })
     })
     .await
-    .map_err(|err| SyncError::Internal(format!("planning failed: {err}")))?;
+    .map_err(|err| SyncError::Internal(format!("planning failed: {err}")))??;
     report.memberships = Some(planned.after.membership_count() as u64);
 
     let counts = counts_by_type(&planned.changes);
@@ -396,7 +418,7 @@ async fn plan_and_commit(
         guard_check(
             &tenant.id,
             &tenant.guard,
-            &planned.before,
+            planned.stored,
             deletion_counts(&planned.changes),
         )?;
     }
@@ -412,7 +434,7 @@ async fn plan_and_commit(
             tenant: &tenant.id,
             source: source_kind,
             lease,
-            before: &planned.before,
+            before: &planned.previous,
             after: &planned.after,
             changes: &planned.changes,
             run: empty_run(started_at),
@@ -448,7 +470,7 @@ async fn plan_and_commit(
                 tenant: &tenant_id,
                 source: source_kind,
                 lease: &lease2,
-                before: &planned.before,
+                before: &planned.previous,
                 after: &planned.after,
                 changes: &planned.changes,
                 run,
@@ -458,6 +480,7 @@ async fn plan_and_commit(
         )
     })
     .await?;
+    phase("committed");
     report.sync_id = Some(summary.sync_id);
     report.first_seq = summary.first_seq;
     report.last_seq = Some(summary.last_seq);
@@ -474,7 +497,7 @@ async fn plan_and_commit(
 /// fetched again, and a second torn listing fails the run rather than delete live objects.
 async fn fetch_confirmed(
     source: &Source,
-    before: &Snapshot,
+    before: &StoredIndex,
     cancel: &CancellationToken,
 ) -> Result<Fetched, SyncError> {
     const ATTEMPTS: u32 = 2;
@@ -535,6 +558,15 @@ async fn fetch_confirmed(
             "objects missing from the listing still exist upstream; listing again"
         );
     }
+}
+
+/// A debug trace of where a run's time and memory go.
+fn phase(name: &str) {
+    tracing::debug!(
+        rss_mib = crate::process_stats::rss_mib(),
+        cpu_ms = crate::process_stats::current().cpu_ms,
+        "phase: {name}"
+    );
 }
 
 fn empty_run(started_at: i64) -> RunRecord {

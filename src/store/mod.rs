@@ -21,7 +21,7 @@ pub use cursors::{
 pub use lock::{acquire_lease, new_holder, release_lease, renew_lease, Lease, LeaseError};
 pub use outbox::{build_event, commit, events_after, last_seq, CommitSummary, NewEvents};
 pub use runs::{last_runs, record_run, RunOutcome, RunRecord, StoredRun};
-pub use snapshot::{load_snapshot, stored_counts, StoredCounts};
+pub use snapshot::{load_index, load_objects, load_snapshot, stored_counts, StoredCounts};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -17,6 +17,8 @@ pub struct NewEvents<'a> {
     pub tenant: &'a str,
     pub source: SourceKind,
     pub lease: &'a Lease,
+    /// The stored objects the changes render from their stored state (deleted, updated, in a
+    /// removed membership): the whole stored snapshot, or only those (`diff::needed_previous`).
     pub before: &'a Snapshot,
     pub after: &'a Snapshot,
     pub changes: &'a [Change],

@@ -1,12 +1,15 @@
-//! The stored directory of each tenant: read it whole, write only the rows a diff changed.
+//! The stored directory of each tenant: read it whole (`load_snapshot`) or as digests of its
+//! rows plus the memberships and then only the objects a diff needs (`load_index`,
+//! `load_objects`); write only the rows a diff changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{params, Connection};
 
 use super::StoreError;
+use crate::diff::Needed;
 use crate::event::Change;
-use crate::model::{Group, Id, Snapshot, User};
+use crate::model::{digest, stored_json, Group, Id, Snapshot, StoredIndex, User};
 
 pub fn load_snapshot(conn: &Connection, tenant: &str) -> Result<Snapshot, StoreError> {
     let mut snapshot = Snapshot::default();
@@ -28,29 +31,95 @@ pub fn load_snapshot(conn: &Connection, tenant: &str) -> Result<Snapshot, StoreE
             .map_err(|err| StoreError::Corrupt(format!("group {id} of tenant {tenant}: {err}")))?;
         snapshot.groups.insert(group.id.clone(), group);
     }
-    // Reuse the users' and groups' `Arc`s: a million memberships then cost two pointers each.
+    snapshot.members = load_members(conn, tenant, &snapshot.users, &snapshot.groups)?;
+    Ok(snapshot)
+}
+
+/// The digest of every stored user and group row, and the memberships: what a sync diffs
+/// against, at a few dozen bytes per object instead of the object.
+pub fn load_index(conn: &Connection, tenant: &str) -> Result<StoredIndex, StoreError> {
+    let mut index = StoredIndex::default();
+    for (table, map) in [("users", &mut index.users), ("groups", &mut index.groups)] {
+        let mut statement =
+            conn.prepare_cached(&format!("SELECT id, data FROM {table} WHERE tenant = ?1"))?;
+        let mut rows = statement.query([tenant])?;
+        while let Some(row) = rows.next()? {
+            let id = text(row, 0)?;
+            let data = text(row, 1)?;
+            map.insert(Id::from(id), digest(data));
+        }
+    }
+    index.members = load_members(conn, tenant, &index.users, &index.groups)?;
+    Ok(index)
+}
+
+/// The stored users and groups `needed` names (those stored), as a partial snapshot without
+/// memberships.
+pub fn load_objects(
+    conn: &Connection,
+    tenant: &str,
+    needed: &Needed,
+) -> Result<Snapshot, StoreError> {
+    let mut snapshot = Snapshot::default();
+    let mut user_row =
+        conn.prepare_cached("SELECT data FROM users WHERE tenant = ?1 AND id = ?2")?;
+    for id in &needed.users {
+        let mut rows = user_row.query(params![tenant, &**id])?;
+        if let Some(row) = rows.next()? {
+            let user: User = serde_json::from_str(text(row, 0)?).map_err(|err| {
+                StoreError::Corrupt(format!("user {id} of tenant {tenant}: {err}"))
+            })?;
+            snapshot.users.insert(id.clone(), user);
+        }
+    }
+    let mut group_row =
+        conn.prepare_cached("SELECT data FROM groups WHERE tenant = ?1 AND id = ?2")?;
+    for id in &needed.groups {
+        let mut rows = group_row.query(params![tenant, &**id])?;
+        if let Some(row) = rows.next()? {
+            let group: Group = serde_json::from_str(text(row, 0)?).map_err(|err| {
+                StoreError::Corrupt(format!("group {id} of tenant {tenant}: {err}"))
+            })?;
+            snapshot.groups.insert(id.clone(), group);
+        }
+    }
+    Ok(snapshot)
+}
+
+/// The stored memberships, reusing the `Arc`s of `users` and `groups`: a million memberships
+/// then cost two pointers each.
+fn load_members<U, G>(
+    conn: &Connection,
+    tenant: &str,
+    users: &BTreeMap<Id, U>,
+    groups: &BTreeMap<Id, G>,
+) -> Result<BTreeMap<Id, BTreeSet<Id>>, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT group_id, user_id FROM memberships WHERE tenant = ?1 ORDER BY group_id",
     )?;
     let mut rows = statement.query([tenant])?;
-    let mut members: BTreeMap<Id, std::collections::BTreeSet<Id>> = BTreeMap::new();
+    let mut members: BTreeMap<Id, BTreeSet<Id>> = BTreeMap::new();
     while let Some(row) = rows.next()? {
-        let group: String = row.get(0)?;
-        let user: String = row.get(1)?;
-        let group_id = snapshot
-            .groups
-            .get_key_value(group.as_str())
+        let group = text(row, 0)?;
+        let user = text(row, 1)?;
+        let group_id = groups
+            .get_key_value(group)
             .map(|(k, _)| k.clone())
-            .unwrap_or_else(|| Id::from(group.as_str()));
-        let user_id = snapshot
-            .users
-            .get_key_value(user.as_str())
+            .unwrap_or_else(|| Id::from(group));
+        let user_id = users
+            .get_key_value(user)
             .map(|(k, _)| k.clone())
-            .unwrap_or_else(|| Id::from(user.as_str()));
+            .unwrap_or_else(|| Id::from(user));
         members.entry(group_id).or_default().insert(user_id);
     }
-    snapshot.members = members;
-    Ok(snapshot)
+    Ok(members)
+}
+
+/// Column `index` of `row` as text, borrowed from SQLite's buffer (no copy).
+fn text<'a>(row: &'a rusqlite::Row<'_>, index: usize) -> Result<&'a str, StoreError> {
+    row.get_ref(index)?
+        .as_str()
+        .map_err(|err| StoreError::Corrupt(format!("column {index} is not text: {err}")))
 }
 
 /// Writes the rows `changes` touch, taking new objects from `after`.
@@ -115,7 +184,7 @@ pub(super) fn write_changes(
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|err| StoreError::Corrupt(err.to_string()))
+    stored_json(value).map_err(|err| StoreError::Corrupt(err.to_string()))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -6,9 +6,9 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::*;
-use crate::diff::diff;
+use crate::diff::{diff, diff_indexed, needed_previous};
 use crate::event::SourceKind;
-use crate::model::{Email, Group, Id, RawAttributes, Snapshot, User, UserState};
+use crate::model::{Email, Group, Id, RawAttributes, Snapshot, StoredIndex, User, UserState};
 
 fn user(id: &str, email: &str, active: bool, title: &str) -> User {
     User {
@@ -135,8 +135,10 @@ fn commit_snapshot(
     lease: &Lease,
     after: &Snapshot,
 ) -> CommitSummary {
-    let before = load_snapshot(conn, "acme").unwrap();
-    let changes = diff(&before, after);
+    // As a sync does: the stored index, and only the stored objects the changes need.
+    let index = load_index(conn, "acme").unwrap();
+    let before = load_objects(conn, "acme", &needed_previous(&index, after)).unwrap();
+    let changes = diff_indexed(&index, &before, after);
     // The direct graph mirrors the memberships here, so every commit also rewrites it.
     let graph: crate::model::DirectGraph = after
         .members
@@ -217,6 +219,29 @@ proptest! {
         prop_assert_eq!(users, want_users);
         prop_assert_eq!(groups, want_groups);
         prop_assert_eq!(members, want_members);
+    }
+
+    #[test]
+    fn the_indexed_diff_gives_the_changes_and_events_of_the_full_one(a in snapshot_strategy(), b in snapshot_strategy()) {
+        let (_dir, _store, mut conn, lease) = open_temp();
+        commit_snapshot(&mut conn, &lease, &a);
+        let index = load_index(&conn, "acme").unwrap();
+        prop_assert_eq!(&index, &StoredIndex::of(&a));
+        let needed = needed_previous(&index, &b);
+        let previous = load_objects(&conn, "acme", &needed).unwrap();
+        prop_assert_eq!(previous.users.len(), needed.users.len());
+        prop_assert_eq!(previous.groups.len(), needed.groups.len());
+        let changes = diff(&a, &b);
+        prop_assert_eq!(&diff_indexed(&index, &previous, &b), &changes);
+        for change in &changes {
+            prop_assert_eq!(change.render(&previous, &b), change.render(&a, &b));
+        }
+        // Only the objects the events need are read: changed, deleted, or in a removed
+        // membership.
+        let in_removed = |id: &Id| changes.iter().any(|c| matches!(c, crate::event::Change::UserRemoved { user, .. } if user == id));
+        for (id, old) in &previous.users {
+            prop_assert!(b.users.get(id) != Some(old) || in_removed(id), "unchanged user {} was read", id);
+        }
     }
 
     #[test]
