@@ -183,3 +183,380 @@ pub fn new_event_id() -> String {
 pub fn format_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// The stored JSON text of the event `change` becomes, byte for byte what serializing the
+/// `Event` of `Change::render` gives, but written straight from the snapshots: a first sync
+/// of a large directory renders a million events, and building each as a `serde_json::Value`
+/// first cost about as much as inserting it.
+#[allow(clippy::too_many_arguments)]
+pub fn event_body(
+    change: &Change,
+    before: &Snapshot,
+    after: &Snapshot,
+    id: &str,
+    tenant: &str,
+    seq: u64,
+    sync_id: i64,
+    source: SourceKind,
+    occurred_at: &str,
+) -> Result<String, serde_json::Error> {
+    use body::{Data, GroupData, Membership, UserData};
+    fn membership<'a>(snapshot: &'a Snapshot, group: &Id, user: &Id) -> Membership<'a> {
+        Membership {
+            group: snapshot.groups.get(group).map(body::GroupSummaryData),
+            user: snapshot.users.get(user).map(body::UserSummaryData),
+        }
+    }
+    let (data, previous_attributes) = match change {
+        Change::UserCreated(id) => (Data::User(after.users.get(id).map(UserData)), None),
+        Change::UserUpdated { id, previous } => (
+            Data::User(after.users.get(id).map(UserData)),
+            Some(previous),
+        ),
+        Change::UserDeleted(id) => (Data::User(before.users.get(id).map(UserData)), None),
+        Change::GroupCreated(id) => (Data::Group(after.groups.get(id).map(GroupData)), None),
+        Change::GroupUpdated { id, previous } => (
+            Data::Group(after.groups.get(id).map(GroupData)),
+            Some(previous),
+        ),
+        Change::GroupDeleted(id) => (Data::Group(before.groups.get(id).map(GroupData)), None),
+        Change::UserAdded { group, user } => {
+            (Data::Membership(membership(after, group, user)), None)
+        }
+        Change::UserRemoved { group, user } => {
+            (Data::Membership(membership(before, group, user)), None)
+        }
+    };
+    serde_json::to_string(&body::Body {
+        id,
+        tenant,
+        seq,
+        event_type: change.event_type(),
+        occurred_at,
+        sync_id,
+        source,
+        data,
+        previous_attributes,
+    })
+}
+
+/// Borrowed views of the model that serialize as their `serde_json::Value` form does: object
+/// keys in sorted order (the `Value` form of a struct is a sorted map), so the fields of each
+/// view below are declared alphabetically. `Body` keeps `Event`'s declared order, as `Event`
+/// itself serializes. `tests::event_bodies_match_the_value_rendering` holds them to it.
+mod body {
+    use std::collections::BTreeMap;
+
+    use serde::{Serialize, Serializer};
+    use serde_json::{Map, Value};
+
+    use super::{EventType, SourceKind};
+    use crate::model::{Email, Group, RawAttributes, User, UserState};
+
+    #[derive(Serialize)]
+    pub(super) struct Body<'a> {
+        pub id: &'a str,
+        pub tenant: &'a str,
+        pub seq: u64,
+        #[serde(rename = "type")]
+        pub event_type: EventType,
+        pub occurred_at: &'a str,
+        pub sync_id: i64,
+        pub source: SourceKind,
+        pub data: Data<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub previous_attributes: Option<&'a Map<String, Value>>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    pub(super) enum Data<'a> {
+        User(Option<UserData<'a>>),
+        Group(Option<GroupData<'a>>),
+        Membership(Membership<'a>),
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Membership<'a> {
+        pub group: Option<GroupSummaryData<'a>>,
+        pub user: Option<UserSummaryData<'a>>,
+    }
+
+    pub(super) struct UserData<'a>(pub &'a User);
+    pub(super) struct GroupData<'a>(pub &'a Group);
+    pub(super) struct UserSummaryData<'a>(pub &'a User);
+    pub(super) struct GroupSummaryData<'a>(pub &'a Group);
+    struct Emails<'a>(&'a [Email]);
+
+    impl Serialize for UserData<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            #[derive(Serialize)]
+            struct Sorted<'a> {
+                custom_attributes: &'a BTreeMap<String, Value>,
+                display_name: &'a Option<String>,
+                email: &'a str,
+                emails: Emails<'a>,
+                first_name: &'a Option<String>,
+                id: &'a str,
+                last_name: &'a Option<String>,
+                raw_attributes: &'a RawAttributes,
+                roles: &'a [String],
+                state: UserState,
+                username: &'a str,
+            }
+            let user = self.0;
+            Sorted {
+                custom_attributes: &user.custom_attributes,
+                display_name: &user.display_name,
+                email: &user.email,
+                emails: Emails(&user.emails),
+                first_name: &user.first_name,
+                id: &user.id,
+                last_name: &user.last_name,
+                raw_attributes: &user.raw_attributes,
+                roles: &user.roles,
+                state: user.state,
+                username: &user.username,
+            }
+            .serialize(serializer)
+        }
+    }
+
+    impl Serialize for Emails<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            #[derive(Serialize)]
+            struct Sorted<'a> {
+                primary: bool,
+                value: &'a str,
+            }
+            serializer.collect_seq(self.0.iter().map(|email| Sorted {
+                primary: email.primary,
+                value: &email.value,
+            }))
+        }
+    }
+
+    impl Serialize for GroupData<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            #[derive(Serialize)]
+            struct Sorted<'a> {
+                description: &'a Option<String>,
+                email: &'a Option<String>,
+                id: &'a str,
+                name: &'a str,
+                raw_attributes: &'a RawAttributes,
+            }
+            let group = self.0;
+            Sorted {
+                description: &group.description,
+                email: &group.email,
+                id: &group.id,
+                name: &group.name,
+                raw_attributes: &group.raw_attributes,
+            }
+            .serialize(serializer)
+        }
+    }
+
+    /// `UserSummary`'s fields.
+    impl Serialize for UserSummaryData<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            #[derive(Serialize)]
+            struct Sorted<'a> {
+                display_name: &'a Option<String>,
+                email: &'a str,
+                first_name: &'a Option<String>,
+                id: &'a str,
+                last_name: &'a Option<String>,
+                state: UserState,
+                username: &'a str,
+            }
+            let user = self.0;
+            Sorted {
+                display_name: &user.display_name,
+                email: &user.email,
+                first_name: &user.first_name,
+                id: &user.id,
+                last_name: &user.last_name,
+                state: user.state,
+                username: &user.username,
+            }
+            .serialize(serializer)
+        }
+    }
+
+    /// `GroupSummary`'s fields.
+    impl Serialize for GroupSummaryData<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            #[derive(Serialize)]
+            struct Sorted<'a> {
+                email: &'a Option<String>,
+                id: &'a str,
+                name: &'a str,
+            }
+            let group = self.0;
+            Sorted {
+                email: &group.email,
+                id: &group.id,
+                name: &group.name,
+            }
+            .serialize(serializer)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::{Email, Group, RawAttributes, User, UserState};
+
+    fn user(id: &str, full: bool) -> User {
+        User {
+            id: Id::from(id),
+            email: format!("{id}@example.com"),
+            username: format!("{id}@example.com"),
+            first_name: full.then(|| "Zoë \"Q\"".to_owned()),
+            last_name: full.then(|| "Ünïcode\n".to_owned()),
+            display_name: None,
+            emails: vec![
+                Email {
+                    value: format!("{id}@example.com"),
+                    primary: true,
+                },
+                Email {
+                    value: format!("{id}@alias.example.com"),
+                    primary: false,
+                },
+            ],
+            state: if full {
+                UserState::Active
+            } else {
+                UserState::Inactive
+            },
+            roles: if full {
+                vec!["admin".into(), "dev".into()]
+            } else {
+                Vec::new()
+            },
+            custom_attributes: if full {
+                BTreeMap::from([
+                    (
+                        "zeta".to_owned(),
+                        json!({"b": [1, 2.5, -3e-7, null], "a": true}),
+                    ),
+                    ("alpha".to_owned(), json!("x")),
+                ])
+            } else {
+                BTreeMap::new()
+            },
+            raw_attributes: if full {
+                RawAttributes::from_value(&json!({
+                    "id": id, "name": {"givenName": "Zoë", "familyName": "U"},
+                    "n": 12345678901234567u64, "f": 0.1, "list": [{"b": 1, "a": 2}]
+                }))
+            } else {
+                RawAttributes::empty()
+            },
+        }
+    }
+
+    fn group(id: &str, full: bool) -> Group {
+        Group {
+            id: Id::from(id),
+            email: full.then(|| format!("{id}@example.com")),
+            name: format!("Group {id}"),
+            description: full.then(|| "a \u{1F600} group".to_owned()),
+            raw_attributes: RawAttributes::from_value(&json!({"id": id, "adminCreated": full})),
+        }
+    }
+
+    /// The direct serialization writes exactly the text of the `Value` rendering, for every
+    /// kind of change, with missing objects (`null`) and optional fields either way.
+    #[test]
+    fn event_bodies_match_the_value_rendering() {
+        let mut before = Snapshot::default();
+        let mut after = Snapshot::default();
+        for (n, full) in [("u1", true), ("u2", false)] {
+            before.users.insert(Id::from(n), user(n, full));
+            after.users.insert(Id::from(n), user(n, !full));
+        }
+        for (n, full) in [("g1", true), ("g2", false)] {
+            before.groups.insert(Id::from(n), group(n, full));
+            after.groups.insert(Id::from(n), group(n, !full));
+        }
+        before
+            .members
+            .insert(Id::from("g1"), BTreeSet::from([Id::from("u1")]));
+        let previous = Map::from_iter([
+            ("first_name".to_owned(), json!("old")),
+            (
+                "emails".to_owned(),
+                json!([{"value": "x", "primary": true}]),
+            ),
+        ]);
+        let mut changes = Vec::new();
+        for id in ["u1", "u2", "nobody"] {
+            let id = Id::from(id);
+            changes.push(Change::UserCreated(id.clone()));
+            changes.push(Change::UserDeleted(id.clone()));
+            changes.push(Change::UserUpdated {
+                id: id.clone(),
+                previous: previous.clone(),
+            });
+        }
+        for id in ["g1", "g2", "nothing"] {
+            let id = Id::from(id);
+            changes.push(Change::GroupCreated(id.clone()));
+            changes.push(Change::GroupDeleted(id.clone()));
+            changes.push(Change::GroupUpdated {
+                id: id.clone(),
+                previous: Map::new(),
+            });
+        }
+        for (g, u) in [
+            ("g1", "u1"),
+            ("g2", "u2"),
+            ("g1", "nobody"),
+            ("nothing", "u1"),
+        ] {
+            let (group, user) = (Id::from(g), Id::from(u));
+            changes.push(Change::UserAdded {
+                group: group.clone(),
+                user: user.clone(),
+            });
+            changes.push(Change::UserRemoved { group, user });
+        }
+        for (seq, change) in changes.iter().enumerate() {
+            let (data, previous_attributes) = change.render(&before, &after);
+            let event = Event {
+                id: "evt_1".into(),
+                tenant: "acme".into(),
+                seq: seq as u64,
+                event_type: change.event_type(),
+                occurred_at: "2026-01-01T00:00:00.000Z".into(),
+                sync_id: 7,
+                source: SourceKind::Google,
+                data,
+                previous_attributes,
+            };
+            let direct = event_body(
+                change,
+                &before,
+                &after,
+                "evt_1",
+                "acme",
+                seq as u64,
+                7,
+                SourceKind::Google,
+                "2026-01-01T00:00:00.000Z",
+            )
+            .unwrap();
+            assert_eq!(direct, serde_json::to_string(&event).unwrap(), "{change:?}");
+        }
+    }
+}

@@ -9,7 +9,7 @@ use super::lock::{check_lease, Lease};
 use super::runs::{insert_run, RunOutcome, RunRecord};
 use super::snapshot::write_changes;
 use super::{now_ms, StoreError};
-use crate::event::{format_timestamp, new_event_id, Change, Event, SourceKind};
+use crate::event::{event_body, format_timestamp, new_event_id, Change, Event, SourceKind};
 use crate::model::{DirectGraph, Id, MemberKind, Snapshot};
 
 /// What a sync hands the store to commit.
@@ -109,14 +109,24 @@ pub fn commit(
         )?;
         for (index, change) in input.changes.iter().enumerate() {
             let seq = previous_seq + 1 + index as u64;
-            let event = build_event(change, &input, seq, sync_id, &occurred_at);
-            let body = serde_json::to_string(&event)
-                .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+            let id = new_event_id();
+            let body = event_body(
+                change,
+                input.before,
+                input.after,
+                &id,
+                input.tenant,
+                seq,
+                sync_id,
+                input.source,
+                &occurred_at,
+            )
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
             insert.execute(params![
                 input.tenant,
                 seq as i64,
-                event.id,
-                event.event_type.as_str(),
+                id,
+                change.event_type().as_str(),
                 subject_id(change),
                 now,
                 sync_id,
