@@ -283,6 +283,9 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
         }
         users = kept;
     }
+    // The direct members are done with once the graph is built: consuming them here, before
+    // roles and attributes grow the users, keeps the peak of a large directory lower.
+    applied.direct = direct_graph(direct_members, &groups, &users, nested);
 
     // Roles and custom attributes.
     let mut roles_by_user: BTreeMap<Id, BTreeSet<String>> = BTreeMap::new();
@@ -326,7 +329,6 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
         !set.is_empty()
     });
 
-    applied.direct = direct_graph(&direct_members, &groups, &users, nested);
     applied.snapshot = Snapshot {
         users,
         groups,
@@ -338,7 +340,7 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
 /// The direct edges worth keeping: from synced groups, and when flattening from every group
 /// below one (the paths of nested memberships run through them, synced or not).
 fn direct_graph(
-    direct: &BTreeMap<Id, Vec<MemberRef>>,
+    mut direct: BTreeMap<Id, Vec<MemberRef>>,
     groups: &BTreeMap<Id, crate::model::Group>,
     users: &BTreeMap<Id, crate::model::User>,
     nested: NestedGroups,
@@ -357,15 +359,17 @@ fn direct_graph(
             }
         }
     }
+    let relevant: Vec<Id> = relevant.into_iter().cloned().collect();
     let mut graph = DirectGraph::new();
     for group in relevant {
-        for member in direct.get(group).into_iter().flatten() {
+        // Each group's list is freed as soon as its edges are in the graph.
+        for member in direct.remove(&group).into_iter().flatten() {
             match member {
-                MemberRef::User(id) if users.contains_key(id) => {
-                    graph.insert((group.clone(), MemberKind::User, id.clone()));
+                MemberRef::User(id) if users.contains_key(&id) => {
+                    graph.insert((group.clone(), MemberKind::User, id));
                 }
                 MemberRef::Group(id) => {
-                    graph.insert((group.clone(), MemberKind::Group, id.clone()));
+                    graph.insert((group.clone(), MemberKind::Group, id));
                 }
                 _ => {}
             }

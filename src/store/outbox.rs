@@ -82,6 +82,27 @@ fn subject_id(change: &Change) -> &str {
 /// rows and moves the tenant's `last_seq`, all in one transaction.
 pub fn commit(
     conn: &mut Connection,
+    input: NewEvents<'_>,
+) -> Result<CommitSummary, StoreError> {
+    // A large commit inserts into indexes in random order (events by subject, memberships by
+    // user): with SQLite's default 2 MB page cache it spills and rereads pages all along. A
+    // bigger cache for this transaction only, since a connection is kept per sync.
+    const LARGE: usize = 10_000;
+    const LARGE_CACHE_KIB: i64 = 128 * 1024;
+    let large = input.changes.len() > LARGE;
+    if large {
+        conn.pragma_update(None, "cache_size", -LARGE_CACHE_KIB)?;
+    }
+    let result = commit_transaction(conn, input);
+    if large {
+        // Frees the pages; the default size again for whatever the connection does next.
+        conn.pragma_update(None, "cache_size", -2000)?;
+    }
+    result
+}
+
+fn commit_transaction(
+    conn: &mut Connection,
     mut input: NewEvents<'_>,
 ) -> Result<CommitSummary, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -585,7 +585,11 @@ impl Api {
             })
             .await;
         match listed {
-            Ok(()) => Ok(Some(members)),
+            Ok(()) => {
+                // A million members are held until policy runs: no growth slack.
+                members.shrink_to_fit();
+                Ok(Some(members))
+            }
             Err(SourceError::Http {
                 status: 404,
                 reason,
