@@ -338,6 +338,18 @@ fn read_toml<T: serde::de::DeserializeOwned>(
 }
 
 fn load_global(file: &Path, problems: &mut Vec<Problem>) -> Option<GlobalConfig> {
+    if let Err(err) = std::fs::metadata(file) {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            problems.push(Problem {
+                file: file.to_owned(),
+                key: None,
+                message: format!(
+                    "no such config file; pass --config FILE or set DIRSYNC_CONFIG (without either, dirsync reads {DEFAULT_CONFIG_PATH}); config/dirsync.toml in the source tree is a documented example"
+                ),
+            });
+            return None;
+        }
+    }
     let raw: RawGlobal = read_toml(file, problems)?;
     let before = problems.len();
     let mut p = Problems::new(file, problems);
