@@ -50,6 +50,10 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
             object.extend(process);
         }
         println!("{json}");
+        // Errors go to stderr whatever the output format.
+        if report.error.is_some() {
+            eprintln!("{}", report.summary_line());
+        }
     } else {
         print_report(&report, false);
     }
@@ -65,6 +69,9 @@ pub fn print_report(report: &SyncReport, json: bool) {
     }
     if json {
         println!("{}", serde_json::to_string(report).unwrap_or_default());
+        if report.error.is_some() {
+            eprintln!("{}", report.summary_line());
+        }
     } else if report.error.is_some() {
         eprintln!("{}", report.summary_line());
     } else {
@@ -92,6 +99,9 @@ fn print_daemon_report(response: &Response, json: bool) -> Outcome {
     if json {
         let report = response.report.clone().unwrap_or_default();
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        if response.exit_code != 0 {
+            eprintln!("{}", response.summary.as_deref().unwrap_or_default());
+        }
     } else {
         let summary = response.summary.as_deref().unwrap_or_default();
         if response.exit_code == 0 {
