@@ -804,11 +804,23 @@ async fn deletion_guard_defaults_and_rule_for_users_or_groups() {
     assert_eq!(out.code, 0, "a dry run is never refused: {}", out.stdout);
     assert_report_shape(&out.report(), "dry_run");
     assert_eq!(out.report()["counts"]["group.deleted"], 11);
-    assert!(out.stderr.contains("--allow-mass-delete"), "a dry run warns: {}", out.stderr);
+    assert!(
+        out.stderr.contains("--allow-mass-delete"),
+        "a dry run warns: {}",
+        out.stderr
+    );
     let text = dirsync(&setup, &["sync", "acme", "--dry-run"]).await;
     assert_eq!(text.code, 0);
-    let shown = text.stdout.lines().filter(|l| l.contains("\"group.deleted\"")).count();
-    assert_eq!(shown, 11, "the dry run shows what a real run would emit: {}", text.stdout);
+    let shown = text
+        .stdout
+        .lines()
+        .filter(|l| l.contains("\"group.deleted\""))
+        .count();
+    assert_eq!(
+        shown, 11,
+        "the dry run shows what a real run would emit: {}",
+        text.stdout
+    );
     let out = dirsync(&setup, &["sync", "acme", "--json"]).await;
     assert_eq!(out.code, 3, "{}", out.stdout);
     // Configured off.
