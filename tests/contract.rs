@@ -613,13 +613,38 @@ async fn check_config_reports_every_problem_in_every_file_at_once() {
             out.stderr
         );
     }
-    // Every other verb refuses a broken config with exit 2, naming the file.
+    // Every other verb refuses a broken global file with exit 2, naming the file.
     let out = dirsync(&setup, &["status"]).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("colour"));
+    let out = dirsync(&setup, &["sync", "good"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
 
     // Fixed global: the good tenant connects, the broken ones are still listed.
     std::fs::write(setup.config(), &global).unwrap();
+    // Another tenant's broken file warns but does not stop verbs about a good tenant; the
+    // broken tenant itself and the whole-config verbs are usage errors.
+    let out = dirsync(&setup, &["sync", "good", "--json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_report_shape(&out.report(), "committed");
+    assert!(
+        out.stderr.contains("warning") && out.stderr.contains("top.toml"),
+        "{}",
+        out.stderr
+    );
+    for args in [
+        &["events", "good"][..],
+        &["status", "good"],
+        &["inspect", "good", "admin@example.com"],
+    ] {
+        let out = dirsync(&setup, args).await;
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
+    let out = dirsync(&setup, &["sync", "src"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("flavour"), "{}", out.stderr);
+    let out = dirsync(&setup, &["status"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
     let out = dirsync(&setup, &["check-config", "--connect"]).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     for (id, ..) in &broken {
