@@ -114,7 +114,11 @@ impl GoogleSource {
         let tokens = TokenSource::new(
             config.service_account_key.clone(),
             &config.subject,
-            scopes_for(filters),
+            if config.all_scopes {
+                SCOPES.to_vec()
+            } else {
+                scopes_for(filters)
+            },
             config.request_timeout,
         )
         .await?;
