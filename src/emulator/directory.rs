@@ -292,6 +292,9 @@ pub struct DirectoryStats {
     /// Direct members of every kind, summed over groups.
     pub memberships: usize,
     pub org_units: usize,
+    /// The fewest members.list requests that list every group's direct members: pages of
+    /// 200, at least one per group (benchmarks compare a sync's request count with it).
+    pub member_pages: usize,
 }
 
 /// What a member key resolved to.
@@ -643,6 +646,11 @@ impl Directory {
             groups: self.groups.len(),
             memberships: self.groups.values().map(|g| g.members.len()).sum(),
             org_units: self.org_units.len(),
+            member_pages: self
+                .groups
+                .values()
+                .map(|g| g.members.len().div_ceil(200).max(1))
+                .sum(),
         }
     }
 

@@ -198,6 +198,11 @@ fn write_exclusions(
 }
 
 /// Brings the stored direct group graph to `wanted`, touching only the edges that changed.
+///
+/// The stored edges are streamed and looked up in `wanted`, never collected: at 1M edges a
+/// copy of the stored graph would cost about 170 MB. Per group, when every wanted edge was
+/// found stored, nothing is inserted; otherwise that group's wanted edges are inserted with
+/// `INSERT OR IGNORE`, which writes only the missing ones.
 fn write_direct_graph(
     conn: &Connection,
     tenant: &str,
@@ -207,31 +212,51 @@ fn write_direct_graph(
         "group" => MemberKind::Group,
         _ => MemberKind::User,
     };
-    let mut stored = DirectGraph::new();
+    let mut found_per_group: BTreeMap<Id, usize> = BTreeMap::new();
+    let mut stale: Vec<(String, String, String)> = Vec::new();
     {
         let mut statement = conn.prepare_cached(
             "SELECT group_id, member_kind, member_id FROM group_edges WHERE tenant = ?1",
         )?;
         let mut rows = statement.query([tenant])?;
         while let Some(row) = rows.next()? {
-            stored.insert((
-                Id::from(row.get::<_, String>(0)?),
-                kind(&row.get::<_, String>(1)?),
-                Id::from(row.get::<_, String>(2)?),
-            ));
+            let group: String = row.get(0)?;
+            let member_kind: String = row.get(1)?;
+            let member: String = row.get(2)?;
+            let edge = (
+                Id::from(group.as_str()),
+                kind(&member_kind),
+                Id::from(member.as_str()),
+            );
+            if wanted.contains(&edge) {
+                *found_per_group.entry(edge.0).or_default() += 1;
+            } else {
+                stale.push((group, member_kind, member));
+            }
         }
     }
     let mut delete = conn.prepare_cached(
         "DELETE FROM group_edges WHERE tenant = ?1 AND group_id = ?2 AND member_kind = ?3 AND member_id = ?4",
     )?;
-    for (group, kind, member) in stored.difference(wanted) {
-        delete.execute(params![tenant, &**group, kind.as_str(), &**member])?;
+    for (group, member_kind, member) in &stale {
+        delete.execute(params![tenant, group, member_kind, member])?;
     }
     let mut insert = conn.prepare_cached(
-        "INSERT INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR IGNORE INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for (group, kind, member) in wanted.difference(&stored) {
-        insert.execute(params![tenant, &**group, kind.as_str(), &**member])?;
+    let mut edges = wanted.iter().peekable();
+    while let Some(first) = edges.peek() {
+        let group = first.0.clone();
+        let mut in_group = Vec::new();
+        while let Some(edge) = edges.next_if(|edge| edge.0 == group) {
+            in_group.push(edge);
+        }
+        if found_per_group.get(&group).copied().unwrap_or(0) == in_group.len() {
+            continue;
+        }
+        for (group, kind, member) in in_group {
+            insert.execute(params![tenant, &**group, kind.as_str(), &**member])?;
+        }
     }
     Ok(())
 }

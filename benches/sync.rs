@@ -1,0 +1,527 @@
+//! `cargo bench --bench sync`: a full sync of a generated Google Workspace against the
+//! emulator, then a no-change resync, each measured end to end.
+//!
+//! Both sides are real processes of the release binary: `dirsync emulator` serves the
+//! organisation, and `dirsync sync bench --json` runs against a throw-away config and state
+//! directory, so the peak RSS and CPU time printed are dirsync's own (it reports them from
+//! `/proc/self` at the end of the run). API requests are counted by the emulator
+//! (`/_emulator/counters`, the token endpoint excluded) and compared with the fewest a full
+//! listing can take: ⌈U/500⌉ users.list pages + ⌈G/200⌉ groups.list pages + one members.list
+//! page per 200 direct members of each group (at least one per group), the last from the
+//! emulator's `/_emulator/stats`.
+//!
+//! Whether the resync "writes no events and rewrites no rows" is checked in the database
+//! itself: before the resync the bench installs SQLite triggers that count every INSERT,
+//! UPDATE and DELETE on the snapshot and outbox tables (users, groups, memberships, events,
+//! group_edges, exclusions, tenants). An UPDATE that sets a row to the same value still fires a
+//! trigger, so a zero count means no row was written at all. The run record and the lease are
+//! the only rows a no-change resync is expected to write.
+//!
+//! ```text
+//! cargo bench --bench sync                                # 10k users, 1k groups, 100k memberships
+//! cargo bench --bench sync -- --scale 100k                # 100k users, 10k groups, 1M memberships
+//! cargo bench --bench sync -- --scale 100k --latency-ms 50
+//! cargo bench --bench sync -- --scale 100k --rpm 2400     # Google's default quota, enforced by the emulator too
+//! cargo bench --bench sync -- --users 5000 --groups 300 --members 20000 --concurrency 16
+//! ```
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dirsync");
+const TENANT: &str = "bench";
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Tables a no-change resync must not write.
+const WATCHED: &[&str] = &[
+    "users",
+    "groups",
+    "memberships",
+    "events",
+    "group_edges",
+    "exclusions",
+    "tenants",
+];
+
+#[derive(Debug, Clone)]
+struct Options {
+    users: usize,
+    groups: usize,
+    members: usize,
+    seed: u64,
+    latency_ms: u64,
+    /// dirsync's `requests_per_minute`, and the emulator's quota when non-zero; 0 lifts both.
+    rpm: u32,
+    concurrency: usize,
+    resync: bool,
+    keep: bool,
+}
+
+impl Options {
+    fn parse() -> Self {
+        let mut options = Options {
+            users: 10_000,
+            groups: 1_000,
+            members: 100_000,
+            seed: 1,
+            latency_ms: 0,
+            rpm: 0,
+            concurrency: 8,
+            resync: true,
+            keep: false,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+            };
+            let number = |name: &str, text: String| -> u64 {
+                text.replace('_', "")
+                    .parse()
+                    .unwrap_or_else(|_| usage(&format!("{name}: {text:?} is not a number")))
+            };
+            match arg.as_str() {
+                "--scale" => match value("--scale").as_str() {
+                    "10k" => {
+                        (options.users, options.groups, options.members) = (10_000, 1_000, 100_000)
+                    }
+                    "100k" => {
+                        (options.users, options.groups, options.members) =
+                            (100_000, 10_000, 1_000_000)
+                    }
+                    other => usage(&format!("--scale {other}: use 10k or 100k")),
+                },
+                "--users" => options.users = number("--users", value("--users")) as usize,
+                "--groups" => options.groups = number("--groups", value("--groups")) as usize,
+                "--members" => options.members = number("--members", value("--members")) as usize,
+                "--seed" => options.seed = number("--seed", value("--seed")),
+                "--latency-ms" => {
+                    options.latency_ms = number("--latency-ms", value("--latency-ms"))
+                }
+                "--rpm" => options.rpm = number("--rpm", value("--rpm")) as u32,
+                "--concurrency" => {
+                    options.concurrency = number("--concurrency", value("--concurrency")) as usize
+                }
+                "--no-resync" => options.resync = false,
+                "--keep" => options.keep = true,
+                // cargo bench passes --bench to every harness = false target.
+                "--bench" => {}
+                "-h" | "--help" => usage(""),
+                other => usage(&format!("unknown argument {other:?}")),
+            }
+        }
+        if options.concurrency == 0 {
+            usage("--concurrency must be at least 1");
+        }
+        options
+    }
+}
+
+fn usage(problem: &str) -> ! {
+    if !problem.is_empty() {
+        eprintln!("sync bench: {problem}");
+    }
+    eprintln!(
+        "usage: cargo bench --bench sync -- [--scale 10k|100k] [--users N] [--groups N] [--members N] \
+         [--seed N] [--latency-ms MS] [--rpm N (0 = no limit)] [--concurrency N] [--no-resync] [--keep]"
+    );
+    std::process::exit(if problem.is_empty() { 0 } else { 2 });
+}
+
+/// A running `dirsync emulator`, killed on drop.
+struct Emulator {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Emulator {
+    fn start(options: &Options, key_file: &Path) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .args(["emulator", "--listen", "127.0.0.1:0"])
+            .args(["--users", &options.users.to_string()])
+            .args(["--groups", &options.groups.to_string()])
+            .args(["--members", &options.members.to_string()])
+            .args(["--seed", &options.seed.to_string()])
+            .args(["--latency-ms", &options.latency_ms.to_string()])
+            .arg("--key-out")
+            .arg(key_file);
+        if options.rpm > 0 {
+            command.args(["--quota-per-minute", &options.rpm.to_string()]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("the emulator printed no address: {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str) -> Value {
+        self.http
+            .request(method, format!("{}/_emulator/{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `dirsync sync` as measured from outside and as it reported itself.
+struct Run {
+    label: &'static str,
+    wall: Duration,
+    report: Value,
+    /// Requests the emulator answered, by method (the token endpoint excluded).
+    requests: u64,
+    by_method: Vec<(String, u64)>,
+    /// Rows written to the watched tables, when the triggers were installed.
+    row_writes: Option<Vec<(String, u64)>>,
+}
+
+impl Run {
+    fn field(&self, key: &str) -> u64 {
+        self.report.get(key).and_then(Value::as_u64).unwrap_or(0)
+    }
+}
+
+fn write_config(dir: &Path, emulator: &Emulator, key_file: &Path, options: &Options) -> PathBuf {
+    let tenants = dir.join("tenants");
+    std::fs::create_dir_all(&tenants).unwrap();
+    let config = dir.join("dirsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\ntenants_dir = \"tenants\"\ncontrol_socket = {:?}\n",
+            dir.join("state").display().to_string(),
+            dir.join("control.sock").display().to_string(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        tenants.join(format!("{TENANT}.toml")),
+        format!(
+            "schedule = \"0 0 * * * *\"\n\n[source]\ntype = \"google\"\ncredentials_file = {:?}\n\
+             subject = \"admin@example.com\"\napi_base = {:?}\nmax_concurrency = {}\n\
+             requests_per_minute = {}\n",
+            key_file.display().to_string(),
+            emulator.base,
+            options.concurrency,
+            options.rpm,
+        ),
+    )
+    .unwrap();
+    config
+}
+
+async fn sync(emulator: &Emulator, config: &Path, label: &'static str) -> Run {
+    emulator
+        .admin(reqwest::Method::POST, "counters/reset")
+        .await;
+    let started = Instant::now();
+    let output = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(["sync", TENANT, "--json"])
+        .output()
+        .await
+        .unwrap();
+    let wall = started.elapsed();
+    // `output()` captures stderr too: pass dirsync's log on.
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("{label}: no JSON report from dirsync sync: {stdout}"));
+    if !output.status.success() {
+        panic!("{label}: dirsync sync failed ({}): {report}", output.status);
+    }
+    let counters = emulator.admin(reqwest::Method::GET, "counters").await;
+    let by_method: Vec<(String, u64)> = counters["methods"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(method, _)| !method.starts_with("oauth"))
+        .map(|(method, counts)| (method.clone(), counts["total"].as_u64().unwrap_or(0)))
+        .collect();
+    Run {
+        label,
+        wall,
+        report,
+        requests: by_method.iter().map(|(_, n)| n).sum(),
+        by_method,
+        row_writes: None,
+    }
+}
+
+/// Triggers counting every row written to the watched tables, from now on.
+fn install_write_counters(db: &Path) {
+    let conn = Connection::open(db).unwrap();
+    let mut sql = String::from(
+        "CREATE TABLE IF NOT EXISTS bench_row_writes (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL);",
+    );
+    for table in WATCHED {
+        sql.push_str(&format!(
+            "INSERT OR REPLACE INTO bench_row_writes VALUES ('{table}', 0);"
+        ));
+        for op in ["INSERT", "UPDATE", "DELETE"] {
+            sql.push_str(&format!(
+                "CREATE TRIGGER IF NOT EXISTS bench_{table}_{op} AFTER {op} ON {table} \
+                 BEGIN UPDATE bench_row_writes SET n = n + 1 WHERE tbl = '{table}'; END;"
+            ));
+        }
+    }
+    conn.execute_batch(&sql).unwrap();
+}
+
+fn read_write_counters(db: &Path) -> Vec<(String, u64)> {
+    let conn = Connection::open(db).unwrap();
+    let mut statement = conn
+        .prepare("SELECT tbl, n FROM bench_row_writes ORDER BY tbl")
+        .unwrap();
+    let rows = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / MIB)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+fn main() {
+    let options = Options::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench(options));
+}
+
+async fn bench(options: Options) {
+    let dir = tempfile::Builder::new()
+        .prefix("dirsync-bench-")
+        .tempdir()
+        .unwrap();
+    let key_file = dir.path().join("sa.json");
+    eprintln!(
+        "sync bench: {} users, {} groups, {} memberships (seed {}), latency {} ms, {}, max_concurrency {}",
+        options.users,
+        options.groups,
+        options.members,
+        options.seed,
+        options.latency_ms,
+        if options.rpm == 0 {
+            "no rate limit".to_owned()
+        } else {
+            format!("{} requests/min (dirsync and emulator quota)", options.rpm)
+        },
+        options.concurrency
+    );
+    let built = Instant::now();
+    let emulator = Emulator::start(&options, &key_file);
+    eprintln!(
+        "sync bench: emulator up at {} in {:.1}s",
+        emulator.base,
+        built.elapsed().as_secs_f64()
+    );
+    let stats = emulator.admin(reqwest::Method::GET, "stats").await;
+    let stats = &stats["stats"];
+    let count = |key: &str| stats[key].as_u64().unwrap();
+    let (users, groups) = (count("users"), count("groups"));
+    let minimum = users.div_ceil(500).max(1) + groups.div_ceil(200).max(1) + count("member_pages");
+
+    let config = write_config(dir.path(), &emulator, &key_file, &options);
+    let db = dir.path().join("state").join("dirsync.db");
+
+    let mut runs = vec![sync(&emulator, &config, "first sync").await];
+    if options.resync {
+        install_write_counters(&db);
+        let mut resync = sync(&emulator, &config, "no-change resync").await;
+        resync.row_writes = Some(read_write_counters(&db));
+        runs.push(resync);
+    }
+
+    println!();
+    println!(
+        "directory: {} users, {} groups, {} direct memberships upstream; minimum requests {} \
+         (users.list {} + groups.list {} + members.list {})",
+        users,
+        groups,
+        count("memberships"),
+        minimum,
+        users.div_ceil(500).max(1),
+        groups.div_ceil(200).max(1),
+        count("member_pages")
+    );
+    println!(
+        "settings: latency {} ms, requests_per_minute {}, max_concurrency {}",
+        options.latency_ms,
+        if options.rpm == 0 {
+            "0 (lifted)".to_owned()
+        } else {
+            options.rpm.to_string()
+        },
+        options.concurrency
+    );
+    println!();
+    println!(
+        "{:<17} {:>8} {:>7} {:>11} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9}",
+        "run",
+        "users",
+        "groups",
+        "memberships",
+        "requests",
+        "vs min",
+        "wall s",
+        "cpu s",
+        "peak RSS",
+        "events",
+        "events/s"
+    );
+    for run in &runs {
+        let events = run.field("events");
+        println!(
+            "{:<17} {:>8} {:>7} {:>11} {:>9} {:>7.2}% {:>8.1} {:>8.1} {:>9} {:>10} {:>9.0}",
+            run.label,
+            run.field("users"),
+            run.field("groups"),
+            run.field("memberships"),
+            run.requests,
+            (run.requests as f64 / minimum as f64 - 1.0) * 100.0,
+            run.wall.as_secs_f64(),
+            run.field("cpu_ms") as f64 / 1000.0,
+            mib(run.field("peak_rss_bytes")),
+            events,
+            events as f64 / run.wall.as_secs_f64(),
+        );
+    }
+    println!();
+    for run in &runs {
+        let methods: Vec<String> = run
+            .by_method
+            .iter()
+            .map(|(method, n)| format!("{method} {n}"))
+            .collect();
+        println!(
+            "{}: outcome {}, {} (dirsync counted {} requests, {} retried; in-process duration {:.1}s)",
+            run.label,
+            run.report["outcome"].as_str().unwrap_or("?"),
+            methods.join(", "),
+            run.field("api_requests"),
+            run.field("retries"),
+            run.field("duration_ms") as f64 / 1000.0
+        );
+        if let Some(writes) = &run.row_writes {
+            let shown: Vec<String> = writes.iter().map(|(t, n)| format!("{t} {n}")).collect();
+            println!("{}: rows written: {}", run.label, shown.join(", "));
+        }
+    }
+
+    println!();
+    println!("targets:");
+    for run in &runs {
+        let requests_ok = run.requests as f64 <= minimum as f64 * 1.01;
+        println!(
+            "  {} {}: requests {} within 1% of the minimum {}",
+            verdict(requests_ok),
+            run.label,
+            run.requests,
+            minimum
+        );
+        let wall = run.wall.as_secs_f64();
+        if options.rpm > 0 {
+            let floor = run.requests as f64 / (f64::from(options.rpm) / 60.0);
+            println!(
+                "  {} {}: wall {:.1}s within 5% of the quota floor {:.1}s ({:+.1}%)",
+                verdict(wall <= floor * 1.05),
+                run.label,
+                wall,
+                floor,
+                (wall / floor - 1.0) * 100.0
+            );
+        } else if options.latency_ms > 0 {
+            let ideal = run.requests as f64 * options.latency_ms as f64
+                / 1000.0
+                / options.concurrency as f64;
+            println!(
+                "  {} {}: wall {:.1}s within 1.5x of requests x latency / concurrency = {:.1}s ({:.2}x)",
+                verdict(wall <= ideal * 1.5),
+                run.label,
+                wall,
+                ideal,
+                wall / ideal
+            );
+        }
+    }
+    if let Some(first) = runs.first() {
+        let rss = first.field("peak_rss_bytes");
+        println!(
+            "  {} first sync: peak RSS {} under 1 GiB",
+            verdict(rss < 1024 * 1024 * 1024),
+            mib(rss)
+        );
+    }
+    if let Some(resync) = runs.get(1) {
+        let rss = resync.field("peak_rss_bytes");
+        println!(
+            "  {} no-change resync: peak RSS {} under 400 MiB",
+            verdict(rss < 400 * 1024 * 1024),
+            mib(rss)
+        );
+        let written: u64 = resync.row_writes.iter().flatten().map(|(_, n)| n).sum();
+        println!(
+            "  {} no-change resync: {} events, {} rows written to {}",
+            verdict(resync.field("events") == 0 && written == 0),
+            resync.field("events"),
+            written,
+            WATCHED.join("/")
+        );
+    }
+    if options.keep {
+        let kept = dir.keep();
+        println!("\nkept {}", kept.display());
+    }
+}
