@@ -67,6 +67,10 @@ pub struct SyncReport {
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Something the operator should know about a run that did not fail (a dry run that
+    /// the deletion guard would refuse).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,6 +116,9 @@ impl SyncReport {
         line.push_str(&format!(", {:.1}s", self.duration_ms as f64 / 1000.0));
         if let Some(error) = &self.error {
             line.push_str(&format!("\n  error: {error}"));
+        }
+        if let Some(warning) = &self.warning {
+            line.push_str(&format!("\n  warning: {warning}"));
         }
         line
     }
@@ -239,6 +246,7 @@ async fn run_sync_inner(
         retries: 0,
         duration_ms: 0,
         error: None,
+        warning: None,
         first_seq: None,
         last_seq: None,
         dry_run_events: Vec::new(),
@@ -415,12 +423,20 @@ async fn plan_and_commit(
     report.events = planned.changes.len() as u64;
 
     if !options.allow_mass_delete {
-        guard_check(
+        let guard = guard_check(
             &tenant.id,
             &tenant.guard,
             planned.stored,
             deletion_counts(&planned.changes),
-        )?;
+        );
+        match guard {
+            // A dry run commits nothing, so there is nothing to refuse: it shows the events
+            // and says that a real run would be refused.
+            Err(err) if options.dry_run => {
+                report.warning = Some(format!("a real run would be refused: {err}"));
+            }
+            other => other?,
+        }
     }
     if cancel.is_cancelled() {
         return Err(SyncError::Source(SourceError::Cancelled));

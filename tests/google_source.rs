@@ -181,6 +181,7 @@ impl Fixture {
             requests_per_minute: 0,
             retry_max: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            all_scopes: false,
         }
     }
 
@@ -474,12 +475,20 @@ async fn fetches_and_normalizes_a_whole_directory() {
     assert_eq!(fx.requests_to(GROUPS)[0]["maxResults"], "200");
     assert_eq!(fx.requests_to(&members_path("g1"))[1]["pageToken"], "m-2");
 
-    // The token is fetched once, for the subject, with the read-only scopes only.
+    // The token is fetched once, for the subject, with the read-only scopes it needs only (no
+    // org-unit scope without an org-unit filter).
     let server = fx.server();
     assert_eq!(server.tokens_issued, 1);
     let claims = &server.assertions[0];
     assert_eq!(claims["sub"], SUBJECT);
-    assert_eq!(claims["scope"], SCOPES.join(" "));
+    assert_eq!(
+        claims["scope"],
+        dirsync::source::google::scopes_for(&FiltersConfig::default()).join(" ")
+    );
+    assert_eq!(
+        claims["scope"],
+        "https://www.googleapis.com/auth/admin.directory.user.readonly https://www.googleapis.com/auth/admin.directory.group.readonly"
+    );
     assert!(SCOPES.iter().all(|s| s.ends_with(".readonly")));
 }
 

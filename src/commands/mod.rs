@@ -80,22 +80,25 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             check_config::run(&config_path, &args).await
         }
         Command::Sync(args) => {
-            let config = load_config(&config_path)?;
+            let config = load_config_for(&config_path, &args.tenant)?;
             init_tracing(config.global.log_format, "warn");
             sync::run(&config, &args).await
         }
         Command::Events(args) => {
-            let config = load_config(&config_path)?;
+            let config = load_config_for(&config_path, &args.tenant)?;
             init_tracing(config.global.log_format, "warn");
             events::run(&config, &args).await
         }
         Command::Status(args) => {
-            let config = load_config(&config_path)?;
+            let config = match &args.tenant {
+                Some(tenant) => load_config_for(&config_path, tenant)?,
+                None => load_config(&config_path)?,
+            };
             init_tracing(config.global.log_format, "warn");
             status::run(&config, &args).await
         }
         Command::Inspect(args) => {
-            let config = load_config(&config_path)?;
+            let config = load_config_for(&config_path, &args.tenant)?;
             init_tracing(config.global.log_format, "warn");
             inspect::run(&config, &args).await
         }
@@ -127,6 +130,31 @@ pub fn load_config(path: &Path) -> Result<Config, Failure> {
     config::load_strict(path).map_err(|err| {
         Failure::usage(anyhow::anyhow!("{err}\n(config file: {}; fix the problems above, `dirsync check-config` lists them all)", path.display()))
     })
+}
+
+/// Loads the configuration for a verb about one tenant: a problem in the global file or in
+/// that tenant's file is an error (exit 2); problems in other tenants' files are printed as
+/// warnings, so one tenant's typo does not stop operators from syncing or reading the others
+/// (the daemon treats them the same way).
+pub fn load_config_for(path: &Path, tenant: &str) -> Result<Config, Failure> {
+    let loaded = config::load(path);
+    let global = loaded.global.as_ref().map(|g| g.file.clone());
+    let (blocking, elsewhere): (Vec<_>, Vec<_>) = loaded.problems.iter().partition(|problem| {
+        global.as_ref().is_none_or(|file| problem.file == *file)
+            || problem.file == path
+            || problem.file.file_stem().and_then(|s| s.to_str()) == Some(tenant)
+    });
+    if !blocking.is_empty() || global.is_none() {
+        return load_config(path);
+    }
+    for problem in elsewhere {
+        eprintln!("dirsync: warning: {problem} (another tenant; `dirsync check-config` lists every problem)");
+    }
+    let mut loaded = loaded;
+    loaded.problems.clear();
+    loaded
+        .into_result()
+        .map_err(|err| Failure::usage(anyhow::anyhow!("{err}")))
 }
 
 /// The tenant's config, or a usage error naming the file it should be in.

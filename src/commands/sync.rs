@@ -50,6 +50,10 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
             object.extend(process);
         }
         println!("{json}");
+        // Errors go to stderr whatever the output format.
+        if report.error.is_some() || report.warning.is_some() {
+            eprintln!("{}", report.summary_line());
+        }
     } else {
         print_report(&report, false);
     }
@@ -65,7 +69,10 @@ pub fn print_report(report: &SyncReport, json: bool) {
     }
     if json {
         println!("{}", serde_json::to_string(report).unwrap_or_default());
-    } else if report.error.is_some() {
+        if report.error.is_some() || report.warning.is_some() {
+            eprintln!("{}", report.summary_line());
+        }
+    } else if report.error.is_some() || report.warning.is_some() {
         eprintln!("{}", report.summary_line());
     } else {
         println!("{}", report.summary_line());
@@ -92,9 +99,18 @@ fn print_daemon_report(response: &Response, json: bool) -> Outcome {
     if json {
         let report = response.report.clone().unwrap_or_default();
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        let warned = report.get("warning").is_some_and(|w| !w.is_null());
+        if response.exit_code != 0 || warned {
+            eprintln!("{}", response.summary.as_deref().unwrap_or_default());
+        }
     } else {
         let summary = response.summary.as_deref().unwrap_or_default();
-        if response.exit_code == 0 {
+        let warned = response
+            .report
+            .as_ref()
+            .and_then(|r| r.get("warning"))
+            .is_some_and(|w| !w.is_null());
+        if response.exit_code == 0 && !warned {
             println!("{summary}");
         } else {
             eprintln!("{summary}");

@@ -301,22 +301,91 @@ pub fn load_strict(path: &Path) -> Result<Config, ConfigError> {
     load(path).into_result()
 }
 
-fn read_toml<T: serde::de::DeserializeOwned>(
+/// The top-level keys of the global file and of a tenant file: anything else is reported, one
+/// problem per key, and the rest of the file is still checked (so one stray key does not hide
+/// the other problems, nor, in the global file, every tenant file's).
+const GLOBAL_KEYS: &[&str] = &[
+    "state_dir",
+    "tenants_dir",
+    "control_socket",
+    "http_listen",
+    "log_format",
+    "events_api_token_file",
+    "event_retention_days",
+];
+const TENANT_KEYS: &[&str] = &[
+    "schedule",
+    "enabled",
+    "source",
+    "guard",
+    "filters",
+    "roles",
+    "attributes",
+    "sinks",
+];
+
+/// Reads a TOML file whose top-level keys must be among `known`. Each unknown key is its own
+/// problem, and the file is then checked without them; the second value is how many there were.
+fn read_toml_known<T: serde::de::DeserializeOwned>(
     file: &Path,
+    known: &[&str],
     problems: &mut Vec<Problem>,
-) -> Option<T> {
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
+) -> Option<(T, usize)> {
+    let text = read_text(file, problems)?;
+    let mut table: toml::Table = parse_toml(file, &text, problems)?;
+    let unknown: Vec<String> = table
+        .keys()
+        .filter(|key| !known.contains(&key.as_str()))
+        .cloned()
+        .collect();
+    if unknown.is_empty() {
+        // The whole text again, for errors that carry their line.
+        return parse_toml(file, &text, problems).map(|raw| (raw, 0));
+    }
+    for key in &unknown {
+        table.remove(key);
+        problems.push(Problem {
+            file: file.to_owned(),
+            key: Some(key.clone()),
+            message: format!(
+                "unknown key; remove it or fix its spelling (the keys of this file: {})",
+                known.join(", ")
+            ),
+        });
+    }
+    match T::deserialize(toml::Value::Table(table)) {
+        Ok(raw) => Some((raw, unknown.len())),
+        Err(err) => {
+            problems.push(Problem {
+                file: file.to_owned(),
+                key: None,
+                message: format!("invalid TOML: {}", err.message()),
+            });
+            None
+        }
+    }
+}
+
+fn read_text(file: &Path, problems: &mut Vec<Problem>) -> Option<String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Some(text),
         Err(err) => {
             problems.push(Problem {
                 file: file.to_owned(),
                 key: None,
                 message: format!("cannot read the file: {err}"),
             });
-            return None;
+            None
         }
-    };
-    match toml::from_str::<T>(&text) {
+    }
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match toml::from_str::<T>(text) {
         Ok(raw) => Some(raw),
         Err(err) => {
             let message = err.message().to_owned();
@@ -338,7 +407,20 @@ fn read_toml<T: serde::de::DeserializeOwned>(
 }
 
 fn load_global(file: &Path, problems: &mut Vec<Problem>) -> Option<GlobalConfig> {
-    let raw: RawGlobal = read_toml(file, problems)?;
+    if let Err(err) = std::fs::metadata(file) {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            problems.push(Problem {
+                file: file.to_owned(),
+                key: None,
+                message: format!(
+                    "no such config file; pass --config FILE or set DIRSYNC_CONFIG (without either, dirsync reads {DEFAULT_CONFIG_PATH}); config/dirsync.toml in the source tree is a documented example"
+                ),
+            });
+            return None;
+        }
+    }
+    // Unknown keys are reported but do not stop the tenant files from being checked.
+    let (raw, _unknown): (RawGlobal, usize) = read_toml_known(file, GLOBAL_KEYS, problems)?;
     let before = problems.len();
     let mut p = Problems::new(file, problems);
     let state_dir = p.resolve(
@@ -430,7 +512,7 @@ pub fn load_tenant(file: &Path, problems: &mut Vec<Problem>) -> Option<TenantCon
             ),
         });
     }
-    let raw: RawTenant = read_toml(file, problems)?;
+    let (raw, _unknown): (RawTenant, usize) = read_toml_known(file, TENANT_KEYS, problems)?;
     let mut p = Problems::new(file, problems);
 
     let schedule_text = raw.schedule.unwrap_or_else(|| "0 */15 * * * *".to_owned());

@@ -86,6 +86,23 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
             continue;
         };
         let kind_name = raw.kind.clone().unwrap_or_default();
+        // Keys of the other sink type are as unknown here as a typo.
+        let foreign: &[(&str, bool)] = match kind_name.as_str() {
+            "webhook" => &[("path", raw.path.is_some())],
+            "jsonl" => &[
+                ("url", raw.url.is_some()),
+                ("secret_file", raw.secret_file.is_some()),
+                ("timeout_seconds", raw.timeout_seconds.is_some()),
+            ],
+            _ => &[],
+        };
+        for (name, _) in foreign.iter().filter(|(_, present)| *present) {
+            p.add(
+                format!("{key}.{name}"),
+                format!("not a key of a {kind_name} sink: remove it (or fix `type`)"),
+            );
+            ok = false;
+        }
         let kind = match kind_name.as_str() {
             "webhook" => {
                 let url = raw.url.clone().filter(|url| url::Url::parse(url).is_ok());

@@ -95,6 +95,9 @@ pub struct GoogleSourceConfig {
     /// Retries of one request stop once this much time has passed.
     pub retry_max: Duration,
     pub request_timeout: Duration,
+    /// Ask for every scope of `google::SCOPES`, even those this tenant's policy does not need
+    /// (`dirsync setup` verifies that the delegation entry is complete). Not a config key.
+    pub all_scopes: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -243,6 +246,7 @@ fn validate_google(raw: RawGoogle, p: &mut Problems<'_>) -> Option<SourceConfig>
         requests_per_minute: raw.requests_per_minute.unwrap_or(2400),
         retry_max: Duration::from_secs(raw.retry_max_seconds.unwrap_or(300)),
         request_timeout: Duration::from_secs(raw.request_timeout_seconds.unwrap_or(60)),
+        all_scopes: false,
     }))
 }
 

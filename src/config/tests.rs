@@ -58,12 +58,14 @@ const SOURCE: &str = "[source]\ntype = \"google\"\ncredentials_file = \"key.json
 
 #[test]
 fn every_problem_is_reported_with_file_and_key() {
+    // An unknown key is reported, and the rest of the file is still checked.
     let found = problems(&format!("schedule = \"every day\"\nbogus = 1\n{SOURCE}"));
-    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found.len(), 2, "{found:?}");
     assert!(
         found[0].contains("acme.toml") && found[0].contains("bogus"),
         "{found:?}"
     );
+    assert!(found[1].contains("`schedule`"), "{found:?}");
 
     let found = problems(&format!(
         "schedule = \"every day\"\n{SOURCE}[guard]\nmax_delete_percent = 200\n"

@@ -267,6 +267,7 @@ mod tests {
             retries: 1,
             duration_ms: 1500,
             error: None,
+            warning: None,
             first_seq: Some(1),
             last_seq: Some(3),
             dry_run_events: Vec::new(),

@@ -256,11 +256,16 @@ fn load_staged(staged: &Staged) -> Result<TenantConfig, SetupError> {
     }
 }
 
-/// Verification gives up on an unreachable host within seconds, not the sync's minutes.
+/// Verification gives up on an unreachable host within seconds, not the sync's minutes, and
+/// asks for every scope the delegation entry must hold.
 fn with_short_retries(mut tenant: TenantConfig) -> TenantConfig {
     const BUDGET: Duration = Duration::from_secs(8);
     match &mut tenant.source {
-        config::SourceConfig::Google(google) => google.retry_max = google.retry_max.min(BUDGET),
+        config::SourceConfig::Google(google) => {
+            google.retry_max = google.retry_max.min(BUDGET);
+            // The entry the admin made must hold every scope, also those only some policies use.
+            google.all_scopes = true;
+        }
         config::SourceConfig::Scim(scim) => scim.retry_max = scim.retry_max.min(BUDGET),
     }
     tenant

@@ -11,7 +11,6 @@ use yup_oauth2::error::{AuthError, AuthErrorCode};
 use yup_oauth2::hyper_rustls::HttpsConnector;
 use yup_oauth2::{CustomHyperClientBuilder, ServiceAccountAuthenticator, ServiceAccountKey};
 
-use super::SCOPES;
 use crate::setup::messages;
 use crate::source::SourceError;
 
@@ -26,6 +25,7 @@ pub struct TokenSource {
     inner: Inner,
     token_uri: String,
     subject: String,
+    scopes: Vec<&'static str>,
     client_id: String,
     client_email: String,
 }
@@ -34,6 +34,7 @@ impl TokenSource {
     pub async fn new(
         key: ServiceAccountKey,
         subject: &str,
+        scopes: Vec<&'static str>,
         timeout: Duration,
     ) -> Result<Self, SourceError> {
         let token_uri = key.token_uri.clone();
@@ -75,6 +76,7 @@ impl TokenSource {
             inner,
             token_uri,
             subject: subject.to_owned(),
+            scopes,
             client_id,
             client_email,
         })
@@ -105,10 +107,10 @@ impl TokenSource {
         loop {
             attempt += 1;
             let result = match (&self.inner, force) {
-                (Inner::Tls(auth), false) => auth.token(SCOPES).await,
-                (Inner::Tls(auth), true) => auth.force_refreshed_token(SCOPES).await,
-                (Inner::Plain(auth), false) => auth.token(SCOPES).await,
-                (Inner::Plain(auth), true) => auth.force_refreshed_token(SCOPES).await,
+                (Inner::Tls(auth), false) => auth.token(&self.scopes).await,
+                (Inner::Tls(auth), true) => auth.force_refreshed_token(&self.scopes).await,
+                (Inner::Plain(auth), false) => auth.token(&self.scopes).await,
+                (Inner::Plain(auth), true) => auth.force_refreshed_token(&self.scopes).await,
             };
             let error = match result {
                 Ok(token) => {

@@ -49,6 +49,17 @@ pub const SCOPES: &[&str] = &[
     "https://www.googleapis.com/auth/admin.directory.orgunit.readonly",
 ];
 
+/// The scopes a fetch asks for: the org-unit scope only when `[filters] org_units` needs
+/// `orgunits.list`. Google refuses a token request naming any scope missing from the client's
+/// delegation entry, so an entry granting only users and groups (all a plain sync reads) works.
+pub fn scopes_for(filters: &FiltersConfig) -> Vec<&'static str> {
+    SCOPES
+        .iter()
+        .copied()
+        .filter(|scope| !scope.ends_with(".orgunit.readonly") || !filters.org_units.is_empty())
+        .collect()
+}
+
 const USERS_PAGE_SIZE: &str = "500";
 const GROUPS_PAGE_SIZE: &str = "200";
 const MEMBERS_PAGE_SIZE: &str = "200";
@@ -103,6 +114,11 @@ impl GoogleSource {
         let tokens = TokenSource::new(
             config.service_account_key.clone(),
             &config.subject,
+            if config.all_scopes {
+                SCOPES.to_vec()
+            } else {
+                scopes_for(filters)
+            },
             config.request_timeout,
         )
         .await?;
