@@ -80,13 +80,10 @@ fn subject_id(change: &Change) -> &str {
 
 /// Commits a sync: checks the lease, records the run, appends every event, writes the changed
 /// rows and moves the tenant's `last_seq`, all in one transaction.
-pub fn commit(
-    conn: &mut Connection,
-    input: NewEvents<'_>,
-) -> Result<CommitSummary, StoreError> {
+pub fn commit(conn: &mut Connection, input: NewEvents<'_>) -> Result<CommitSummary, StoreError> {
     // A large commit inserts into indexes in random order (events by subject, memberships by
     // user): with SQLite's default 2 MB page cache it spills and rereads pages all along. A
-    // bigger cache for this transaction only, since a connection is kept per sync.
+    // bigger cache for this transaction only: a caller's connection may live on.
     const LARGE: usize = 10_000;
     const LARGE_CACHE_KIB: i64 = 128 * 1024;
     let large = input.changes.len() > LARGE;
