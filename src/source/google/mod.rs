@@ -40,6 +40,7 @@ use crate::policy::path::Segment;
 use crate::source::http::{self, RateLimiter, RetryPolicy};
 use crate::source::{FetchStats, Fetched, FetchedUser, MemberRef, SourceError};
 use auth::TokenSource;
+use normalize::MemberEmails;
 
 /// The OAuth scopes dirsync asks for, all read-only. The org-unit scope is for `orgunits.list`,
 /// which validates `[filters] org_units`.
@@ -153,28 +154,32 @@ impl GoogleSource {
     pub async fn fetch(&self) -> Result<Fetched, SourceError> {
         // One token up front: a credentials problem fails fast and once, not in every task.
         self.api.tokens.token().await?;
-        let ((), users, groups) = tokio::try_join!(
+        // Members are listed as soon as the groups are known, while users.list still pages:
+        // which members are users of the directory is settled once both are done.
+        let groups_and_members = async {
+            let groups = self.list_groups().await?;
+            let group_ids: Arc<HashSet<Id>> =
+                Arc::new(groups.iter().map(|g| g.id.clone()).collect());
+            let (members, emails) = self
+                .list_all_members(groups.iter().map(|g| g.id.clone()).collect(), group_ids)
+                .await?;
+            Ok::<_, SourceError>((groups, members, emails))
+        };
+        let ((), users, (groups, mut members, member_emails)) = tokio::try_join!(
             self.check_org_units(),
             self.list_users(),
-            self.list_groups()
+            groups_and_members
         )?;
-
-        let user_ids: Arc<HashSet<Id>> =
-            Arc::new(users.iter().map(|u| u.user.id.clone()).collect());
-        let group_ids: Arc<HashSet<Id>> = Arc::new(groups.iter().map(|g| g.id.clone()).collect());
+        let user_ids: HashSet<Id> = users.iter().map(|u| u.user.id.clone()).collect();
         let unknown_user_kind = if self.user_queries.iter().all(Option::is_none) {
             "EXTERNAL"
         } else {
             "USER_NOT_FETCHED"
         };
-        let mut members = self
-            .list_all_members(
-                groups.iter().map(|g| g.id.clone()).collect(),
-                user_ids,
-                group_ids,
-                unknown_user_kind,
-            )
-            .await?;
+        for list in members.values_mut().flatten() {
+            normalize::settle_user_members(list, &user_ids, &member_emails, unknown_user_kind);
+        }
+        drop(member_emails);
         let groups: Vec<Group> = groups
             .into_iter()
             .filter(|group| match members.get(&group.id) {
@@ -390,37 +395,40 @@ impl GoogleSource {
 
     /// Direct members of every group, `max_concurrency` groups at a time. `None`: the group is
     /// gone (404).
+    /// User members come back provisional (see `normalize::member_before_users`), with the
+    /// email of each user member id.
     async fn list_all_members(
         &self,
         group_ids: Vec<Id>,
-        users: Arc<HashSet<Id>>,
         groups: Arc<HashSet<Id>>,
-        unknown_user_kind: &'static str,
-    ) -> Result<BTreeMap<Id, Option<Vec<MemberRef>>>, SourceError> {
+    ) -> Result<(BTreeMap<Id, Option<Vec<MemberRef>>>, MemberEmails), SourceError> {
         let queue = Arc::new(group_ids);
         let next = Arc::new(AtomicUsize::new(0));
         let api = Arc::new(self.api.clone());
         let mut tasks = JoinSet::new();
         for _ in 0..self.max_concurrency.min(queue.len()) {
             let (queue, next, api) = (queue.clone(), next.clone(), api.clone());
-            let (users, groups) = (users.clone(), groups.clone());
+            let groups = groups.clone();
             tasks.spawn(async move {
                 let mut done = Vec::new();
+                let mut emails = MemberEmails::new();
                 loop {
                     let Some(group) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        return Ok::<_, SourceError>(done);
+                        return Ok::<_, SourceError>((done, emails));
                     };
-                    let members = api
-                        .members(group, &users, &groups, unknown_user_kind)
-                        .await?;
+                    let members = api.members(group, &groups, &mut emails).await?;
                     done.push((group.clone(), members));
                 }
             });
         }
         let mut all = BTreeMap::new();
+        let mut all_emails = MemberEmails::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok(Ok(done)) => all.extend(done),
+                Ok(Ok((done, emails))) => {
+                    all.extend(done);
+                    all_emails.extend(emails);
+                }
                 // Dropping `tasks` on return aborts the other workers.
                 Ok(Err(err)) => return Err(err),
                 Err(err) => {
@@ -430,7 +438,7 @@ impl GoogleSource {
                 }
             }
         }
-        Ok(all)
+        Ok((all, all_emails))
     }
 }
 
@@ -587,16 +595,15 @@ impl Api {
     async fn members(
         &self,
         group: &Id,
-        users: &HashSet<Id>,
         groups: &HashSet<Id>,
-        unknown_user_kind: &str,
+        emails: &mut MemberEmails,
     ) -> Result<Option<Vec<MemberRef>>, SourceError> {
         let url = self.url(&["groups", group, "members"])?;
         let params = [("maxResults", MEMBERS_PAGE_SIZE.to_owned())];
         let mut members = Vec::new();
         let listed = self
             .list("members.list", &url, &params, "members", |item| {
-                members.push(normalize::member(&item, users, groups, unknown_user_kind));
+                members.push(normalize::member_before_users(&item, groups, emails));
                 Ok(())
             })
             .await;

@@ -12,7 +12,7 @@
 //!   would update every user), `isMailboxSetup` (flips asynchronously after creation);
 //! - groups: `kind`, `directMembersCount` (membership events already report it).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -216,6 +216,60 @@ pub fn member(
             None => other("GROUP"),
         },
         (kind, _) => other(kind),
+    }
+}
+
+/// The email of each user member id seen, for user members that turn out not to be users of
+/// the directory (one entry per distinct member, not per membership).
+pub type MemberEmails = HashMap<Box<str>, Option<String>>;
+
+/// A member listed before `users.list` has finished: a `USER` member is provisionally
+/// `MemberRef::User` with its Google id, its email kept in `emails`;
+/// `settle_user_members` decides once the users are known.
+pub fn member_before_users(
+    value: &Value,
+    groups: &HashSet<Id>,
+    emails: &mut MemberEmails,
+) -> MemberRef {
+    let id = value
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|i| !i.is_empty());
+    match (value.get("type").and_then(Value::as_str), id) {
+        (Some("USER"), Some(id)) => {
+            if !emails.contains_key(id) {
+                let email = value
+                    .get("email")
+                    .and_then(Value::as_str)
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_lowercase);
+                emails.insert(id.into(), email);
+            }
+            MemberRef::User(Id::from(id))
+        }
+        _ => member(value, &HashSet::new(), groups, "EXTERNAL"),
+    }
+}
+
+/// Turns provisional user members into users of the directory (sharing the users' ids) or,
+/// when the directory has no such user, into `Other` members of `unknown_user_kind`.
+pub fn settle_user_members(
+    members: &mut [MemberRef],
+    users: &HashSet<Id>,
+    emails: &MemberEmails,
+    unknown_user_kind: &str,
+) {
+    for member in members {
+        if let MemberRef::User(id) = member {
+            *member = match users.get(id) {
+                Some(known) => MemberRef::User(known.clone()),
+                None => MemberRef::Other {
+                    kind: unknown_user_kind.to_owned(),
+                    id: Some(id.to_string()),
+                    email: emails.get(&**id).cloned().flatten(),
+                },
+            };
+        }
     }
 }
 
@@ -516,5 +570,41 @@ mod tests {
             member(&json!({}), &users, &groups, "EXTERNAL"),
             MemberRef::Other { .. }
         ));
+    }
+
+    #[test]
+    fn members_listed_before_the_users_are_settled_once_they_are_known() {
+        let groups: HashSet<Id> = [Id::from("g1")].into_iter().collect();
+        let mut emails = MemberEmails::new();
+        let listed = [
+            serde_json::json!({"type": "USER", "id": "u1", "email": "A@example.com"}),
+            serde_json::json!({"type": "USER", "id": "x9", "email": "Friend@Other.example"}),
+            serde_json::json!({"type": "GROUP", "id": "g1", "email": "team@example.com"}),
+            serde_json::json!({"type": "CUSTOMER", "id": "C01"}),
+        ];
+        let mut members: Vec<MemberRef> = listed
+            .iter()
+            .map(|m| member_before_users(m, &groups, &mut emails))
+            .collect();
+        let users: HashSet<Id> = [Id::from("u1")].into_iter().collect();
+        settle_user_members(&mut members, &users, &emails, "EXTERNAL");
+        assert_eq!(members[0], MemberRef::User(Id::from("u1")));
+        assert!(std::sync::Arc::ptr_eq(
+            match &members[0] {
+                MemberRef::User(id) => id,
+                _ => unreachable!(),
+            },
+            users.get("u1").unwrap()
+        ));
+        assert_eq!(
+            members[1],
+            MemberRef::Other {
+                kind: "EXTERNAL".into(),
+                id: Some("x9".into()),
+                email: Some("friend@other.example".into())
+            }
+        );
+        assert_eq!(members[2], MemberRef::Group(Id::from("g1")));
+        assert!(matches!(&members[3], MemberRef::Other { kind, .. } if kind == "CUSTOMER"));
     }
 }
