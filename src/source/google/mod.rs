@@ -42,6 +42,9 @@ use crate::source::{FetchStats, Fetched, FetchedUser, MemberRef, SourceError};
 use auth::TokenSource;
 use normalize::MemberEmails;
 
+/// What `MemberEmails` holds once the member listing is over.
+type SeenMembers = std::collections::HashMap<Box<str>, (Id, Option<String>)>;
+
 /// The OAuth scopes dirsync asks for, all read-only. The org-unit scope is for `orgunits.list`,
 /// which validates `[filters] org_units`.
 pub const SCOPES: &[&str] = &[
@@ -401,34 +404,30 @@ impl GoogleSource {
         &self,
         group_ids: Vec<Id>,
         groups: Arc<HashSet<Id>>,
-    ) -> Result<(BTreeMap<Id, Option<Vec<MemberRef>>>, MemberEmails), SourceError> {
+    ) -> Result<(BTreeMap<Id, Option<Vec<MemberRef>>>, SeenMembers), SourceError> {
         let queue = Arc::new(group_ids);
+        let seen = Arc::new(MemberEmails::default());
         let next = Arc::new(AtomicUsize::new(0));
         let api = Arc::new(self.api.clone());
         let mut tasks = JoinSet::new();
         for _ in 0..self.max_concurrency.min(queue.len()) {
             let (queue, next, api) = (queue.clone(), next.clone(), api.clone());
-            let groups = groups.clone();
+            let (groups, seen) = (groups.clone(), seen.clone());
             tasks.spawn(async move {
                 let mut done = Vec::new();
-                let mut emails = MemberEmails::new();
                 loop {
                     let Some(group) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        return Ok::<_, SourceError>((done, emails));
+                        return Ok::<_, SourceError>(done);
                     };
-                    let members = api.members(group, &groups, &mut emails).await?;
+                    let members = api.members(group, &groups, &seen).await?;
                     done.push((group.clone(), members));
                 }
             });
         }
         let mut all = BTreeMap::new();
-        let mut all_emails = MemberEmails::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok(Ok((done, emails))) => {
-                    all.extend(done);
-                    all_emails.extend(emails);
-                }
+                Ok(Ok(done)) => all.extend(done),
                 // Dropping `tasks` on return aborts the other workers.
                 Ok(Err(err)) => return Err(err),
                 Err(err) => {
@@ -438,7 +437,14 @@ impl GoogleSource {
                 }
             }
         }
-        Ok((all, all_emails))
+        drop(tasks);
+        let seen = Arc::try_unwrap(seen)
+            .map(|seen| {
+                seen.into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            })
+            .unwrap_or_default();
+        Ok((all, seen))
     }
 }
 
@@ -596,14 +602,14 @@ impl Api {
         &self,
         group: &Id,
         groups: &HashSet<Id>,
-        emails: &mut MemberEmails,
+        seen: &MemberEmails,
     ) -> Result<Option<Vec<MemberRef>>, SourceError> {
         let url = self.url(&["groups", group, "members"])?;
         let params = [("maxResults", MEMBERS_PAGE_SIZE.to_owned())];
         let mut members = Vec::new();
         let listed = self
             .list("members.list", &url, &params, "members", |item| {
-                members.push(normalize::member_before_users(&item, groups, emails));
+                members.push(normalize::member_before_users(&item, groups, seen));
                 Ok(())
             })
             .await;

@@ -219,33 +219,35 @@ pub fn member(
     }
 }
 
-/// The email of each user member id seen, for user members that turn out not to be users of
-/// the directory (one entry per distinct member, not per membership).
-pub type MemberEmails = HashMap<Box<str>, Option<String>>;
+/// Every user member id seen while listing members, once: its shared `Id` (so a million
+/// memberships hold pointers, not strings) and its email, for members that turn out not to be
+/// users of the directory. Shared by the member-listing tasks.
+pub type MemberEmails = std::sync::Mutex<HashMap<Box<str>, (Id, Option<String>)>>;
 
 /// A member listed before `users.list` has finished: a `USER` member is provisionally
 /// `MemberRef::User` with its Google id, its email kept in `emails`;
 /// `settle_user_members` decides once the users are known.
-pub fn member_before_users(
-    value: &Value,
-    groups: &HashSet<Id>,
-    emails: &mut MemberEmails,
-) -> MemberRef {
+pub fn member_before_users(value: &Value, groups: &HashSet<Id>, seen: &MemberEmails) -> MemberRef {
     let id = value
         .get("id")
         .and_then(Value::as_str)
         .filter(|i| !i.is_empty());
     match (value.get("type").and_then(Value::as_str), id) {
         (Some("USER"), Some(id)) => {
-            if !emails.contains_key(id) {
-                let email = value
-                    .get("email")
-                    .and_then(Value::as_str)
-                    .filter(|e| !e.is_empty())
-                    .map(str::to_lowercase);
-                emails.insert(id.into(), email);
+            let mut seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((shared, _)) = seen.get(id) {
+                return MemberRef::User(shared.clone());
             }
-            MemberRef::User(Id::from(id))
+            let email = value
+                .get("email")
+                .and_then(Value::as_str)
+                .filter(|e| !e.is_empty())
+                .map(str::to_lowercase);
+            let shared = Id::from(id);
+            seen.insert(id.into(), (shared.clone(), email));
+            MemberRef::User(shared)
         }
         _ => member(value, &HashSet::new(), groups, "EXTERNAL"),
     }
@@ -256,7 +258,7 @@ pub fn member_before_users(
 pub fn settle_user_members(
     members: &mut [MemberRef],
     users: &HashSet<Id>,
-    emails: &MemberEmails,
+    seen: &HashMap<Box<str>, (Id, Option<String>)>,
     unknown_user_kind: &str,
 ) {
     for member in members {
@@ -266,7 +268,7 @@ pub fn settle_user_members(
                 None => MemberRef::Other {
                     kind: unknown_user_kind.to_owned(),
                     id: Some(id.to_string()),
-                    email: emails.get(&**id).cloned().flatten(),
+                    email: seen.get(&**id).and_then(|(_, email)| email.clone()),
                 },
             };
         }
@@ -575,7 +577,7 @@ mod tests {
     #[test]
     fn members_listed_before_the_users_are_settled_once_they_are_known() {
         let groups: HashSet<Id> = [Id::from("g1")].into_iter().collect();
-        let mut emails = MemberEmails::new();
+        let seen = MemberEmails::default();
         let listed = [
             serde_json::json!({"type": "USER", "id": "u1", "email": "A@example.com"}),
             serde_json::json!({"type": "USER", "id": "x9", "email": "Friend@Other.example"}),
@@ -584,10 +586,15 @@ mod tests {
         ];
         let mut members: Vec<MemberRef> = listed
             .iter()
-            .map(|m| member_before_users(m, &groups, &mut emails))
+            .map(|m| member_before_users(m, &groups, &seen))
             .collect();
         let users: HashSet<Id> = [Id::from("u1")].into_iter().collect();
-        settle_user_members(&mut members, &users, &emails, "EXTERNAL");
+        settle_user_members(
+            &mut members,
+            &users,
+            &seen.into_inner().unwrap(),
+            "EXTERNAL",
+        );
         assert_eq!(members[0], MemberRef::User(Id::from("u1")));
         assert!(std::sync::Arc::ptr_eq(
             match &members[0] {
