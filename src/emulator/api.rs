@@ -256,36 +256,43 @@ fn projection(params: &Params) -> Result<Projection, ApiError> {
     }
 }
 
+/// An enum-valued query parameter, matched case-insensitively; absent means the first choice.
+fn choice<T: Copy>(
+    params: &Params,
+    name: &'static str,
+    choices: &[(&str, T)],
+) -> Result<T, ApiError> {
+    let Some(given) = params.get(name) else {
+        return Ok(choices[0].1);
+    };
+    choices
+        .iter()
+        .find(|(text, _)| text.eq_ignore_ascii_case(given))
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let allowed: Vec<&str> = choices.iter().map(|(text, _)| *text).collect();
+            ApiError::invalid_parameter(
+                name,
+                given,
+                &format!("Allowed values: [{}]", allowed.join(", ")),
+            )
+        })
+}
+
 fn public_view(params: &Params) -> Result<bool, ApiError> {
-    match params
-        .get("viewType")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("admin_view") => Ok(false),
-        Some("domain_public") => Ok(true),
-        Some(_) => Err(ApiError::invalid_parameter(
-            "viewType",
-            params.get("viewType").unwrap_or(""),
-            "Allowed values: [admin_view, domain_public]",
-        )),
-    }
+    choice(
+        params,
+        "viewType",
+        &[("admin_view", false), ("domain_public", true)],
+    )
 }
 
 fn descending(params: &Params) -> Result<bool, ApiError> {
-    match params
-        .get("sortOrder")
-        .map(str::to_ascii_uppercase)
-        .as_deref()
-    {
-        None | Some("ASCENDING") => Ok(false),
-        Some("DESCENDING") => Ok(true),
-        Some(_) => Err(ApiError::invalid_parameter(
-            "sortOrder",
-            params.get("sortOrder").unwrap_or(""),
-            "Allowed values: [ASCENDING, DESCENDING]",
-        )),
-    }
+    choice(
+        params,
+        "sortOrder",
+        &[("ASCENDING", false), ("DESCENDING", true)],
+    )
 }
 
 /// users.list.

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use super::args::GoogleSetupArgs;
 use super::console::Console;
 use super::{
-    check_schedule, check_target, messages, toml_string, verify_and_write, Context, Diagnosis,
-    Explain, Prepared, SetupError, DEFAULT_SCHEDULE,
+    ask_schedule, check_target, messages, toml_string, verify_and_write, Context, Diagnosis,
+    Explain, Prepared, SetupError,
 };
 use crate::config::read_service_account_key;
 use crate::source::SourceError;
@@ -107,17 +107,7 @@ pub async fn run(
             Some("my_customer"),
         )?),
     };
-    let schedule = console.valid(
-        args.common.schedule.clone(),
-        "--schedule",
-        "Schedule (cron with seconds, UTC)",
-        Some(DEFAULT_SCHEDULE),
-        |text| {
-            check_schedule(text)
-                .map(|()| text.to_owned())
-                .map_err(|e| e.to_string())
-        },
-    )?;
+    let schedule = ask_schedule(console, args.common.schedule.clone())?;
     let answers = GoogleAnswers {
         key_file,
         key,

@@ -138,6 +138,25 @@ pub fn check_target(
     )))
 }
 
+/// The tenant's schedule: `--schedule`, else asked (default every 15 minutes), checked the
+/// way the config loader will.
+pub fn ask_schedule(
+    console: &mut console::Console<'_>,
+    given: Option<String>,
+) -> Result<String, SetupError> {
+    console.valid(
+        given,
+        "--schedule",
+        "Schedule (cron with seconds, UTC)",
+        Some(DEFAULT_SCHEDULE),
+        |text| {
+            check_schedule(text)
+                .map(|()| text.to_owned())
+                .map_err(|e| e.to_string())
+        },
+    )
+}
+
 /// Checks a cron schedule the way the config loader will.
 pub fn check_schedule(schedule: &str) -> Result<(), SetupError> {
     <cron::Schedule as std::str::FromStr>::from_str(schedule)

@@ -6,8 +6,8 @@ use super::args::ScimSetupArgs;
 use super::console::Console;
 use super::google::host_of;
 use super::{
-    check_schedule, check_target, toml_string, verify_and_write, Context, Diagnosis, Explain,
-    Prepared, SetupError, DEFAULT_SCHEDULE,
+    ask_schedule, check_target, toml_string, verify_and_write, Context, Diagnosis, Explain,
+    Prepared, SetupError,
 };
 use crate::source::SourceError;
 
@@ -41,17 +41,7 @@ pub async fn run(
             |text| Ok::<_, String>(text.to_owned()),
         )?,
     };
-    let schedule = console.valid(
-        args.common.schedule.clone(),
-        "--schedule",
-        "Schedule (cron with seconds, UTC)",
-        Some(DEFAULT_SCHEDULE),
-        |text| {
-            check_schedule(text)
-                .map(|()| text.to_owned())
-                .map_err(|e| e.to_string())
-        },
-    )?;
+    let schedule = ask_schedule(console, args.common.schedule.clone())?;
     let explain = ScimExplain {
         base_url: base_url.clone(),
     };
