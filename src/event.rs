@@ -245,13 +245,11 @@ pub fn event_body(
 /// view below are declared alphabetically. `Body` keeps `Event`'s declared order, as `Event`
 /// itself serializes. `tests::event_bodies_match_the_value_rendering` holds them to it.
 mod body {
-    use std::collections::BTreeMap;
-
     use serde::{Serialize, Serializer};
     use serde_json::{Map, Value};
 
     use super::{EventType, SourceKind};
-    use crate::model::{Email, Group, RawAttributes, User, UserState};
+    use crate::model::{CustomAttributes, Email, Group, RawAttributes, User, UserState};
 
     #[derive(Serialize)]
     pub(super) struct Body<'a> {
@@ -292,7 +290,7 @@ mod body {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             #[derive(Serialize)]
             struct Sorted<'a> {
-                custom_attributes: &'a BTreeMap<String, Value>,
+                custom_attributes: &'a CustomAttributes,
                 display_name: &'a Option<String>,
                 email: &'a str,
                 emails: Emails<'a>,
@@ -413,7 +411,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::model::{Email, Group, RawAttributes, User, UserState};
+    use crate::model::{CustomAttributes, Email, Group, RawAttributes, User, UserState};
 
     fn user(id: &str, full: bool) -> User {
         User {
@@ -444,15 +442,15 @@ mod tests {
                 Vec::new()
             },
             custom_attributes: if full {
-                BTreeMap::from([
+                CustomAttributes::from(BTreeMap::from([
                     (
                         "zeta".to_owned(),
                         json!({"b": [1, 2.5, -3e-7, null], "a": true}),
                     ),
                     ("alpha".to_owned(), json!("x")),
-                ])
+                ]))
             } else {
-                BTreeMap::new()
+                CustomAttributes::default()
             },
             raw_attributes: if full {
                 RawAttributes::from_value(&json!({

@@ -22,7 +22,7 @@ use dirsync::model::UserState;
 use dirsync::policy::path::AttributePath;
 use dirsync::source::google::{GoogleSource, SCOPES};
 use dirsync::source::http::RetryPolicy;
-use dirsync::source::{FetchStats, MemberRef, SourceError};
+use dirsync::source::{FetchStats, MemberRef, OtherMember, SourceError};
 
 const SUBJECT: &str = "admin@example.com";
 const CLIENT_ID: &str = "118000000000000000001";
@@ -449,16 +449,16 @@ async fn fetches_and_normalizes_a_whole_directory() {
         [
             MemberRef::User("u1".into()),
             MemberRef::Group("g2".into()),
-            MemberRef::Other {
+            MemberRef::Other(Box::new(OtherMember {
                 kind: "EXTERNAL".into(),
                 id: Some("x9".into()),
                 email: None
-            },
-            MemberRef::Other {
+            })),
+            MemberRef::Other(Box::new(OtherMember {
                 kind: "CUSTOMER".into(),
                 id: Some("C03az79cb".into()),
                 email: None
-            },
+            })),
         ]
     );
     assert_eq!(fetched.members["g2"], [MemberRef::User("u2".into())]);
@@ -522,11 +522,11 @@ async fn a_group_deleted_before_members_list_is_dropped() {
     // g1 nested the vanished g2: that is no nesting any more.
     assert_eq!(
         fetched.members["g1"][1],
-        MemberRef::Other {
+        MemberRef::Other(Box::new(OtherMember {
             kind: "GROUP".into(),
             id: Some("g2".into()),
             email: None
-        }
+        }))
     );
 }
 

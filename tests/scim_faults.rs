@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use dirsync::model::{Id, UserState};
 use dirsync::source::scim::{ResourceKind, ScimSource};
-use dirsync::source::{FetchStats, MemberRef, SourceError};
+use dirsync::source::{FetchStats, MemberRef, OtherMember, SourceError};
 use scim_fixture::{index_page, spc, user, Answer, Fixture, Request};
 use serde_json::{json, Value};
 
@@ -266,11 +266,11 @@ async fn groups_listed_without_members_are_read_one_by_one() {
         fetched.members[&Id::from("g1")],
         vec![
             MemberRef::User(Id::from("u1")),
-            MemberRef::Other {
+            MemberRef::Other(Box::new(OtherMember {
                 kind: "unknown".into(),
                 id: Some("ghost".into()),
                 email: None
-            }
+            }))
         ]
     );
     assert_eq!(

@@ -148,8 +148,8 @@ fn inspect_user(
         let default = granted_by.is_empty() && tenant.roles.default_role.as_ref() == Some(role);
         roles.push(json!({"role": role, "granted_by": granted_by, "default_role": default}));
     }
-    let attributes: Vec<Value> = user
-        .custom_attributes
+    let custom_attributes = user.custom_attributes.to_map();
+    let attributes: Vec<Value> = custom_attributes
         .iter()
         .map(|(name, value)| {
             json!({
@@ -163,7 +163,7 @@ fn inspect_user(
         .attributes
         .paths
         .iter()
-        .filter(|(name, _)| !user.custom_attributes.contains_key(*name))
+        .filter(|(name, _)| !custom_attributes.contains_key(*name))
         .map(|(name, path)| json!({"name": name, "path": path.text}))
         .collect();
 

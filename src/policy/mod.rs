@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{AttributeMapping, NestedGroups, SuspendedUsers, TenantConfig};
 use crate::event::SourceKind;
-use crate::model::{Id, Snapshot, UserState};
+use crate::model::{CustomAttributes, Id, Snapshot, UserState};
 use crate::source::{Fetched, MemberRef};
 use path::AttributePath;
 
@@ -165,7 +165,7 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
         }
     }
 
-    let mut users = BTreeMap::new();
+    let mut kept_users = Vec::with_capacity(fetched_users.len());
     for fetched_user in fetched_users {
         let user = fetched_user.user;
         if !filters.org_units.is_empty() {
@@ -194,8 +194,11 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
             });
             continue;
         }
-        users.insert(user.id.clone(), user);
+        kept_users.push((user.id.clone(), user));
     }
+    // Collected, not inserted one by one: a map built from all its entries at once has full
+    // nodes, about half the memory of one grown by inserts (users are large values).
+    let mut users: BTreeMap<Id, crate::model::User> = kept_users.into_iter().collect();
 
     // A member the listing missed but the sync fetched afterwards (a stored user confirmed by
     // id) is a user member after all.
@@ -205,12 +208,11 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
         .chain(applied.excluded_users.iter().map(|e| e.id.clone()))
         .collect();
     for member in direct_members.values_mut().flatten() {
-        if let MemberRef::Other {
-            kind, id: Some(id), ..
-        } = member
-        {
-            if kind == "USER_NOT_FETCHED" && listed.contains(&Id::from(id.as_str())) {
-                *member = MemberRef::User(Id::from(id.as_str()));
+        if let MemberRef::Other(other) = member {
+            if let (Some(id), "USER_NOT_FETCHED") = (&other.id, other.kind.as_str()) {
+                if listed.contains(&Id::from(id.as_str())) {
+                    *member = MemberRef::User(Id::from(id.as_str()));
+                }
             }
         }
     }
@@ -219,16 +221,14 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
     if !filters.org_units.is_empty() {
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         for member in direct_members.values().flatten() {
-            if let MemberRef::Other {
-                kind,
-                id: Some(id),
-                email,
-            } = member
-            {
-                if kind == "USER_NOT_FETCHED" && seen.insert(id) {
+            let MemberRef::Other(other) = member else {
+                continue;
+            };
+            if let Some(id) = &other.id {
+                if other.kind == "USER_NOT_FETCHED" && seen.insert(id) {
                     applied.excluded_users.push(ExcludedUser {
                         id: Id::from(id.as_str()),
-                        email: email.clone().unwrap_or_default().to_lowercase(),
+                        email: other.email.clone().unwrap_or_default().to_lowercase(),
                         reason: Exclusion::OutsideOrgUnits { org_unit: None },
                     });
                 }
@@ -317,11 +317,13 @@ pub fn apply(fetched: Fetched, tenant: &TenantConfig) -> Applied {
         user.roles = roles;
         if !tenant.attributes.paths.is_empty() {
             let raw = user.raw_attributes.to_value();
-            for (name, path) in &tenant.attributes.paths {
-                if let Some(value) = path.resolve(&raw) {
-                    user.custom_attributes.insert(name.clone(), value.clone());
-                }
-            }
+            let attributes: BTreeMap<String, serde_json::Value> = tenant
+                .attributes
+                .paths
+                .iter()
+                .filter_map(|(name, path)| Some((name.clone(), path.resolve(&raw)?.clone())))
+                .collect();
+            user.custom_attributes = CustomAttributes::from_map(&attributes);
         }
     }
     members.retain(|_, set| {
@@ -360,22 +362,27 @@ fn direct_graph(
         }
     }
     let relevant: Vec<Id> = relevant.into_iter().cloned().collect();
-    let mut graph = DirectGraph::new();
+    // Sized up front: growing a million-edge vector by doubling would hold twice that at once.
+    let most = relevant
+        .iter()
+        .map(|group| direct.get(group).map_or(0, Vec::len))
+        .sum();
+    let mut edges = Vec::with_capacity(most);
     for group in relevant {
-        // Each group's list is freed as soon as its edges are in the graph.
+        // Each group's list is freed as soon as its edges are taken.
         for member in direct.remove(&group).into_iter().flatten() {
             match member {
                 MemberRef::User(id) if users.contains_key(&id) => {
-                    graph.insert((group.clone(), MemberKind::User, id));
+                    edges.push((group.clone(), MemberKind::User, id));
                 }
                 MemberRef::Group(id) => {
-                    graph.insert((group.clone(), MemberKind::Group, id));
+                    edges.push((group.clone(), MemberKind::Group, id));
                 }
                 _ => {}
             }
         }
     }
-    graph
+    DirectGraph::from_edges(edges)
 }
 
 /// Effective user members of every group: direct user members, plus (when flattening) the

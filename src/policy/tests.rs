@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::config::{FiltersConfig, RolesConfig, UserScope};
 use crate::model::{Email, Group, RawAttributes, User};
-use crate::source::{Fetched, FetchedUser, MemberRef};
+use crate::source::{Fetched, FetchedUser, MemberRef, OtherMember};
 
 fn user(id: &str, org_unit: &str, active: bool) -> FetchedUser {
     let email = format!("{id}@example.com");
@@ -27,7 +27,7 @@ fn user(id: &str, org_unit: &str, active: bool) -> FetchedUser {
                 UserState::Inactive
             },
             roles: Vec::new(),
-            custom_attributes: BTreeMap::new(),
+            custom_attributes: Default::default(),
             raw_attributes: RawAttributes::from_value(&serde_json::json!({
                 "externalIds": [{"type": "account", "value": "A-1"}, {"type": "organization", "value": format!("E-{id}")}],
                 "customSchemas": {"HR": {"CostCenter": "CC-9"}},
@@ -64,11 +64,11 @@ fn fetched() -> Fetched {
             vec![
                 MemberRef::User(Id::from("bob")),
                 MemberRef::Group(Id::from("eng")),
-                MemberRef::Other {
+                MemberRef::Other(Box::new(OtherMember {
                     kind: "EXTERNAL".into(),
                     id: Some("x".into()),
                     email: Some("x@other.example".into()),
-                },
+                })),
             ],
         ),
         (Id::from("admins"), vec![MemberRef::User(Id::from("carol"))]),
@@ -232,10 +232,11 @@ fn attributes_resolve_with_selectors_and_unresolved_paths_yield_nothing() {
         }),
     );
     let alice = &applied.snapshot.users[&Id::from("alice")];
-    assert_eq!(alice.custom_attributes["cost_center"], "CC-9");
-    assert_eq!(alice.custom_attributes["employee_id"], "E-alice");
-    assert_eq!(alice.custom_attributes["job_title"], "Engineer");
-    assert!(!alice.custom_attributes.contains_key("missing"));
+    let attributes = alice.custom_attributes.to_map();
+    assert_eq!(attributes["cost_center"], "CC-9");
+    assert_eq!(attributes["employee_id"], "E-alice");
+    assert_eq!(attributes["job_title"], "Engineer");
+    assert!(!attributes.contains_key("missing"));
 }
 
 #[test]
@@ -436,11 +437,11 @@ fn users_not_listed_under_a_pushed_down_org_unit_filter_are_explained() {
         .members
         .get_mut(&Id::from("eng"))
         .unwrap()
-        .push(MemberRef::Other {
+        .push(MemberRef::Other(Box::new(OtherMember {
             kind: "USER_NOT_FETCHED".into(),
             id: Some("zed".into()),
             email: Some("Zed@Example.com".into()),
-        });
+        })));
     let applied = apply(
         fetched,
         &tenant(|t| t.filters.org_units = vec!["/Engineering".into()]),

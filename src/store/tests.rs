@@ -28,7 +28,7 @@ fn user(id: &str, email: &str, active: bool, title: &str) -> User {
             UserState::Inactive
         },
         roles: Vec::new(),
-        custom_attributes: BTreeMap::from([("title".to_owned(), Value::from(title))]),
+        custom_attributes: BTreeMap::from([("title".to_owned(), Value::from(title))]).into(),
         raw_attributes: RawAttributes::from_value(&serde_json::json!({"id": id, "title": title})),
     }
 }

@@ -207,7 +207,7 @@ fn user(n: u32) -> User {
         }],
         state: UserState::Active,
         roles: Vec::new(),
-        custom_attributes: BTreeMap::new(),
+        custom_attributes: Default::default(),
         raw_attributes: RawAttributes::from_value(&serde_json::json!({ "id": format!("u{n}") })),
     }
 }

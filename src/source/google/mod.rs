@@ -38,7 +38,7 @@ use crate::event::SourceKind;
 use crate::model::{Group, Id};
 use crate::policy::path::Segment;
 use crate::source::http::{self, RateLimiter, RetryPolicy};
-use crate::source::{FetchStats, Fetched, FetchedUser, MemberRef, SourceError};
+use crate::source::{FetchStats, Fetched, FetchedUser, MemberRef, OtherMember, SourceError};
 use auth::TokenSource;
 use normalize::MemberEmails;
 
@@ -213,11 +213,11 @@ impl GoogleSource {
                 for member in &mut list {
                     if let MemberRef::Group(id) = member {
                         if gone.contains(id) {
-                            *member = MemberRef::Other {
+                            *member = MemberRef::Other(Box::new(OtherMember {
                                 kind: "GROUP".into(),
                                 id: Some(id.to_string()),
                                 email: None,
-                            };
+                            }));
                         }
                     }
                 }

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use crate::model::{Email, Group, Id, RawAttributes, User, UserState};
-use crate::source::{FetchedUser, MemberRef};
+use crate::source::{FetchedUser, MemberRef, OtherMember};
 
 /// Top-level user fields that never reach `raw_attributes`.
 pub const VOLATILE_USER_FIELDS: &[&str] = &[
@@ -201,10 +201,12 @@ pub fn member(
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or("UNKNOWN");
-    let other = |kind: &str| MemberRef::Other {
-        kind: kind.to_owned(),
-        id: id.map(str::to_owned),
-        email: email.clone(),
+    let other = |kind: &str| {
+        MemberRef::Other(Box::new(OtherMember {
+            kind: kind.to_owned(),
+            id: id.map(str::to_owned),
+            email: email.clone(),
+        }))
     };
     match (kind, id) {
         ("USER", Some(id)) => match users.get(id) {
@@ -265,11 +267,11 @@ pub fn settle_user_members(
         if let MemberRef::User(id) = member {
             *member = match users.get(id) {
                 Some(known) => MemberRef::User(known.clone()),
-                None => MemberRef::Other {
+                None => MemberRef::Other(Box::new(OtherMember {
                     kind: unknown_user_kind.to_owned(),
                     id: Some(id.to_string()),
                     email: seen.get(&**id).and_then(|(_, email)| email.clone()),
-                },
+                })),
             };
         }
     }
@@ -542,16 +544,16 @@ mod tests {
             [
                 MemberRef::User("103874021357762894512".into()),
                 MemberRef::Group("03x8tuzt3eexmvz".into()),
-                MemberRef::Other {
+                MemberRef::Other(Box::new(OtherMember {
                     kind: "EXTERNAL".into(),
                     id: Some("109876543210987654321".into()),
                     email: Some("partner@othercorp.com".into()),
-                },
-                MemberRef::Other {
+                })),
+                MemberRef::Other(Box::new(OtherMember {
                     kind: "CUSTOMER".into(),
                     id: Some("C03az79cb".into()),
                     email: None,
-                },
+                })),
             ]
         );
         // A group member that is not a fetched group (another domain's, or gone) is no nesting.
@@ -562,15 +564,15 @@ mod tests {
                 &HashSet::new(),
                 "EXTERNAL"
             ),
-            MemberRef::Other {
+            MemberRef::Other(Box::new(OtherMember {
                 kind: "GROUP".into(),
                 id: Some("elsewhere".into()),
                 email: None
-            }
+            }))
         );
         assert!(matches!(
             member(&json!({}), &users, &groups, "EXTERNAL"),
-            MemberRef::Other { .. }
+            MemberRef::Other(_)
         ));
     }
 
@@ -605,13 +607,13 @@ mod tests {
         ));
         assert_eq!(
             members[1],
-            MemberRef::Other {
+            MemberRef::Other(Box::new(OtherMember {
                 kind: "EXTERNAL".into(),
                 id: Some("x9".into()),
                 email: Some("friend@other.example".into())
-            }
+            }))
         );
         assert_eq!(members[2], MemberRef::Group(Id::from("g1")));
-        assert!(matches!(&members[3], MemberRef::Other { kind, .. } if kind == "CUSTOMER"));
+        assert!(matches!(&members[3], MemberRef::Other(other) if other.kind == "CUSTOMER"));
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use crate::model::{Email, Group, Id, RawAttributes, User, UserState};
-use crate::source::{FetchedUser, MemberRef};
+use crate::source::{FetchedUser, MemberRef, OtherMember};
 
 /// Why one resource could not be normalized.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,14 +303,14 @@ pub fn resolve(
         let reference = match (kind.as_deref(), user, group) {
             (Some("user") | None, Some(id), _) => MemberRef::User(id.clone()),
             (Some("group") | None, _, Some(id)) => MemberRef::Group(id.clone()),
-            (kind, _, _) => MemberRef::Other {
+            (kind, _, _) => MemberRef::Other(Box::new(OtherMember {
                 kind: kind.unwrap_or("unknown").to_owned(),
                 id: Some(member.id.clone()),
                 email: member
                     .display
                     .clone()
                     .filter(|display| display.contains('@')),
-            },
+            })),
         };
         resolved.push(reference);
     }
@@ -548,16 +548,16 @@ mod tests {
                 MemberRef::Group("g2".into()),
                 MemberRef::Group("g3".into()),
                 MemberRef::User("u3".into()),
-                MemberRef::Other {
+                MemberRef::Other(Box::new(OtherMember {
                     kind: "unknown".into(),
                     id: Some("gone".into()),
                     email: Some("gone@x.example".into())
-                },
-                MemberRef::Other {
+                })),
+                MemberRef::Other(Box::new(OtherMember {
                     kind: "serviceprincipal".into(),
                     id: Some("sp1".into()),
                     email: None
-                },
+                })),
             ]
         );
         assert!(!has_members(&json!({"id": "g"})));
@@ -576,7 +576,7 @@ mod tests {
         }];
         assert!(matches!(
             resolve(&raw, &users, &groups)[0],
-            MemberRef::Other { .. }
+            MemberRef::Other(_)
         ));
     }
 }
