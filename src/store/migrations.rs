@@ -108,12 +108,59 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX group_edges_by_member ON group_edges (tenant, member_id, member_kind);
     "#,
+    // 3: users and events as rowid tables. A user's JSON row or an event body runs to one or
+    // two kilobytes; a WITHOUT ROWID table keeps at most about 1 KB of a row in its B-tree and
+    // moves the rest to an overflow page of its own, which at 100k users made the database
+    // twice the size of its data and a first sync's commit write all of it twice over.
+    // Event ids lose their UNIQUE index: nothing looks events up by id, and ULIDs (48 bits of
+    // milliseconds, 80 random bits) do not collide, so it only cost a first sync a million
+    // index inserts.
+    r#"
+    CREATE TABLE users_v3 (
+        tenant TEXT NOT NULL,
+        id     TEXT NOT NULL,
+        email  TEXT NOT NULL,
+        data   TEXT NOT NULL,
+        UNIQUE (tenant, id)
+    );
+    INSERT INTO users_v3 (tenant, id, email, data)
+        SELECT tenant, id, email, data FROM users ORDER BY tenant, id;
+    DROP TABLE users;
+    ALTER TABLE users_v3 RENAME TO users;
+    CREATE INDEX users_by_email ON users (tenant, email);
+    CREATE TABLE events_v3 (
+        tenant      TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        id          TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        subject_id  TEXT NOT NULL,
+        occurred_at INTEGER NOT NULL,
+        sync_id     INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        UNIQUE (tenant, seq)
+    );
+    INSERT INTO events_v3 (tenant, seq, id, type, subject_id, occurred_at, sync_id, body)
+        SELECT tenant, seq, id, type, subject_id, occurred_at, sync_id, body
+        FROM events ORDER BY tenant, seq;
+    DROP TABLE events;
+    ALTER TABLE events_v3 RENAME TO events;
+    CREATE INDEX events_by_subject ON events (tenant, subject_id);
+    "#,
 ];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    migrate_to(conn, path, SCHEMA_VERSION)
+}
+
+/// Applies the migrations up to version `target` (tests build older databases with it).
+pub(super) fn migrate_to(
+    conn: &mut Connection,
+    path: &Path,
+    target: i64,
+) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
@@ -122,7 +169,12 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(found as usize)
+    {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Another process may have migrated while we waited for the write lock.
         let now: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;

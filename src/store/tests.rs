@@ -352,6 +352,83 @@ fn a_database_newer_than_the_binary_is_refused() {
 }
 
 #[test]
+fn migration_3_keeps_every_user_and_event_of_a_version_2_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dirsync.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        migrations::migrate_to(&mut conn, &path, 2).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO users (tenant, id, email, data) VALUES
+                   ('acme', 'u2', 'b@acme.test', '{"id":"u2"}'),
+                   ('acme', 'u1', 'a@acme.test', '{"id":"u1"}'),
+                   ('globex', 'u1', 'a@globex.test', '{"id":"u1"}');
+               INSERT INTO events (tenant, seq, id, type, subject_id, occurred_at, sync_id, body)
+               VALUES ('acme', 1, 'evt_1', 'user.created', 'u1', 10, 1, '{"seq":1}'),
+                      ('acme', 2, 'evt_2', 'user.created', 'u2', 10, 1, '{"seq":2}'),
+                      ('globex', 1, 'evt_3', 'user.created', 'u1', 11, 2, '{"seq":1}');"#,
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let conn = store.connect().unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let users: Vec<(String, String, String)> = conn
+        .prepare("SELECT tenant, id, email FROM users ORDER BY tenant, id")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        users,
+        [
+            ("acme".into(), "u1".into(), "a@acme.test".into()),
+            ("acme".into(), "u2".into(), "b@acme.test".into()),
+            ("globex".into(), "u1".into(), "a@globex.test".into()),
+        ]
+    );
+    assert_eq!(
+        outbox::events_after(&conn, "acme", 0, None).unwrap(),
+        [
+            (1, r#"{"seq":1}"#.to_owned()),
+            (2, r#"{"seq":2}"#.to_owned())
+        ]
+    );
+    assert_eq!(
+        outbox::events_after(&conn, "globex", 0, None)
+            .unwrap()
+            .len(),
+        1
+    );
+    // The upserts and the per-tenant uniqueness still hold on the rebuilt tables.
+    conn.execute(
+        "INSERT INTO users (tenant, id, email, data) VALUES ('acme', 'u1', 'new@acme.test', '{}')
+         ON CONFLICT (tenant, id) DO UPDATE SET email = excluded.email",
+        [],
+    )
+    .unwrap();
+    let email: String = conn
+        .query_row(
+            "SELECT email FROM users WHERE tenant = 'acme' AND id = 'u1'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(email, "new@acme.test");
+    assert!(conn
+        .execute(
+            "INSERT INTO events (tenant, seq, id, type, subject_id, occurred_at, sync_id, body)
+             VALUES ('acme', 2, 'evt_9', 'user.created', 'u9', 12, 3, '{}')",
+            [],
+        )
+        .is_err());
+}
+
+#[test]
 fn a_lease_excludes_other_holders_until_released_and_a_lost_lease_cannot_commit() {
     let (_dir, store, mut conn, lease) = open_temp();
     let mut other = store.connect().unwrap();
