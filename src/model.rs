@@ -210,32 +210,61 @@ impl MemberKind {
 pub type DirectEdge = (Id, MemberKind, Id);
 
 /// The direct group graph that explains effective memberships; `policy` decides which edges
-/// it holds, the store keeps it for `inspect`. A sorted vector without duplicates rather than a
-/// set: a large directory has a million edges, which cost 40 bytes each here and about 65 in a
-/// `BTreeSet`.
+/// it holds, the store keeps it for `inspect`. Per group, its members as a sorted slice
+/// without duplicates: a large directory has a million edges, which cost 24 bytes each here
+/// and about 65 in a `BTreeSet` of edges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DirectGraph(Vec<DirectEdge>);
+pub struct DirectGraph(BTreeMap<Id, Box<[(MemberKind, Id)]>>);
 
 impl DirectGraph {
     /// The graph of `edges`, in any order, duplicates allowed.
-    pub fn from_edges(mut edges: Vec<DirectEdge>) -> Self {
-        edges.sort_unstable();
-        edges.dedup();
-        edges.shrink_to_fit();
-        Self(edges)
+    pub fn from_edges(edges: Vec<DirectEdge>) -> Self {
+        let mut by_group: BTreeMap<Id, Vec<(MemberKind, Id)>> = BTreeMap::new();
+        for (group, kind, member) in edges {
+            by_group.entry(group).or_default().push((kind, member));
+        }
+        let mut graph = Self::default();
+        for (group, members) in by_group {
+            graph.set_members(group, members);
+        }
+        graph
     }
 
-    pub fn contains(&self, edge: &DirectEdge) -> bool {
-        self.0.binary_search(edge).is_ok()
+    /// Sets the direct members of `group` (any order, duplicates allowed); none removes it.
+    pub fn set_members(&mut self, group: Id, mut members: Vec<(MemberKind, Id)>) {
+        members.sort_unstable();
+        members.dedup();
+        if members.is_empty() {
+            self.0.remove(&group);
+        } else {
+            self.0.insert(group, members.into_boxed_slice());
+        }
+    }
+
+    pub fn contains(&self, group: &str, kind: MemberKind, member: &str) -> bool {
+        self.0.get(group).is_some_and(|members| {
+            members
+                .binary_search_by(|(k, m)| (*k, &**m).cmp(&(kind, member)))
+                .is_ok()
+        })
+    }
+
+    /// Every group with edges, and its members in order (users before groups, then by id).
+    pub fn groups(&self) -> impl Iterator<Item = (&Id, &[(MemberKind, Id)])> {
+        self.0.iter().map(|(group, members)| (group, &**members))
     }
 
     /// The edges in order: by group, then users before groups, then member id.
-    pub fn iter(&self) -> std::slice::Iter<'_, DirectEdge> {
-        self.0.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (&Id, MemberKind, &Id)> {
+        self.groups().flat_map(|(group, members)| {
+            members
+                .iter()
+                .map(move |(kind, member)| (group, *kind, member))
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.values().map(|members| members.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

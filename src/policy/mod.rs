@@ -362,27 +362,23 @@ fn direct_graph(
         }
     }
     let relevant: Vec<Id> = relevant.into_iter().cloned().collect();
-    // Sized up front: growing a million-edge vector by doubling would hold twice that at once.
-    let most = relevant
-        .iter()
-        .map(|group| direct.get(group).map_or(0, Vec::len))
-        .sum();
-    let mut edges = Vec::with_capacity(most);
+    let mut graph = DirectGraph::default();
     for group in relevant {
         // Each group's list is freed as soon as its edges are taken.
-        for member in direct.remove(&group).into_iter().flatten() {
-            match member {
-                MemberRef::User(id) if users.contains_key(&id) => {
-                    edges.push((group.clone(), MemberKind::User, id));
-                }
-                MemberRef::Group(id) => {
-                    edges.push((group.clone(), MemberKind::Group, id));
-                }
-                _ => {}
-            }
-        }
+        let Some(members) = direct.remove(&group) else {
+            continue;
+        };
+        let edges = members
+            .into_iter()
+            .filter_map(|member| match member {
+                MemberRef::User(id) if users.contains_key(&id) => Some((MemberKind::User, id)),
+                MemberRef::Group(id) => Some((MemberKind::Group, id)),
+                _ => None,
+            })
+            .collect();
+        graph.set_members(group, edges);
     }
-    DirectGraph::from_edges(edges)
+    graph
 }
 
 /// Effective user members of every group: direct user members, plus (when flattening) the

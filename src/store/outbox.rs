@@ -7,10 +7,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::lock::{check_lease, Lease};
 use super::runs::{insert_run, RunOutcome, RunRecord};
-use super::snapshot::write_changes;
+use super::snapshot::{text, write_changes};
 use super::{now_ms, StoreError};
 use crate::event::{event_body, format_timestamp, new_event_id, Change, Event, SourceKind};
-use crate::model::{DirectGraph, Id, MemberKind, Snapshot};
+use crate::model::{DirectGraph, MemberKind, Snapshot};
 
 /// What a sync hands the store to commit.
 pub struct NewEvents<'a> {
@@ -294,7 +294,7 @@ fn write_direct_graph(
         "group" => MemberKind::Group,
         _ => MemberKind::User,
     };
-    let mut found_per_group: BTreeMap<Id, usize> = BTreeMap::new();
+    let mut found_per_group: BTreeMap<String, usize> = BTreeMap::new();
     let mut stale: Vec<(String, String, String)> = Vec::new();
     {
         let mut statement = conn.prepare_cached(
@@ -302,18 +302,18 @@ fn write_direct_graph(
         )?;
         let mut rows = statement.query([tenant])?;
         while let Some(row) = rows.next()? {
-            let group: String = row.get(0)?;
-            let member_kind: String = row.get(1)?;
-            let member: String = row.get(2)?;
-            let edge = (
-                Id::from(group.as_str()),
-                kind(&member_kind),
-                Id::from(member.as_str()),
-            );
-            if wanted.contains(&edge) {
-                *found_per_group.entry(edge.0).or_default() += 1;
+            let group = text(row, 0)?;
+            let member_kind = text(row, 1)?;
+            let member = text(row, 2)?;
+            if wanted.contains(group, kind(member_kind), member) {
+                match found_per_group.get_mut(group) {
+                    Some(found) => *found += 1,
+                    None => {
+                        found_per_group.insert(group.to_owned(), 1);
+                    }
+                }
             } else {
-                stale.push((group, member_kind, member));
+                stale.push((group.to_owned(), member_kind.to_owned(), member.to_owned()));
             }
         }
     }
@@ -326,17 +326,11 @@ fn write_direct_graph(
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    let mut edges = wanted.iter().peekable();
-    while let Some(first) = edges.peek() {
-        let group = first.0.clone();
-        let mut in_group = Vec::new();
-        while let Some(edge) = edges.next_if(|edge| edge.0 == group) {
-            in_group.push(edge);
-        }
-        if found_per_group.get(&group).copied().unwrap_or(0) == in_group.len() {
+    for (group, members) in wanted.groups() {
+        if found_per_group.get(&**group).copied().unwrap_or(0) == members.len() {
             continue;
         }
-        for (group, kind, member) in in_group {
+        for (kind, member) in members {
             insert.execute(params![tenant, &**group, kind.as_str(), &**member])?;
         }
     }

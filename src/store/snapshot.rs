@@ -116,7 +116,7 @@ fn load_members<U, G>(
 }
 
 /// Column `index` of `row` as text, borrowed from SQLite's buffer (no copy).
-fn text<'a>(row: &'a rusqlite::Row<'_>, index: usize) -> Result<&'a str, StoreError> {
+pub(super) fn text<'a>(row: &'a rusqlite::Row<'_>, index: usize) -> Result<&'a str, StoreError> {
     row.get_ref(index)?
         .as_str()
         .map_err(|err| StoreError::Corrupt(format!("column {index} is not text: {err}")))
