@@ -4,7 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::model::{GroupSummary, Id, Snapshot, UserSummary};
@@ -200,44 +203,106 @@ pub fn event_body(
     source: SourceKind,
     occurred_at: &str,
 ) -> Result<String, serde_json::Error> {
-    use body::{Data, GroupData, Membership, UserData};
-    fn membership<'a>(snapshot: &'a Snapshot, group: &Id, user: &Id) -> Membership<'a> {
-        Membership {
-            group: snapshot.groups.get(group).map(body::GroupSummaryData),
-            user: snapshot.users.get(user).map(body::UserSummaryData),
+    EventRenderer::new(before, after).render(change, id, tenant, seq, sync_id, source, occurred_at)
+}
+
+/// Renders the events of one commit as `event_body` does, keeping the JSON of every user and
+/// group summary it wrote: the membership events of a large first sync name the same 100k
+/// users and 10k groups a million times over, and each is serialized once.
+pub struct EventRenderer<'a> {
+    before: &'a Snapshot,
+    after: &'a Snapshot,
+    /// Summary JSON by id, per snapshot; `None`: the snapshot has no such object.
+    users_before: HashMap<Id, Option<Box<RawValue>>>,
+    users_after: HashMap<Id, Option<Box<RawValue>>>,
+    groups_before: HashMap<Id, Option<Box<RawValue>>>,
+    groups_after: HashMap<Id, Option<Box<RawValue>>>,
+}
+
+impl<'a> EventRenderer<'a> {
+    pub fn new(before: &'a Snapshot, after: &'a Snapshot) -> Self {
+        Self {
+            before,
+            after,
+            users_before: HashMap::new(),
+            users_after: HashMap::new(),
+            groups_before: HashMap::new(),
+            groups_after: HashMap::new(),
         }
     }
-    let (data, previous_attributes) = match change {
-        Change::UserCreated(id) => (Data::User(after.users.get(id).map(UserData)), None),
-        Change::UserUpdated { id, previous } => (
-            Data::User(after.users.get(id).map(UserData)),
-            Some(previous),
-        ),
-        Change::UserDeleted(id) => (Data::User(before.users.get(id).map(UserData)), None),
-        Change::GroupCreated(id) => (Data::Group(after.groups.get(id).map(GroupData)), None),
-        Change::GroupUpdated { id, previous } => (
-            Data::Group(after.groups.get(id).map(GroupData)),
-            Some(previous),
-        ),
-        Change::GroupDeleted(id) => (Data::Group(before.groups.get(id).map(GroupData)), None),
-        Change::UserAdded { group, user } => {
-            (Data::Membership(membership(after, group, user)), None)
-        }
-        Change::UserRemoved { group, user } => {
-            (Data::Membership(membership(before, group, user)), None)
-        }
-    };
-    serde_json::to_string(&body::Body {
-        id,
-        tenant,
-        seq,
-        event_type: change.event_type(),
-        occurred_at,
-        sync_id,
-        source,
-        data,
-        previous_attributes,
-    })
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn render(
+        &mut self,
+        change: &Change,
+        id: &str,
+        tenant: &str,
+        seq: u64,
+        sync_id: i64,
+        source: SourceKind,
+        occurred_at: &str,
+    ) -> Result<String, serde_json::Error> {
+        use body::{Data, GroupData, Membership, UserData};
+        let (before, after) = (self.before, self.after);
+        let (data, previous_attributes) = match change {
+            Change::UserCreated(id) => (Data::User(after.users.get(id).map(UserData)), None),
+            Change::UserUpdated { id, previous } => (
+                Data::User(after.users.get(id).map(UserData)),
+                Some(previous),
+            ),
+            Change::UserDeleted(id) => (Data::User(before.users.get(id).map(UserData)), None),
+            Change::GroupCreated(id) => (Data::Group(after.groups.get(id).map(GroupData)), None),
+            Change::GroupUpdated { id, previous } => (
+                Data::Group(after.groups.get(id).map(GroupData)),
+                Some(previous),
+            ),
+            Change::GroupDeleted(id) => (Data::Group(before.groups.get(id).map(GroupData)), None),
+            Change::UserAdded { group, user } => {
+                let group = summary(&mut self.groups_after, group, |id| {
+                    after.groups.get(id).map(body::GroupSummaryData)
+                })?;
+                let user = summary(&mut self.users_after, user, |id| {
+                    after.users.get(id).map(body::UserSummaryData)
+                })?;
+                (Data::Membership(Membership { group, user }), None)
+            }
+            Change::UserRemoved { group, user } => {
+                let group = summary(&mut self.groups_before, group, |id| {
+                    before.groups.get(id).map(body::GroupSummaryData)
+                })?;
+                let user = summary(&mut self.users_before, user, |id| {
+                    before.users.get(id).map(body::UserSummaryData)
+                })?;
+                (Data::Membership(Membership { group, user }), None)
+            }
+        };
+        serde_json::to_string(&body::Body {
+            id,
+            tenant,
+            seq,
+            event_type: change.event_type(),
+            occurred_at,
+            sync_id,
+            source,
+            data,
+            previous_attributes,
+        })
+    }
+}
+
+/// The summary JSON of `id` from `cache`, rendered with `view` the first time.
+fn summary<'c, T: Serialize>(
+    cache: &'c mut HashMap<Id, Option<Box<RawValue>>>,
+    id: &Id,
+    view: impl FnOnce(&Id) -> Option<T>,
+) -> Result<Option<&'c RawValue>, serde_json::Error> {
+    if !cache.contains_key(id) {
+        let rendered = view(id)
+            .map(|view| serde_json::value::to_raw_value(&view))
+            .transpose()?;
+        cache.insert(id.clone(), rendered);
+    }
+    Ok(cache.get(id).and_then(|rendered| rendered.as_deref()))
 }
 
 /// Borrowed views of the model that serialize as their `serde_json::Value` form does: object
@@ -246,6 +311,7 @@ pub fn event_body(
 /// itself serializes. `tests::event_bodies_match_the_value_rendering` holds them to it.
 mod body {
     use serde::{Serialize, Serializer};
+    use serde_json::value::RawValue;
     use serde_json::{Map, Value};
 
     use super::{EventType, SourceKind};
@@ -274,10 +340,11 @@ mod body {
         Membership(Membership<'a>),
     }
 
+    /// The summaries, already rendered (`EventRenderer` keeps them).
     #[derive(Serialize)]
     pub(super) struct Membership<'a> {
-        pub group: Option<GroupSummaryData<'a>>,
-        pub user: Option<UserSummaryData<'a>>,
+        pub group: Option<&'a RawValue>,
+        pub user: Option<&'a RawValue>,
     }
 
     pub(super) struct UserData<'a>(pub &'a User);

@@ -9,7 +9,7 @@ use super::lock::{check_lease, Lease};
 use super::runs::{insert_run, RunOutcome, RunRecord};
 use super::snapshot::{text, write_changes};
 use super::{now_ms, StoreError};
-use crate::event::{event_body, format_timestamp, new_event_id, Change, Event, SourceKind};
+use crate::event::{format_timestamp, new_event_id, Change, Event, EventRenderer, SourceKind};
 use crate::model::{DirectGraph, MemberKind, Snapshot};
 
 /// What a sync hands the store to commit.
@@ -81,13 +81,12 @@ fn subject_id(change: &Change) -> &str {
 /// Commits a sync: checks the lease, records the run, appends every event, writes the changed
 /// rows and moves the tenant's `last_seq`, all in one transaction.
 pub fn commit(conn: &mut Connection, input: NewEvents<'_>) -> Result<CommitSummary, StoreError> {
-    // A large commit inserts into indexes in random order (events by subject, memberships by
-    // user): with SQLite's default 2 MB page cache it spills and rereads pages all along. A
-    // bigger cache for this transaction only: a caller's connection may live on. 384 MiB holds
-    // the indexes a million-event commit touches at random (a first sync of 100k users then
-    // peaks near 800 MiB); the cache is freed right after.
+    // A large commit writes more pages than SQLite's default 2 MB cache holds, and indexes it
+    // keeps (see `set_aside_indexes`) take inserts at random places: with a small cache it
+    // spills and rereads pages all along. A bigger cache for this transaction only: a caller's
+    // connection may live on.
     const LARGE: usize = 10_000;
-    const LARGE_CACHE_KIB: i64 = 384 * 1024;
+    const LARGE_CACHE_KIB: i64 = 128 * 1024;
     let large = input.changes.len() > LARGE;
     if large {
         conn.pragma_update(None, "cache_size", -LARGE_CACHE_KIB)?;
@@ -122,6 +121,7 @@ fn commit_transaction(
     let occurred_at = format_timestamp(
         chrono::DateTime::from_timestamp_millis(now).unwrap_or_else(chrono::Utc::now),
     );
+    let set_aside = set_aside_indexes(&tx, &bulk_inserts(&input), BULK_INSERT)?;
     append_events(&tx, &input, previous_seq, sync_id, now, &occurred_at)?;
     write_changes(&tx, input.tenant, input.changes, input.after)?;
     if events > 0 {
@@ -135,6 +135,9 @@ fn commit_transaction(
     if let Some(direct) = input.direct {
         write_direct_graph(&tx, input.tenant, direct)?;
     }
+    for definition in &set_aside {
+        tx.execute_batch(definition)?;
+    }
     tx.commit()?;
     Ok(CommitSummary {
         sync_id,
@@ -142,6 +145,62 @@ fn commit_transaction(
         last_seq: previous_seq + events,
         events,
     })
+}
+
+/// Inserts into one table below which keeping its indexes costs less than rebuilding them.
+const BULK_INSERT: usize = 50_000;
+
+/// How many rows a commit is about to insert, per table with secondary indexes.
+fn bulk_inserts(input: &NewEvents<'_>) -> [(&'static str, usize); 4] {
+    let count = |wanted: fn(&Change) -> bool| input.changes.iter().filter(|c| wanted(c)).count();
+    [
+        ("events", input.changes.len()),
+        ("users", count(|c| matches!(c, Change::UserCreated(_)))),
+        (
+            "memberships",
+            count(|c| matches!(c, Change::UserAdded { .. })),
+        ),
+        ("group_edges", input.direct.map_or(0, DirectGraph::len)),
+    ]
+}
+
+/// Drops the secondary indexes of every table this commit inserts more rows into than the
+/// table holds, and returns their definitions for the commit to recreate once the rows are in.
+///
+/// A first sync of a large tenant inserts a million rows into tables indexed by subject, user
+/// and member: row by row, each insert lands at a random place in those indexes. Building an
+/// index afterwards sorts once and writes it in order, a fraction of the work. Inside the
+/// transaction, so a failed commit gets its indexes back with the rollback; readers keep
+/// seeing the last committed schema meanwhile (WAL).
+pub(super) fn set_aside_indexes(
+    tx: &Connection,
+    inserts: &[(&'static str, usize)],
+    bulk: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut definitions = Vec::new();
+    for &(table, inserting) in inserts {
+        if inserting < bulk {
+            continue;
+        }
+        let held: i64 = tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+            row.get(0)
+        })?;
+        if inserting as i64 <= held {
+            continue;
+        }
+        let indexes: Vec<(String, String)> = tx
+            .prepare(
+                "SELECT name, sql FROM sqlite_schema
+                 WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+            )?
+            .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (name, definition) in indexes {
+            tx.execute_batch(&format!("DROP INDEX \"{name}\""))?;
+            definitions.push(definition);
+        }
+    }
+    Ok(definitions)
 }
 
 /// Appends one event per change, `seq` from `previous_seq + 1` on.
@@ -174,23 +233,15 @@ fn append_events(
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Rendered>>(AHEAD);
         let renderer = scope.spawn(move || -> Result<(), serde_json::Error> {
+            let mut renderer = EventRenderer::new(before, after);
             for (batch_index, batch) in input.changes.chunks(BATCH).enumerate() {
                 let first_seq = previous_seq + 1 + (batch_index * BATCH) as u64;
                 let mut rendered = Vec::with_capacity(batch.len());
                 for (offset, change) in batch.iter().enumerate() {
                     let seq = first_seq + offset as u64;
                     let id = new_event_id();
-                    let body = event_body(
-                        change,
-                        before,
-                        after,
-                        &id,
-                        tenant,
-                        seq,
-                        sync_id,
-                        source,
-                        occurred_at,
-                    )?;
+                    let body =
+                        renderer.render(change, &id, tenant, seq, sync_id, source, occurred_at)?;
                     rendered.push(Rendered { seq, id, body });
                 }
                 // The inserting side hung up: it failed, and says why.

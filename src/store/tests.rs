@@ -429,6 +429,62 @@ fn migration_3_keeps_every_user_and_event_of_a_version_2_database() {
 }
 
 #[test]
+fn indexes_set_aside_for_a_bulk_insert_come_back_with_the_commit_or_the_rollback() {
+    let (_dir, _store, mut conn, _lease) = open_temp();
+    let indexes = |conn: &rusqlite::Connection| -> Vec<String> {
+        conn.prepare(
+            "SELECT name FROM sqlite_schema
+             WHERE type = 'index' AND tbl_name = 'memberships' AND sql IS NOT NULL",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    assert_eq!(indexes(&conn), ["memberships_by_user"]);
+    {
+        let tx = conn.transaction().unwrap();
+        // Fewer rows to insert than the threshold: nothing is set aside.
+        assert!(outbox::set_aside_indexes(&tx, &[("memberships", 2)], 3)
+            .unwrap()
+            .is_empty());
+        let set_aside = outbox::set_aside_indexes(&tx, &[("memberships", 3)], 3).unwrap();
+        assert_eq!(set_aside.len(), 1);
+        assert!(indexes(&tx).is_empty());
+        // Dropped without commit: rolled back.
+    }
+    assert_eq!(indexes(&conn), ["memberships_by_user"]);
+    {
+        let tx = conn.transaction().unwrap();
+        let set_aside = outbox::set_aside_indexes(&tx, &[("memberships", 3)], 3).unwrap();
+        tx.execute_batch(
+            "INSERT INTO memberships (tenant, group_id, user_id)
+             VALUES ('acme', 'g1', 'u1'), ('acme', 'g2', 'u1'), ('acme', 'g2', 'u2')",
+        )
+        .unwrap();
+        for definition in &set_aside {
+            tx.execute_batch(definition).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    assert_eq!(indexes(&conn), ["memberships_by_user"]);
+    let plan: String = conn
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT group_id FROM memberships WHERE tenant = 'acme' AND user_id = 'u1'",
+            [],
+            |row| row.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("memberships_by_user"), "{plan}");
+    // A table holding more rows than the commit inserts keeps its indexes.
+    let tx = conn.transaction().unwrap();
+    assert!(outbox::set_aside_indexes(&tx, &[("memberships", 3)], 1)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
 fn a_lease_excludes_other_holders_until_released_and_a_lost_lease_cannot_commit() {
     let (_dir, store, mut conn, lease) = open_temp();
     let mut other = store.connect().unwrap();
