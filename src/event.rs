@@ -596,7 +596,11 @@ mod tests {
             });
             changes.push(Change::UserRemoved { group, user });
         }
-        for (seq, change) in changes.iter().enumerate() {
+        // One renderer for every change, twice over, as a commit uses it: its summaries come
+        // from the cache the second time, and `u1` renders differently before and after.
+        let mut shared = EventRenderer::new(&before, &after);
+        let twice = changes.iter().chain(changes.iter());
+        for (seq, change) in twice.enumerate() {
             let (data, previous_attributes) = change.render(&before, &after);
             let event = Event {
                 id: "evt_1".into(),
@@ -622,6 +626,18 @@ mod tests {
             )
             .unwrap();
             assert_eq!(direct, serde_json::to_string(&event).unwrap(), "{change:?}");
+            let cached = shared
+                .render(
+                    change,
+                    "evt_1",
+                    "acme",
+                    seq as u64,
+                    7,
+                    SourceKind::Google,
+                    "2026-01-01T00:00:00.000Z",
+                )
+                .unwrap();
+            assert_eq!(cached, direct, "{change:?}");
         }
     }
 }
