@@ -187,47 +187,22 @@ pub fn format_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The stored JSON text of the event `change` becomes, byte for byte what serializing the
-/// `Event` of `Change::render` gives, but written straight from the snapshots: a first sync
-/// of a large directory renders a million events, and building each as a `serde_json::Value`
-/// first cost about as much as inserting it.
-#[allow(clippy::too_many_arguments)]
-pub fn event_body(
-    change: &Change,
-    before: &Snapshot,
-    after: &Snapshot,
-    id: &str,
-    tenant: &str,
-    seq: u64,
-    sync_id: i64,
-    source: SourceKind,
-    occurred_at: &str,
-) -> Result<String, serde_json::Error> {
-    EventRenderer::new(before, after).render(change, id, tenant, seq, sync_id, source, occurred_at)
-}
-
-/// Renders the events of one commit as `event_body` does, keeping the JSON of every user and
-/// group summary it wrote: the membership events of a large first sync name the same 100k
-/// users and 10k groups a million times over, and each is serialized once.
+/// Renders the stored JSON text of a commit's events: byte for byte what serializing the
+/// `Event` of `Change::render` gives, but written straight from the snapshots, because a first
+/// sync of a large directory renders a million events and building each as a
+/// `serde_json::Value` first cost about as much as inserting it. It keeps the JSON of every
+/// user and group summary it wrote: those million membership events name the same 100k users
+/// and 10k groups over and over, and each is serialized once.
 pub struct EventRenderer<'a> {
-    before: &'a Snapshot,
-    after: &'a Snapshot,
-    /// Summary JSON by id, per snapshot; `None`: the snapshot has no such object.
-    users_before: HashMap<Id, Option<Box<RawValue>>>,
-    users_after: HashMap<Id, Option<Box<RawValue>>>,
-    groups_before: HashMap<Id, Option<Box<RawValue>>>,
-    groups_after: HashMap<Id, Option<Box<RawValue>>>,
+    before: Summaries<'a>,
+    after: Summaries<'a>,
 }
 
 impl<'a> EventRenderer<'a> {
     pub fn new(before: &'a Snapshot, after: &'a Snapshot) -> Self {
         Self {
-            before,
-            after,
-            users_before: HashMap::new(),
-            users_after: HashMap::new(),
-            groups_before: HashMap::new(),
-            groups_after: HashMap::new(),
+            before: Summaries::new(before),
+            after: Summaries::new(after),
         }
     }
 
@@ -242,8 +217,8 @@ impl<'a> EventRenderer<'a> {
         source: SourceKind,
         occurred_at: &str,
     ) -> Result<String, serde_json::Error> {
-        use body::{Data, GroupData, Membership, UserData};
-        let (before, after) = (self.before, self.after);
+        use body::{Data, GroupData, UserData};
+        let (before, after) = (self.before.snapshot, self.after.snapshot);
         let (data, previous_attributes) = match change {
             Change::UserCreated(id) => (Data::User(after.users.get(id).map(UserData)), None),
             Change::UserUpdated { id, previous } => (
@@ -258,22 +233,10 @@ impl<'a> EventRenderer<'a> {
             ),
             Change::GroupDeleted(id) => (Data::Group(before.groups.get(id).map(GroupData)), None),
             Change::UserAdded { group, user } => {
-                let group = summary(&mut self.groups_after, group, |id| {
-                    after.groups.get(id).map(body::GroupSummaryData)
-                })?;
-                let user = summary(&mut self.users_after, user, |id| {
-                    after.users.get(id).map(body::UserSummaryData)
-                })?;
-                (Data::Membership(Membership { group, user }), None)
+                (Data::Membership(self.after.membership(group, user)?), None)
             }
             Change::UserRemoved { group, user } => {
-                let group = summary(&mut self.groups_before, group, |id| {
-                    before.groups.get(id).map(body::GroupSummaryData)
-                })?;
-                let user = summary(&mut self.users_before, user, |id| {
-                    before.users.get(id).map(body::UserSummaryData)
-                })?;
-                (Data::Membership(Membership { group, user }), None)
+                (Data::Membership(self.before.membership(group, user)?), None)
             }
         };
         serde_json::to_string(&body::Body {
@@ -290,8 +253,41 @@ impl<'a> EventRenderer<'a> {
     }
 }
 
-/// The summary JSON of `id` from `cache`, rendered with `view` the first time.
-fn summary<'c, T: Serialize>(
+/// The user and group summaries of one snapshot, each rendered once.
+struct Summaries<'a> {
+    snapshot: &'a Snapshot,
+    /// Summary JSON by id; `None`: the snapshot has no such object.
+    users: HashMap<Id, Option<Box<RawValue>>>,
+    groups: HashMap<Id, Option<Box<RawValue>>>,
+}
+
+impl<'a> Summaries<'a> {
+    fn new(snapshot: &'a Snapshot) -> Self {
+        Self {
+            snapshot,
+            users: HashMap::new(),
+            groups: HashMap::new(),
+        }
+    }
+
+    fn membership(
+        &mut self,
+        group: &Id,
+        user: &Id,
+    ) -> Result<body::Membership<'_>, serde_json::Error> {
+        let snapshot = self.snapshot;
+        let group = cached(&mut self.groups, group, |id| {
+            snapshot.groups.get(id).map(body::GroupSummaryData)
+        })?;
+        let user = cached(&mut self.users, user, |id| {
+            snapshot.users.get(id).map(body::UserSummaryData)
+        })?;
+        Ok(body::Membership { group, user })
+    }
+}
+
+/// The JSON of `id` from `cache`, rendered with `view` the first time.
+fn cached<'c, T: Serialize>(
     cache: &'c mut HashMap<Id, Option<Box<RawValue>>>,
     id: &Id,
     view: impl FnOnce(&Id) -> Option<T>,
@@ -613,30 +609,22 @@ mod tests {
                 data,
                 previous_attributes,
             };
-            let direct = event_body(
-                change,
-                &before,
-                &after,
-                "evt_1",
-                "acme",
-                seq as u64,
-                7,
-                SourceKind::Google,
-                "2026-01-01T00:00:00.000Z",
-            )
-            .unwrap();
+            let render = |renderer: &mut EventRenderer<'_>| {
+                renderer
+                    .render(
+                        change,
+                        "evt_1",
+                        "acme",
+                        seq as u64,
+                        7,
+                        SourceKind::Google,
+                        "2026-01-01T00:00:00.000Z",
+                    )
+                    .unwrap()
+            };
+            let direct = render(&mut EventRenderer::new(&before, &after));
             assert_eq!(direct, serde_json::to_string(&event).unwrap(), "{change:?}");
-            let cached = shared
-                .render(
-                    change,
-                    "evt_1",
-                    "acme",
-                    seq as u64,
-                    7,
-                    SourceKind::Google,
-                    "2026-01-01T00:00:00.000Z",
-                )
-                .unwrap();
+            let cached = render(&mut shared);
             assert_eq!(cached, direct, "{change:?}");
         }
     }
