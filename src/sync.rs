@@ -453,7 +453,7 @@ async fn plan_and_commit(
             before: &planned.previous,
             after: &planned.after,
             changes: &planned.changes,
-            run: empty_run(started_at),
+            run: RunRecord::begun(started_at),
             exclusions: Vec::new(),
             direct: None,
         };
@@ -470,7 +470,7 @@ async fn plan_and_commit(
     }
 
     // From here on the run is not cancellable: the commit is one transaction.
-    let mut run = empty_run(started_at);
+    let mut run = RunRecord::begun(started_at);
     run.counts = counts;
     run.users = report.users;
     run.groups = report.groups;
@@ -585,30 +585,13 @@ fn phase(name: &str) {
     );
 }
 
-fn empty_run(started_at: i64) -> RunRecord {
-    RunRecord {
-        started_at,
-        finished_at: started_at,
-        outcome: RunOutcome::Failed,
-        counts: BTreeMap::new(),
-        users: None,
-        groups: None,
-        memberships: None,
-        api_requests: 0,
-        retries: 0,
-        first_seq: None,
-        last_seq: None,
-        error: None,
-    }
-}
-
 async fn record_uncommitted(
     store: &Store,
     tenant: &TenantConfig,
     report: &mut SyncReport,
     started_at: i64,
 ) {
-    let mut run = empty_run(started_at);
+    let mut run = RunRecord::begun(started_at);
     run.finished_at = store::now_ms();
     run.outcome = report.outcome;
     run.users = report.users;

@@ -330,70 +330,59 @@ fn fold(folded: &mut Folded, events: &[Value], mut seq: u64) -> u64 {
         assert_eq!(event["seq"], seq, "seq grows by exactly 1: {event}");
         let data = &event["data"];
         let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
-        match event["type"].as_str().unwrap() {
-            "user.created" => assert!(
-                folded.users.insert(id(data), data.clone()).is_none(),
-                "{event}"
-            ),
-            "user.updated" => {
-                let old = folded
-                    .users
-                    .insert(id(data), data.clone())
-                    .expect("updated user exists");
-                for (key, value) in event["previous_attributes"].as_object().unwrap() {
-                    assert_eq!(
-                        old.get(key).unwrap_or(&Value::Null),
-                        value,
-                        "previous {key}: {event}"
-                    );
+        let event_type = event["type"].as_str().unwrap();
+        match event_type {
+            "user.created" | "user.updated" | "user.deleted" | "group.created"
+            | "group.updated" | "group.deleted" => {
+                let (kind, action) = event_type.split_once('.').unwrap();
+                let objects = if kind == "user" {
+                    &mut folded.users
+                } else {
+                    &mut folded.groups
+                };
+                let member_of = |(g, u): &(String, String)| {
+                    if kind == "user" {
+                        u.clone()
+                    } else {
+                        g.clone()
+                    }
+                };
+                match action {
+                    "created" => {
+                        assert!(objects.insert(id(data), data.clone()).is_none(), "{event}")
+                    }
+                    "updated" => {
+                        let old = objects
+                            .insert(id(data), data.clone())
+                            .expect("updated object exists");
+                        for (key, value) in event["previous_attributes"].as_object().unwrap() {
+                            assert_eq!(
+                                old.get(key).unwrap_or(&Value::Null),
+                                value,
+                                "previous {key}: {event}"
+                            );
+                        }
+                    }
+                    _ => {
+                        assert!(
+                            folded.members.iter().all(|m| member_of(m) != id(data)),
+                            "memberships removed first: {event}"
+                        );
+                        assert!(objects.remove(&id(data)).is_some(), "{event}");
+                    }
                 }
             }
-            "user.deleted" => {
-                assert!(
-                    folded.members.iter().all(|(_, u)| *u != id(data)),
-                    "memberships removed first: {event}"
-                );
-                assert!(folded.users.remove(&id(data)).is_some(), "{event}");
-            }
-            "group.created" => assert!(
-                folded.groups.insert(id(data), data.clone()).is_none(),
-                "{event}"
-            ),
-            "group.updated" => {
-                let old = folded
-                    .groups
-                    .insert(id(data), data.clone())
-                    .expect("updated group exists");
-                for (key, value) in event["previous_attributes"].as_object().unwrap() {
-                    assert_eq!(
-                        old.get(key).unwrap_or(&Value::Null),
-                        value,
-                        "previous {key}: {event}"
-                    );
-                }
-            }
-            "group.deleted" => {
-                assert!(
-                    folded.members.iter().all(|(g, _)| *g != id(data)),
-                    "memberships removed first: {event}"
-                );
-                assert!(folded.groups.remove(&id(data)).is_some(), "{event}");
-            }
-            "group.user_added" => {
+            "group.user_added" | "group.user_removed" => {
                 let (g, u) = (id(&data["group"]), id(&data["user"]));
                 assert!(
                     folded.groups.contains_key(&g) && folded.users.contains_key(&u),
                     "{event}"
                 );
-                assert!(folded.members.insert((g, u)), "{event}");
-            }
-            "group.user_removed" => {
-                let (g, u) = (id(&data["group"]), id(&data["user"]));
-                assert!(
-                    folded.groups.contains_key(&g) && folded.users.contains_key(&u),
-                    "{event}"
-                );
-                assert!(folded.members.remove(&(g, u)), "{event}");
+                if event_type == "group.user_added" {
+                    assert!(folded.members.insert((g, u)), "{event}");
+                } else {
+                    assert!(folded.members.remove(&(g, u)), "{event}");
+                }
             }
             other => panic!("unknown type {other}"),
         }

@@ -56,6 +56,27 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+impl RunRecord {
+    /// A run started at `started_at` that has done nothing yet: `Failed` until something says
+    /// otherwise (`commit` sets the outcome it commits).
+    pub fn begun(started_at: i64) -> Self {
+        Self {
+            started_at,
+            finished_at: started_at,
+            outcome: RunOutcome::Failed,
+            counts: BTreeMap::new(),
+            users: None,
+            groups: None,
+            memberships: None,
+            api_requests: 0,
+            retries: 0,
+            first_seq: None,
+            last_seq: None,
+            error: None,
+        }
+    }
+}
+
 pub(super) fn insert_run(
     conn: &Connection,
     tenant: &str,

@@ -149,20 +149,7 @@ fn commit_snapshot(
                 .map(move |u| (g.clone(), crate::model::MemberKind::User, u.clone()))
         })
         .collect();
-    let run = RunRecord {
-        started_at: now_ms(),
-        finished_at: now_ms(),
-        outcome: RunOutcome::Committed,
-        counts: BTreeMap::new(),
-        users: None,
-        groups: None,
-        memberships: None,
-        api_requests: 0,
-        retries: 0,
-        first_seq: None,
-        last_seq: None,
-        error: None,
-    };
+    let run = RunRecord::begun(now_ms());
     commit(
         conn,
         NewEvents {
@@ -512,20 +499,7 @@ fn a_lease_excludes_other_holders_until_released_and_a_lost_lease_cannot_commit(
     let u = user("u1", "a@example.com", true, "x");
     after.users.insert(u.id.clone(), u);
     let changes = diff(&before, &after);
-    let run = RunRecord {
-        started_at: 0,
-        finished_at: 0,
-        outcome: RunOutcome::Committed,
-        counts: BTreeMap::new(),
-        users: None,
-        groups: None,
-        memberships: None,
-        api_requests: 0,
-        retries: 0,
-        first_seq: None,
-        last_seq: None,
-        error: None,
-    };
+    let run = RunRecord::begun(0);
     let err = commit(
         &mut conn,
         NewEvents {

@@ -18,7 +18,7 @@ use axum::routing::post;
 use axum::Router;
 use dirsync::event::SourceKind;
 use dirsync::model::{Email, Id, RawAttributes, Snapshot, User, UserState};
-use dirsync::store::{self, Lease, NewEvents, RunOutcome, RunRecord, Store};
+use dirsync::store::{self, Lease, NewEvents, RunRecord, Store};
 use serde_json::Value;
 
 /// A Standard Webhooks secret for tests.
@@ -235,20 +235,7 @@ pub fn commit_users(store: &Store, tenant: &str, range: std::ops::Range<u32>) ->
             before: &before,
             after: &after,
             changes: &changes,
-            run: RunRecord {
-                started_at: now,
-                finished_at: now,
-                outcome: RunOutcome::Committed,
-                counts: BTreeMap::new(),
-                users: None,
-                groups: None,
-                memberships: None,
-                api_requests: 0,
-                retries: 0,
-                first_seq: None,
-                last_seq: None,
-                error: None,
-            },
+            run: RunRecord::begun(now),
             exclusions: Vec::new(),
             direct: None,
         },
