@@ -112,9 +112,8 @@ const MIGRATIONS: &[&str] = &[
     // two kilobytes; a WITHOUT ROWID table keeps at most about 1 KB of a row in its B-tree and
     // moves the rest to an overflow page of its own, which at 100k users made the database
     // twice the size of its data and a first sync's commit write all of it twice over.
-    // Event ids lose their UNIQUE index: nothing looks events up by id, and ULIDs (48 bits of
-    // milliseconds, 80 random bits) do not collide, so it only cost a first sync a million
-    // index inserts.
+    // Event ids keep their uniqueness as a named UNIQUE index rather than a column constraint,
+    // so that a bulk commit can set it aside and rebuild it (`outbox::set_aside_indexes`).
     r#"
     CREATE TABLE users_v3 (
         tenant TEXT NOT NULL,
@@ -145,6 +144,7 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE events;
     ALTER TABLE events_v3 RENAME TO events;
     CREATE INDEX events_by_subject ON events (tenant, subject_id);
+    CREATE UNIQUE INDEX events_by_id ON events (id);
     "#,
 ];
 

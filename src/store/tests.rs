@@ -413,6 +413,14 @@ fn migration_3_keeps_every_user_and_event_of_a_version_2_database() {
             [],
         )
         .is_err());
+    // Event ids stay unique across tenants.
+    assert!(conn
+        .execute(
+            "INSERT INTO events (tenant, seq, id, type, subject_id, occurred_at, sync_id, body)
+             VALUES ('globex', 2, 'evt_1', 'user.created', 'u9', 12, 3, '{}')",
+            [],
+        )
+        .is_err());
 }
 
 #[test]
