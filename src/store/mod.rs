@@ -3,8 +3,11 @@
 //! tenant, the transactional outbox of events, the record of runs, the per-tenant sync lease
 //! and the sinks' delivery cursors.
 //!
-//! Every function here is synchronous over a `rusqlite::Connection`/`Transaction`; async
-//! callers reach it through `spawn_blocking`. Must not: import sources or sinks.
+//! Every SQL function here is synchronous over a `rusqlite::Connection`/`Transaction`. The rest
+//! of dirsync reaches them through one handle, [`Store`]: its async methods run the SQL on the
+//! blocking pool with a connection from a small pool, so no async worker ever waits on SQLite
+//! and a run does not open (and checkpoint on close) connections of its own. A second backend
+//! (PostgreSQL) goes behind the same methods. Must not: import sources or sinks.
 
 pub mod cursors;
 mod lock;
@@ -24,6 +27,7 @@ pub use runs::{last_runs, record_run, RunOutcome, RunRecord, StoredRun};
 pub use snapshot::{load_index, load_objects, load_snapshot, stored_counts, StoredCounts};
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -54,13 +58,26 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    #[error("a database task stopped: {0}")]
+    Task(String),
 }
 
-/// Where the database lives; opens connections configured the same way.
+/// The one handle on the database: cheap to clone, shared by every task of a process.
 #[derive(Debug, Clone)]
 pub struct Store {
-    path: PathBuf,
+    inner: Arc<Inner>,
 }
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    /// Connections kept open between calls; at most [`IDLE_CONNECTIONS`].
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Open connections kept for reuse: enough for a run, its lease renewal and a few delivery
+/// tasks at once; more are opened when needed and closed after use.
+const IDLE_CONNECTIONS: usize = 8;
 
 impl Store {
     /// Creates the state directory if needed, opens the database and migrates it.
@@ -69,11 +86,10 @@ impl Store {
             path: state_dir.to_owned(),
             source,
         })?;
-        let store = Self {
-            path: state_dir.join("dirsync.db"),
-        };
+        let store = Self::at(state_dir.join("dirsync.db"));
         let mut conn = store.connect()?;
-        migrations::migrate(&mut conn, &store.path)?;
+        migrations::migrate(&mut conn, store.path())?;
+        store.put_back(conn);
         Ok(store)
     }
 
@@ -83,20 +99,71 @@ impl Store {
         if !path.exists() {
             return Ok(None);
         }
-        let store = Self { path };
+        let store = Self::at(path);
         let mut conn = store.connect()?;
-        migrations::migrate(&mut conn, &store.path)?;
+        migrations::migrate(&mut conn, store.path())?;
+        store.put_back(conn);
         Ok(Some(store))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn at(path: PathBuf) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
     }
 
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `work` with a pooled connection on the blocking pool: the gateway through which
+    /// all of dirsync's SQL runs.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.run_blocking(work))
+            .await
+            .map_err(|err| StoreError::Task(err.to_string()))?
+    }
+
+    /// [`Store::run`] for code that is already on a blocking thread.
+    pub fn run_blocking<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = lock(&self.inner.idle).pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = work(&mut conn);
+        // A connection left inside a transaction (a panic in `work` aside, which drops it)
+        // must not be handed to the next caller.
+        if conn.is_autocommit() {
+            self.put_back(conn);
+        }
+        result
+    }
+
+    fn put_back(&self, conn: Connection) {
+        let mut idle = lock(&self.inner.idle);
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+    }
+
+    /// A new connection configured like the pooled ones, for tests and tools that read the
+    /// database directly; dirsync itself goes through [`Store::run`].
     pub fn connect(&self) -> Result<Connection, StoreError> {
+        let path = self.path();
         let open = || -> rusqlite::Result<Connection> {
             let conn = Connection::open_with_flags(
-                &self.path,
+                path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE
                     | OpenFlags::SQLITE_OPEN_CREATE
                     | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -128,13 +195,18 @@ impl Store {
                 }
                 Err(source) => {
                     return Err(StoreError::Open {
-                        path: self.path.clone(),
+                        path: path.to_owned(),
                         source,
                     })
                 }
             }
         }
     }
+}
+
+/// A poisoned pool only means a task panicked while pushing or popping; the list is intact.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Milliseconds since the Unix epoch, the store's time unit.
