@@ -16,6 +16,7 @@
 //! - `emulator`: the Google Directory API emulator used by tests, benchmarks and the demo.
 //! - `cli`, `commands`: the thin edge — argument parsing, verbs, exit codes.
 
+pub mod attribute_path;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -23,10 +24,13 @@ pub mod daemon;
 pub mod diff;
 pub mod emulator;
 pub mod event;
+pub mod glob;
 pub mod model;
 pub mod policy;
 pub mod process_stats;
+pub mod run;
 pub mod setup;
+pub mod signing;
 pub mod sink;
 pub mod source;
 pub mod store;

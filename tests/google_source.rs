@@ -15,11 +15,11 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use dirsync::attribute_path::AttributePath;
 use dirsync::config::{
     AttributeMapping, FiltersConfig, GoogleSourceConfig, NestedGroups, SuspendedUsers,
 };
 use dirsync::model::UserState;
-use dirsync::policy::path::AttributePath;
 use dirsync::source::google::{GoogleSource, SCOPES};
 use dirsync::source::http::RetryPolicy;
 use dirsync::source::{FetchStats, MemberRef, OtherMember, SourceError};

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dirsync::model::MemberKind;
 use dirsync::model::{Id, UserState};
-use dirsync::source::scim::{ResourceKind, ScimSource};
+use dirsync::source::scim::ScimSource;
 use dirsync::source::{FetchStats, MemberRef, OtherMember, SourceError};
 use scim_fixture::{index_page, spc, user, Answer, Fixture, Request};
 use serde_json::{json, Value};
@@ -117,7 +118,7 @@ async fn a_resource_deleted_between_pages_does_not_hide_another() {
         "the torn listing (2 pages) was repeated (2 pages)"
     );
     let gone = source
-        .confirm_absent(ResourceKind::User, &[Id::from("a"), Id::from("c")])
+        .confirm_absent(MemberKind::User, &[Id::from("a"), Id::from("c")])
         .await
         .unwrap();
     assert_eq!(gone, vec![Id::from("a")]);

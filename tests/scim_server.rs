@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use dirsync::config::ScimPagination;
+use dirsync::model::MemberKind;
 use dirsync::model::{Email, Id, UserState};
-use dirsync::source::scim::{ResourceKind, ScimSource};
+use dirsync::source::scim::ScimSource;
 use dirsync::source::{FetchStats, Fetched, MemberRef};
 use scim_support::{ScimServer, Spc, ENTERPRISE};
 use serde_json::json;
@@ -190,7 +191,7 @@ async fn changes_made_the_way_okta_and_entra_make_them_are_fetched() {
     let source = server.source();
     let gone = source
         .confirm_absent(
-            ResourceKind::User,
+            MemberKind::User,
             &[
                 Id::from(ids["dave"].as_str()),
                 Id::from(ids["bob"].as_str()),
@@ -200,7 +201,7 @@ async fn changes_made_the_way_okta_and_entra_make_them_are_fetched() {
         .unwrap();
     assert_eq!(gone, vec![Id::from(ids["dave"].as_str())]);
     let gone = source
-        .confirm_absent(ResourceKind::Group, &[Id::from(ids["admins"].as_str())])
+        .confirm_absent(MemberKind::Group, &[Id::from(ids["admins"].as_str())])
         .await
         .unwrap();
     assert!(gone.is_empty());

@@ -14,8 +14,8 @@ use super::{open_store, tenant, Failure, Outcome};
 use crate::cli::InspectArgs;
 use crate::config::TenantConfig;
 use crate::config::{Config, SourceConfig};
+use crate::glob::glob_matches;
 use crate::model::{Group, User};
-use crate::policy::glob_matches;
 use crate::store::{lookup, StoreError};
 
 const RECENT_EVENTS: u32 = 10;

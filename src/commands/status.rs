@@ -9,7 +9,8 @@ use crate::cli::StatusArgs;
 use crate::config::{Config, TenantConfig};
 use crate::daemon::control::{self, Request};
 use crate::daemon::tenant::TenantState;
-use crate::store::{self, Store, StoredCounts, StoredRun};
+use crate::run::RunSummary;
+use crate::store::{self, Store, StoredCounts};
 
 #[derive(Debug, Serialize)]
 pub struct TenantStatus {
@@ -17,7 +18,7 @@ pub struct TenantStatus {
     pub enabled: bool,
     pub schedule: String,
     pub next_run: Option<String>,
-    pub last_run: Option<StoredRun>,
+    pub last_run: Option<RunSummary>,
     pub last_success: Option<String>,
     pub stored: StoredCounts,
     pub last_seq: u64,
@@ -51,21 +52,22 @@ pub fn tenant_status(
         daemon: None,
     };
     if let Some(store) = store {
-        let conn = store.connect()?;
-        let runs = store::last_runs(&conn, &tenant.id, 50)?;
+        let (runs, stored, last_seq, sinks) = store.run_blocking(|conn| {
+            Ok((
+                store::last_runs(conn, &tenant.id, 50)?,
+                store::stored_counts(conn, &tenant.id)?,
+                store::last_seq(conn, &tenant.id)?,
+                crate::sink::sink_statuses(conn, tenant)?,
+            ))
+        })?;
         status.last_success = runs
             .iter()
-            .find(|r| {
-                matches!(
-                    r.outcome,
-                    store::RunOutcome::Committed | store::RunOutcome::NoChanges
-                )
-            })
-            .map(|r| r.finished_at.clone());
+            .find(|r| r.outcome.is_success())
+            .map(|r| r.finished_at.to_rfc3339());
         status.last_run = runs.into_iter().next();
-        status.stored = store::stored_counts(&conn, &tenant.id)?;
-        status.last_seq = store::last_seq(&conn, &tenant.id)?;
-        status.sinks = crate::sink::sink_statuses(&conn, tenant)?;
+        status.stored = stored;
+        status.last_seq = last_seq;
+        status.sinks = sinks;
     } else {
         status.sinks = tenant
             .sinks
@@ -155,11 +157,11 @@ fn print_text(status: &TenantStatus) {
         Some(run) => {
             println!(
                 "  last run:    {} {} in {:.1}s, {} events (sync {})",
-                run.finished_at,
+                run.finished_at.to_rfc3339(),
                 run.outcome.as_str(),
                 run.duration_ms as f64 / 1000.0,
                 run.events,
-                run.sync_id
+                run.sync_id.unwrap_or_default()
             );
             if let Some(error) = &run.error {
                 println!("  last error:  {error}");

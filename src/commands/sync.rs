@@ -8,7 +8,8 @@ use super::{open_store, tenant, Failure, Outcome};
 use crate::cli::SyncArgs;
 use crate::config::Config;
 use crate::daemon::control::{self, Request, Response};
-use crate::sync::{run_sync, SyncOptions, SyncReport};
+use crate::run::RunOutcome;
+use crate::sync::{run_sync, RunResult, SyncOptions};
 
 pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
     let tenant = tenant(config, &args.tenant)?;
@@ -39,10 +40,11 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
             ctrl_c.cancel();
         }
     });
-    let report = run_sync(&store, tenant, options, &cancel).await;
+    let result = run_sync(&store, tenant, options, &cancel).await;
+    let report = &result.summary;
     if args.json {
         // In-process runs also report this process's figures (for benchmarks).
-        let mut json = serde_json::to_value(&report).unwrap_or_default();
+        let mut json = serde_json::to_value(report).unwrap_or_default();
         if let (Some(object), Ok(serde_json::Value::Object(process))) = (
             json.as_object_mut(),
             serde_json::to_value(crate::process_stats::current()),
@@ -55,15 +57,16 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
             eprintln!("{}", report.summary_line());
         }
     } else {
-        print_report(&report, false);
+        print_report(&result, false);
     }
     Ok(report.exit_code())
 }
 
 /// Prints a run's summary: JSON (`--json`) or text, and a dry run's events.
-pub fn print_report(report: &SyncReport, json: bool) {
-    if report.outcome == crate::store::RunOutcome::DryRun && !json {
-        for event in &report.dry_run_events {
+pub fn print_report(result: &RunResult, json: bool) {
+    let report = &result.summary;
+    if report.outcome == RunOutcome::DryRun && !json {
+        for event in &result.dry_run_events {
             println!("{}", serde_json::to_string(event).unwrap_or_default());
         }
     }

@@ -9,7 +9,7 @@ mod policy;
 mod sink;
 mod source;
 
-pub use policy::{AttributeMapping, FiltersConfig, RolesConfig, UserScope};
+pub use policy::{default_attributes, AttributeMapping, FiltersConfig, RolesConfig, UserScope};
 pub use sink::{JsonlSinkConfig, RejectPolicy, SinkConfig, SinkKind, WebhookSinkConfig};
 pub use source::{
     read_service_account_key, GoogleSourceConfig, NestedGroups, ScimAuth, ScimPagination,

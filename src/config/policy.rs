@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{section, Problems};
+use crate::attribute_path::AttributePath;
 use crate::event::SourceKind;
-use crate::policy::path::AttributePath;
+use crate::glob::glob_matches;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -133,11 +134,7 @@ pub(super) fn check_roles_against_filters(
         return;
     }
     for group in roles.by_group.keys() {
-        if !filters
-            .groups
-            .iter()
-            .any(|glob| crate::policy::glob_matches(glob, group))
-        {
+        if !filters.groups.iter().any(|glob| glob_matches(glob, group)) {
             p.add(
                 format!("roles.\"{group}\""),
                 format!(
@@ -164,7 +161,7 @@ pub(super) fn validate_attributes(
         Some(value) => section(value, "attributes", p)?,
         None => BTreeMap::new(),
     };
-    let mut mapping = crate::policy::default_attributes(source);
+    let mut mapping = default_attributes(source);
     let mut ok = true;
     for (name, text) in table {
         match AttributePath::parse(&text) {
@@ -178,4 +175,33 @@ pub(super) fn validate_attributes(
         }
     }
     ok.then_some(mapping)
+}
+
+/// The attributes every tenant of a source gets unless its `[attributes]` says otherwise.
+pub fn default_attributes(source: Option<SourceKind>) -> AttributeMapping {
+    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let defaults: Vec<(&str, String)> = match source {
+        Some(SourceKind::Google) => vec![
+            ("job_title", "organizations[primary].title".into()),
+            ("department", "organizations[primary].department".into()),
+            ("cost_center", "organizations[primary].costCenter".into()),
+            ("employee_id", "externalIds[type=organization].value".into()),
+            ("manager_email", "relations[type=manager].value".into()),
+        ],
+        Some(SourceKind::Scim) => vec![
+            ("job_title", "title".into()),
+            ("department", format!("{ENTERPRISE}:department")),
+            ("cost_center", format!("{ENTERPRISE}:costCenter")),
+            ("employee_id", format!("{ENTERPRISE}:employeeNumber")),
+            ("manager_id", format!("{ENTERPRISE}:manager.value")),
+        ],
+        None => Vec::new(),
+    };
+    let mut mapping = AttributeMapping::default();
+    for (name, text) in defaults {
+        if let Ok(path) = AttributePath::parse(&text) {
+            mapping.paths.insert(name.to_owned(), path);
+        }
+    }
+    mapping
 }

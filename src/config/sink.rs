@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{section, Problems, Secret};
+use super::{section, Problems};
+use crate::signing::SigningKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -37,7 +38,8 @@ struct RawSink {
 #[derive(Debug, Clone)]
 pub struct WebhookSinkConfig {
     pub url: String,
-    pub secret: Secret,
+    /// From `secret_file`, parsed once here.
+    pub key: SigningKey,
     pub timeout: Duration,
     pub on_reject: RejectPolicy,
 }
@@ -122,19 +124,18 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                         None
                     }
                 };
-                let secret = secret.filter(|secret| {
-                    match crate::sink::webhook::SigningKey::from_secret(secret.expose()) {
-                        Ok(_) => true,
+                let signing_key =
+                    secret.and_then(|secret| match SigningKey::from_secret(secret.expose()) {
+                        Ok(signing_key) => Some(signing_key),
                         Err(err) => {
                             p.add(format!("{key}.secret_file"), err.to_string());
-                            false
+                            None
                         }
-                    }
-                });
-                match (url, secret) {
-                    (Some(url), Some(secret)) => Some(SinkKind::Webhook(WebhookSinkConfig {
+                    });
+                match (url, signing_key) {
+                    (Some(url), Some(signing_key)) => Some(SinkKind::Webhook(WebhookSinkConfig {
                         url,
-                        secret,
+                        key: signing_key,
                         timeout: Duration::from_secs(raw.timeout_seconds.unwrap_or(30)),
                         on_reject: raw.on_reject,
                     })),

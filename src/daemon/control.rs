@@ -220,12 +220,12 @@ async fn answer(request: Request, shared: &Shared) -> Response {
                 return Response::error(1, "the daemon is stopping; try again once it is back");
             }
             match result.await {
-                Ok(report) => Response {
+                Ok(result) => Response {
                     ok: true,
-                    exit_code: report.exit_code(),
-                    summary: Some(report.summary_line()),
-                    report: serde_json::to_value(&report).ok(),
-                    events: report
+                    exit_code: result.summary.exit_code(),
+                    summary: Some(result.summary.summary_line()),
+                    report: serde_json::to_value(&result.summary).ok(),
+                    events: result
                         .dry_run_events
                         .iter()
                         .filter_map(|e| serde_json::to_value(e).ok())

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use super::tenant::{lock, TenantState};
-use crate::store::{RunOutcome, StoredCounts};
-use crate::sync::SyncReport;
+use crate::run::{RunOutcome, RunSummary};
+use crate::store::StoredCounts;
 
 #[derive(Debug, Default, Clone)]
 struct TenantMetrics {
@@ -51,7 +51,7 @@ impl Metrics {
         lock(&self.tenants).remove(tenant);
     }
 
-    pub fn record_run(&self, report: &SyncReport, dry_run: bool) {
+    pub fn record_run(&self, report: &RunSummary, dry_run: bool) {
         let mut tenants = lock(&self.tenants);
         let entry = tenants.entry(report.tenant.clone()).or_default();
         *entry.runs.entry(report.outcome.as_str()).or_default() += 1;
@@ -254,24 +254,19 @@ mod tests {
     #[test]
     fn renders_runs_events_and_stored_counts() {
         let metrics = Metrics::default();
-        let report = SyncReport {
-            tenant: "acme".into(),
-            sync_id: Some(1),
-            outcome: RunOutcome::Committed,
-            events: 3,
-            counts: [("user.created".to_owned(), 3)].into_iter().collect(),
-            users: Some(3),
-            groups: Some(0),
-            memberships: Some(0),
-            api_requests: 4,
-            retries: 1,
-            duration_ms: 1500,
-            error: None,
-            warning: None,
-            first_seq: Some(1),
-            last_seq: Some(3),
-            dry_run_events: Vec::new(),
-        };
+        let mut report = RunSummary::begun("acme", crate::run::Millis(0));
+        report.sync_id = Some(1);
+        report.outcome = RunOutcome::Committed;
+        report.events = 3;
+        report.counts = [("user.created".to_owned(), 3)].into_iter().collect();
+        report.users = Some(3);
+        report.groups = Some(0);
+        report.memberships = Some(0);
+        report.api_requests = 4;
+        report.retries = 1;
+        report.duration_ms = 1500;
+        report.first_seq = Some(1);
+        report.last_seq = Some(3);
         metrics.record_run(&report, false);
         metrics.set_stored(
             "acme",

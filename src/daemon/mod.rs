@@ -13,6 +13,7 @@ pub mod control;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod schedule;
 pub mod sinks;
 pub mod tenant;
 
@@ -31,6 +32,7 @@ use tracing::{error, info, warn};
 use crate::config::{self, Config, GlobalConfig, Problem, TenantConfig};
 use crate::store::{Store, StoreError};
 use metrics::Metrics;
+use schedule::Clock;
 use tenant::{lock, BackoffPolicy, TenantHandle, TenantState, TenantTask};
 
 /// How long `/healthz` and the watchdog tolerate the supervisor loop not ticking.
@@ -131,6 +133,8 @@ pub struct DaemonOptions {
     /// How long shutdown waits for runs in their commit and for extensions to stop.
     pub stop_deadline: Duration,
     pub extensions: Vec<Arc<dyn Extension>>,
+    /// Where the scheduler reads the time (tests: paused tokio time).
+    pub clock: Clock,
 }
 
 impl DaemonOptions {
@@ -140,6 +144,7 @@ impl DaemonOptions {
             backoff: BackoffPolicy::default(),
             stop_deadline: Duration::from_secs(30),
             extensions: Vec::new(),
+            clock: Clock::System,
         }
     }
 }
@@ -421,6 +426,7 @@ impl Daemon {
             commits: self.shared.commits.clone(),
             extensions: self.shared.extensions.clone(),
             backoff: self.options.backoff,
+            clock: self.options.clock,
         };
         self.shared.tracker.spawn(task.run());
         TenantHandle {

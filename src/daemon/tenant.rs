@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
+
+use super::schedule::{next_due, random_jitter, Clock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -19,8 +21,9 @@ use super::metrics::Metrics;
 use super::{Commits, Extensions};
 use crate::config::TenantConfig;
 use crate::event::format_timestamp;
-use crate::store::{self, RunOutcome, Store};
-use crate::sync::{run_sync, SyncOptions, SyncReport};
+use crate::run::{RunOutcome, RunSummary};
+use crate::store::{self, Store};
+use crate::sync::{run_sync, RunResult, SyncOptions};
 
 /// How long a failing tenant waits before its next scheduled attempt.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +94,7 @@ pub struct TenantState {
 /// A force sync asked for over the control socket.
 pub struct ForceRequest {
     pub options: SyncOptions,
-    pub reply: oneshot::Sender<SyncReport>,
+    pub reply: oneshot::Sender<RunResult>,
 }
 
 /// The daemon's handle on a running tenant task.
@@ -128,24 +131,11 @@ pub struct TenantTask {
     pub commits: Commits,
     pub extensions: Extensions,
     pub backoff: BackoffPolicy,
+    pub clock: Clock,
 }
 
 fn same_options(a: SyncOptions, b: SyncOptions) -> bool {
     a.dry_run == b.dry_run && a.allow_mass_delete == b.allow_mass_delete
-}
-
-/// The next time the tenant's schedule fires after `from`, plus jitter of up to a tenth of the
-/// schedule's interval (at most 30 s).
-pub fn next_fire(config: &TenantConfig, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let mut upcoming = config.schedule.after(&from);
-    let first = upcoming.next()?;
-    let jitter_cap = upcoming
-        .next()
-        .and_then(|second| (second - first).to_std().ok())
-        .map(|gap| (gap / 10).min(Duration::from_secs(30)))
-        .unwrap_or_default();
-    let jitter_ms = rand::rng().random_range(0..=jitter_cap.as_millis() as u64);
-    Some(first + chrono::Duration::milliseconds(jitter_ms as i64))
 }
 
 impl TenantTask {
@@ -181,8 +171,9 @@ impl TenantTask {
 
             let config = self.config.borrow_and_update().clone();
             let due = if config.enabled {
-                let from = backoff_until.map_or(Utc::now(), |until| until.max(Utc::now()));
-                next_fire(&config, from)
+                let now = self.clock.now();
+                let from = backoff_until.map_or(now, |until| until.max(now));
+                next_due(&config.schedule, from, random_jitter())
             } else {
                 None
             };
@@ -193,7 +184,7 @@ impl TenantTask {
                 state.next_run = due.map(format_timestamp);
             }
             let wait = due
-                .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
+                .map(|at| self.clock.until(at))
                 // A disabled tenant only wakes for force requests, config changes and stop.
                 .unwrap_or(Duration::from_secs(365 * 24 * 3600));
 
@@ -228,28 +219,22 @@ impl TenantTask {
         let tenant = self.config.borrow().id.clone();
         let store = self.store.clone();
         let id = tenant.clone();
-        let loaded = tokio::task::spawn_blocking(move || -> Result<_, store::StoreError> {
-            let conn = store.connect()?;
-            let counts = store::stored_counts(&conn, &id)?;
-            let last_seq = store::last_seq(&conn, &id)?;
-            let last_success = store::last_runs(&conn, &id, 50)?
-                .into_iter()
-                .find(|r| matches!(r.outcome, RunOutcome::Committed | RunOutcome::NoChanges))
-                .and_then(|r| DateTime::parse_from_rfc3339(&r.finished_at).ok())
-                .map(|at| at.with_timezone(&Utc));
-            Ok((counts, last_seq, last_success))
-        })
-        .await;
+        let loaded = store
+            .run(move |conn| {
+                let counts = store::stored_counts(conn, &id)?;
+                let last_seq = store::last_seq(conn, &id)?;
+                let last_success = store::last_runs(conn, &id, 50)?
+                    .into_iter()
+                    .find(|r| r.outcome.is_success())
+                    .map(|r| r.finished_at.0);
+                Ok((counts, last_seq, last_success))
+            })
+            .await;
         match loaded {
-            Ok(Ok((counts, last_seq, last_success))) => {
-                self.metrics.seed(
-                    &tenant,
-                    counts,
-                    last_success.map(|at| at.timestamp_millis()),
-                );
+            Ok((counts, last_seq, last_success)) => {
+                self.metrics.seed(&tenant, counts, last_success);
                 self.commits.publish(&tenant, last_seq);
             }
-            Ok(Err(err)) => warn!(tenant, "cannot read the tenant's stored state: {err}"),
             Err(err) => warn!(tenant, "cannot read the tenant's stored state: {err}"),
         }
     }
@@ -259,25 +244,23 @@ impl TenantTask {
         trigger: Trigger,
         options: SyncOptions,
         backoff_until: &mut Option<DateTime<Utc>>,
-    ) -> SyncReport {
+    ) -> RunResult {
         let config = self.config.borrow().clone();
         {
             let mut state = lock(&self.state);
             state.running = Some(RunningState {
-                since: format_timestamp(Utc::now()),
+                since: format_timestamp(self.clock.now()),
                 trigger,
                 dry_run: options.dry_run,
             });
             state.next_run = None;
         }
-        let report = run_sync(&self.store, &config, options, &self.stop).await;
+        let result = run_sync(&self.store, &config, options, &self.stop).await;
+        let report: &RunSummary = &result.summary;
         let stopped = self.stop.is_cancelled();
-        self.metrics.record_run(&report, options.dry_run);
+        self.metrics.record_run(report, options.dry_run);
 
-        if matches!(
-            report.outcome,
-            RunOutcome::Committed | RunOutcome::NoChanges
-        ) {
+        if report.outcome.is_success() {
             if let Some(seq) = report.last_seq {
                 self.commits.publish(&config.id, seq);
                 for extension in self.extensions.iter() {
@@ -291,7 +274,7 @@ impl TenantTask {
         state.running = None;
         state.runs += 1;
         state.last_outcome = Some(report.outcome.as_str().to_owned());
-        state.last_finished = Some(format_timestamp(Utc::now()));
+        state.last_finished = Some(format_timestamp(self.clock.now()));
         state.last_error = report.error.clone();
         // A dry run says nothing about whether scheduled runs should wait; a run abandoned
         // because the daemon is stopping is not the IdP's fault.
@@ -305,7 +288,7 @@ impl TenantTask {
                 RunOutcome::Failed | RunOutcome::Refused => {
                     state.consecutive_failures += 1;
                     let delay = self.backoff.delay(state.consecutive_failures);
-                    let until = Utc::now()
+                    let until = self.clock.now()
                         + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
                     *backoff_until = Some(until);
                     state.backoff_until = Some(format_timestamp(until));
@@ -330,14 +313,16 @@ impl TenantTask {
             duration_ms = report.duration_ms,
             "run done"
         );
-        report
+        result
     }
 
     async fn refresh_stored_counts(&self, tenant: &str) {
-        let (store, id) = (self.store.clone(), tenant.to_owned());
-        let counts =
-            tokio::task::spawn_blocking(move || store::stored_counts(&store.connect()?, &id)).await;
-        if let Ok(Ok(counts)) = counts {
+        let id = tenant.to_owned();
+        let counts = self
+            .store
+            .run(move |conn| store::stored_counts(conn, &id))
+            .await;
+        if let Ok(counts) = counts {
             self.metrics.set_stored(tenant, counts);
         }
     }

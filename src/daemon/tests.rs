@@ -87,3 +87,67 @@ fn commits_wake_subscribers_only_when_the_seq_moves_forward() {
     assert!(!feed.has_changed().unwrap());
     assert_eq!(*commits.subscribe("acme").borrow(), 5);
 }
+
+/// A tenant task under paused tokio time: over a minute of a 5-second schedule it runs once
+/// per fire time (each run fails fast against a closed port, and backoff is off), never
+/// twice for one fire time, and the next run it reports is always ahead of the clock.
+#[tokio::test(start_paused = true)]
+async fn a_tenant_task_runs_once_per_fire_time_under_paused_time() {
+    let dir = setup();
+    // No retries within a run: a refused connection fails the run at once.
+    write_tenant(
+        dir.path(),
+        "acme",
+        &format!("{TENANT}retry_max_seconds = 0\n"),
+    );
+    let config = previous(dir.path()).remove("acme").unwrap();
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    let start = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:00:00.000Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let clock = Clock::following_tokio(start);
+    let (_config_tx, config_rx) = tokio::sync::watch::channel(config);
+    let (_requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
+    let state = Arc::new(Mutex::new(TenantState::default()));
+    let stop = CancellationToken::new();
+    let task = TenantTask {
+        store,
+        config: config_rx,
+        requests: requests_rx,
+        state: state.clone(),
+        stop: stop.clone(),
+        metrics: Metrics::default(),
+        commits: Commits::default(),
+        extensions: Arc::from(Vec::<Arc<dyn Extension>>::new()),
+        backoff: BackoffPolicy {
+            base: Duration::ZERO,
+            cap: Duration::ZERO,
+        },
+        clock,
+    };
+    let running = tokio::spawn(task.run());
+
+    let mut seen_runs = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let snapshot = tenant::lock(&state).clone();
+        assert!(snapshot.runs >= seen_runs, "the run count went back");
+        seen_runs = snapshot.runs;
+        if let Some(next) = snapshot.next_run.as_deref() {
+            let next = chrono::DateTime::parse_from_rfc3339(next).unwrap();
+            assert!(
+                next > clock.now(),
+                "next run {next} is not ahead of the clock"
+            );
+        }
+    }
+    // Fire times 10:00:05 … 10:01:00, each delayed by at most half a second of jitter.
+    assert!(
+        (11..=12).contains(&seen_runs),
+        "{seen_runs} runs in a minute"
+    );
+    let snapshot = tenant::lock(&state).clone();
+    assert_eq!(snapshot.last_outcome.as_deref(), Some("failed"));
+    stop.cancel();
+    running.await.unwrap();
+}

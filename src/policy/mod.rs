@@ -2,44 +2,12 @@
 //! (groups, org units, user scope), suspended-user handling, nested-group flattening, roles
 //! from groups and custom attributes. Pure: no I/O.
 
-pub mod path;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{AttributeMapping, NestedGroups, SuspendedUsers, TenantConfig};
-use crate::event::SourceKind;
+use crate::config::{NestedGroups, SuspendedUsers, TenantConfig};
+use crate::glob::glob_matches;
 use crate::model::{CustomAttributes, Id, Snapshot, UserState};
 use crate::source::{Fetched, MemberRef};
-use path::AttributePath;
-
-/// The attributes every tenant of a source gets unless its `[attributes]` says otherwise.
-pub fn default_attributes(source: Option<SourceKind>) -> AttributeMapping {
-    const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-    let defaults: Vec<(&str, String)> = match source {
-        Some(SourceKind::Google) => vec![
-            ("job_title", "organizations[primary].title".into()),
-            ("department", "organizations[primary].department".into()),
-            ("cost_center", "organizations[primary].costCenter".into()),
-            ("employee_id", "externalIds[type=organization].value".into()),
-            ("manager_email", "relations[type=manager].value".into()),
-        ],
-        Some(SourceKind::Scim) => vec![
-            ("job_title", "title".into()),
-            ("department", format!("{ENTERPRISE}:department")),
-            ("cost_center", format!("{ENTERPRISE}:costCenter")),
-            ("employee_id", format!("{ENTERPRISE}:employeeNumber")),
-            ("manager_id", format!("{ENTERPRISE}:manager.value")),
-        ],
-        None => Vec::new(),
-    };
-    let mut mapping = AttributeMapping::default();
-    for (name, text) in defaults {
-        if let Ok(path) = AttributePath::parse(&text) {
-            mapping.paths.insert(name.to_owned(), path);
-        }
-    }
-    mapping
-}
 
 /// Why a user the source returned is not in the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,34 +67,6 @@ pub struct Applied {
     pub direct: DirectGraph,
     pub excluded_users: Vec<ExcludedUser>,
     pub excluded_groups: Vec<ExcludedGroup>,
-}
-
-/// Case-insensitive glob with `*` and `?`.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
-    let text: Vec<char> = text.to_lowercase().chars().collect();
-    let (mut p, mut t) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some(p);
-            mark = t;
-            p += 1;
-        } else if let Some(s) = star {
-            p = s + 1;
-            mark += 1;
-            t = mark;
-        } else {
-            return false;
-        }
-    }
-    while p < pattern.len() && pattern[p] == '*' {
-        p += 1;
-    }
-    p == pattern.len()
 }
 
 fn in_org_units(path: &str, org_units: &[String]) -> bool {

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::config::{FiltersConfig, RolesConfig, UserScope};
+use crate::config::{default_attributes, FiltersConfig, RolesConfig, UserScope};
+use crate::glob::glob_matches;
 use crate::model::{Email, Group, RawAttributes, User};
 use crate::source::{Fetched, FetchedUser, MemberRef, OtherMember};
 
@@ -223,11 +224,11 @@ fn attributes_resolve_with_selectors_and_unresolved_paths_yield_nothing() {
         &tenant(|t| {
             t.attributes.paths.insert(
                 "cost_center".into(),
-                path::AttributePath::parse("customSchemas.HR.CostCenter").unwrap(),
+                crate::attribute_path::AttributePath::parse("customSchemas.HR.CostCenter").unwrap(),
             );
             t.attributes.paths.insert(
                 "missing".into(),
-                path::AttributePath::parse("customSchemas.Nope.X").unwrap(),
+                crate::attribute_path::AttributePath::parse("customSchemas.Nope.X").unwrap(),
             );
         }),
     );
@@ -241,18 +242,18 @@ fn attributes_resolve_with_selectors_and_unresolved_paths_yield_nothing() {
 
 #[test]
 fn paths_parse_urns_selectors_and_reject_garbage() {
-    let urn = path::AttributePath::parse(
+    let urn = crate::attribute_path::AttributePath::parse(
         "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
     )
     .unwrap();
     let user = serde_json::json!({"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"manager": {"value": "m-1"}}});
     assert_eq!(urn.resolve(&user).unwrap(), "m-1");
-    let emails = path::AttributePath::parse("emails[type=work].value").unwrap();
+    let emails = crate::attribute_path::AttributePath::parse("emails[type=work].value").unwrap();
     assert_eq!(emails.resolve(&serde_json::json!({"emails": [{"type": "home", "value": "h"}, {"type": "work", "value": "w"}]})).unwrap(), "w");
-    assert!(path::AttributePath::parse("emails[0].value").is_ok());
-    assert!(path::AttributePath::parse("emails[").is_err());
-    assert!(path::AttributePath::parse("a..b").is_err());
-    assert!(path::AttributePath::parse("emails[x y]").is_err());
+    assert!(crate::attribute_path::AttributePath::parse("emails[0].value").is_ok());
+    assert!(crate::attribute_path::AttributePath::parse("emails[").is_err());
+    assert!(crate::attribute_path::AttributePath::parse("a..b").is_err());
+    assert!(crate::attribute_path::AttributePath::parse("emails[x y]").is_err());
 }
 
 #[test]
@@ -269,7 +270,7 @@ fn glob_matching() {
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 fn resolve(path: &str, user: &serde_json::Value) -> Option<serde_json::Value> {
-    path::AttributePath::parse(path)
+    crate::attribute_path::AttributePath::parse(path)
         .unwrap()
         .resolve(user)
         .cloned()
@@ -374,7 +375,10 @@ fn selectors_in_the_scim_filter_form_and_with_dots_inside() {
         "a.",
         "emails[a b c]",
     ] {
-        assert!(path::AttributePath::parse(bad).is_err(), "{bad} parsed");
+        assert!(
+            crate::attribute_path::AttributePath::parse(bad).is_err(),
+            "{bad} parsed"
+        );
     }
 }
 

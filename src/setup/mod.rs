@@ -14,7 +14,8 @@
 pub mod args;
 pub mod console;
 pub mod google;
-pub mod messages;
+/// Google's console texts, kept beside the Google source that also shows them.
+pub use crate::source::google::console as messages;
 pub mod scim;
 mod tenant_file;
 

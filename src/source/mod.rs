@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{SourceConfig, TenantConfig};
 use crate::event::SourceKind;
-use crate::model::{Group, Id, User};
+use crate::model::{Group, Id, MemberKind, User};
 
 /// A user as a source returned it: normalized, plus what policy needs to decide on it.
 #[derive(Debug, Clone)]
@@ -120,20 +120,20 @@ impl SourceError {
             SourceError::Http { status: 401, .. } => {
                 Some("check the credentials in the tenant's [source]".into())
             }
-            // Messages naming Google's consoles or scopes live in `setup::messages`.
+            // Messages naming Google's consoles or scopes live in `source::google::console`.
             SourceError::Http {
                 status: 403,
                 reason,
                 ..
             } if reason.as_deref() == Some("forbidden") => {
-                Some(crate::setup::messages::subject_not_admin(None))
+                Some(google::console::subject_not_admin(None))
             }
             SourceError::Http {
                 status: 403,
                 reason,
                 ..
             } if reason.as_deref() == Some("insufficientPermissions") => {
-                Some(crate::setup::messages::insufficient_scopes())
+                Some(google::console::insufficient_scopes())
             }
             SourceError::Http {
                 status: 403,
@@ -143,7 +143,7 @@ impl SourceError {
             } if reason.as_deref() == Some("accessNotConfigured")
                 || message.contains("SERVICE_DISABLED") =>
             {
-                Some(crate::setup::messages::api_not_enabled(None))
+                Some(google::console::api_not_enabled(None))
             }
             _ => None,
         }
@@ -201,7 +201,7 @@ impl Source {
     /// absent resource is asked for by id.
     pub async fn confirm_absent(
         &self,
-        kind: scim::ResourceKind,
+        kind: MemberKind,
         ids: &[Id],
     ) -> Result<Vec<Id>, SourceError> {
         match self {

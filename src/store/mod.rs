@@ -10,6 +10,7 @@
 //! (PostgreSQL) goes behind the same methods. Must not: import sources or sinks.
 
 pub mod cursors;
+mod handle;
 mod lock;
 pub mod lookup;
 mod migrations;
@@ -21,9 +22,12 @@ pub use cursors::{
     advance_cursor, ensure_cursor, load_cursor, pending_events, prune_delivered,
     record_delivery_error, unpark, Cursor, Lag, PendingEvent,
 };
+pub use handle::Commit;
 pub use lock::{acquire_lease, new_holder, release_lease, renew_lease, Lease, LeaseError};
-pub use outbox::{build_event, commit, events_after, last_seq, CommitSummary, NewEvents};
-pub use runs::{last_runs, record_run, RunOutcome, RunRecord, StoredRun};
+pub use outbox::{
+    build_event, commit, events_after, last_seq, CommitSummary, NewEvents, NewExclusion,
+};
+pub use runs::{last_runs, record_run};
 pub use snapshot::{load_index, load_objects, load_snapshot, stored_counts, StoredCounts};
 
 use std::path::{Path, PathBuf};

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::lock::{check_lease, Lease};
-use super::runs::{insert_run, RunOutcome, RunRecord};
+use super::runs::{insert_run, next_run_id};
 use super::snapshot::{text, write_changes};
 use super::{now_ms, StoreError};
 use crate::event::{format_timestamp, new_event_id, Change, Event, EventRenderer, SourceKind};
 use crate::model::{DirectGraph, MemberKind, Snapshot};
+use crate::run::{Millis, RunOutcome, RunSummary};
 
 /// What a sync hands the store to commit.
 pub struct NewEvents<'a> {
@@ -22,11 +23,23 @@ pub struct NewEvents<'a> {
     pub before: &'a Snapshot,
     pub after: &'a Snapshot,
     pub changes: &'a [Change],
-    pub run: RunRecord,
-    /// Users and groups left out by policy: (id, email, kind, reason, detail).
-    pub exclusions: Vec<(String, String, &'static str, &'static str, Option<String>)>,
+    pub run: RunSummary,
+    /// Users and groups left out by policy.
+    pub exclusions: Vec<NewExclusion>,
     /// The direct group graph to store; `None` leaves the stored one as it is.
     pub direct: Option<&'a DirectGraph>,
+}
+
+/// A user or group that policy left out of the stored directory, and why (for `inspect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewExclusion {
+    pub id: String,
+    /// The user's primary email, or the group's config key (email, else name).
+    pub key: String,
+    pub kind: MemberKind,
+    /// A stable code, e.g. `org_unit`, `suspended`, `group_filter`.
+    pub reason: &'static str,
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +127,8 @@ fn commit_transaction(
     };
     input.run.first_seq = (events > 0).then_some(previous_seq + 1);
     input.run.last_seq = (events > 0).then_some(previous_seq + events);
-    input.run.finished_at = now_ms();
-    let sync_id = insert_run(&tx, input.tenant, &input.run)?;
+    input.run.events = events;
+    let sync_id = next_run_id(&tx)?;
 
     let now = now_ms();
     let occurred_at = format_timestamp(
@@ -138,6 +151,9 @@ fn commit_transaction(
     for definition in &set_aside {
         tx.execute_batch(definition)?;
     }
+    // Recorded last, so its finish time and duration include writing the events.
+    input.run.finish(Millis::now());
+    insert_run(&tx, &input.run, Some(sync_id))?;
     tx.commit()?;
     Ok(CommitSummary {
         sync_id,
@@ -281,7 +297,7 @@ fn append_events(
 fn write_exclusions(
     conn: &Connection,
     tenant: &str,
-    exclusions: &[(String, String, &'static str, &'static str, Option<String>)],
+    exclusions: &[NewExclusion],
     run_id: i64,
 ) -> Result<(), StoreError> {
     let mut stored: BTreeMap<String, (String, String, String, Option<String>)> = BTreeMap::new();
@@ -299,14 +315,14 @@ fn write_exclusions(
     }
     let wanted: BTreeMap<String, (String, String, String, Option<String>)> = exclusions
         .iter()
-        .map(|(id, email, kind, reason, detail)| {
+        .map(|exclusion| {
             (
-                id.clone(),
+                exclusion.id.clone(),
                 (
-                    email.clone(),
-                    (*kind).to_owned(),
-                    (*reason).to_owned(),
-                    detail.clone(),
+                    exclusion.key.clone(),
+                    exclusion.kind.as_str().to_owned(),
+                    exclusion.reason.to_owned(),
+                    exclusion.detail.clone(),
                 ),
             )
         })

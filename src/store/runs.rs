@@ -1,99 +1,41 @@
 //! The record of runs: every sync, committed or not, with its outcome, counts and error.
 
-use std::collections::BTreeMap;
-
 use rusqlite::{params, Connection};
-use serde::Serialize;
 
 use super::StoreError;
+use crate::run::{Millis, RunOutcome, RunSummary};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
-    Committed,
-    NoChanges,
-    DryRun,
-    Refused,
-    Failed,
+/// The id the next recorded run gets (ids are never reused: `AUTOINCREMENT`). Only stable
+/// inside a write transaction.
+pub(super) fn next_run_id(conn: &Connection) -> Result<i64, StoreError> {
+    let last: i64 = conn.query_row(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0),
+                    COALESCE((SELECT MAX(id) FROM runs), 0))",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(last + 1)
 }
 
-impl RunOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Committed => "committed",
-            RunOutcome::NoChanges => "no_changes",
-            RunOutcome::DryRun => "dry_run",
-            RunOutcome::Refused => "refused",
-            RunOutcome::Failed => "failed",
-        }
-    }
-
-    fn parse(text: &str) -> Self {
-        match text {
-            "committed" => RunOutcome::Committed,
-            "no_changes" => RunOutcome::NoChanges,
-            "dry_run" => RunOutcome::DryRun,
-            "refused" => RunOutcome::Refused,
-            _ => RunOutcome::Failed,
-        }
-    }
-}
-
-/// A run as the sync describes it.
-#[derive(Debug, Clone)]
-pub struct RunRecord {
-    pub started_at: i64,
-    pub finished_at: i64,
-    pub outcome: RunOutcome,
-    pub counts: BTreeMap<&'static str, u64>,
-    pub users: Option<u64>,
-    pub groups: Option<u64>,
-    pub memberships: Option<u64>,
-    pub api_requests: u64,
-    pub retries: u64,
-    pub first_seq: Option<u64>,
-    pub last_seq: Option<u64>,
-    pub error: Option<String>,
-}
-
-impl RunRecord {
-    /// A run started at `started_at` that has done nothing yet: `Failed` until something says
-    /// otherwise (`commit` sets the outcome it commits).
-    pub fn begun(started_at: i64) -> Self {
-        Self {
-            started_at,
-            finished_at: started_at,
-            outcome: RunOutcome::Failed,
-            counts: BTreeMap::new(),
-            users: None,
-            groups: None,
-            memberships: None,
-            api_requests: 0,
-            retries: 0,
-            first_seq: None,
-            last_seq: None,
-            error: None,
-        }
-    }
-}
-
+/// Inserts the run, with `id` when the caller already handed it out (a commit's events name
+/// their run before the run's finish time is known).
 pub(super) fn insert_run(
     conn: &Connection,
-    tenant: &str,
-    run: &RunRecord,
+    run: &RunSummary,
+    id: Option<i64>,
 ) -> Result<i64, StoreError> {
     let events: u64 = run.counts.values().sum();
     let counts = serde_json::to_string(&run.counts).unwrap_or_else(|_| "{}".into());
     conn.execute(
         "INSERT INTO runs (tenant, started_at, finished_at, outcome, duration_ms, events, counts, users, groups,
-                           memberships, api_requests, retries, first_seq, last_seq, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                           memberships, api_requests, retries, first_seq, last_seq, error, id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         params![
-            tenant,
-            run.started_at,
-            run.finished_at,
+            run.tenant,
+            run.started_at.0,
+            run.finished_at.0,
             run.outcome.as_str(),
-            (run.finished_at - run.started_at).max(0),
+            (run.finished_at.0 - run.started_at.0).max(0),
             events as i64,
             counts,
             run.users.map(|v| v as i64),
@@ -104,38 +46,15 @@ pub(super) fn insert_run(
             run.first_seq.map(|v| v as i64),
             run.last_seq.map(|v| v as i64),
             run.error,
+            id,
         ],
     )?;
     Ok(conn.last_insert_rowid())
 }
 
 /// Records a run that committed nothing (failed, refused, dry run).
-pub fn record_run(conn: &Connection, tenant: &str, run: &RunRecord) -> Result<i64, StoreError> {
-    insert_run(conn, tenant, run)
-}
-
-/// A stored run, for `status` and metrics.
-#[derive(Debug, Clone, Serialize)]
-pub struct StoredRun {
-    pub sync_id: i64,
-    pub started_at: String,
-    pub finished_at: String,
-    pub outcome: RunOutcome,
-    pub duration_ms: i64,
-    pub events: u64,
-    pub counts: BTreeMap<String, u64>,
-    pub users: Option<u64>,
-    pub groups: Option<u64>,
-    pub memberships: Option<u64>,
-    pub api_requests: u64,
-    pub retries: u64,
-    pub error: Option<String>,
-}
-
-fn ms_to_text(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(crate::event::format_timestamp)
-        .unwrap_or_default()
+pub fn record_run(conn: &Connection, run: &RunSummary) -> Result<i64, StoreError> {
+    insert_run(conn, run, None)
 }
 
 /// The tenant's most recent runs, newest first.
@@ -143,20 +62,21 @@ pub fn last_runs(
     conn: &Connection,
     tenant: &str,
     limit: u32,
-) -> Result<Vec<StoredRun>, StoreError> {
+) -> Result<Vec<RunSummary>, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT id, started_at, finished_at, outcome, duration_ms, events, counts, users, groups, memberships,
-                api_requests, retries, error
+                api_requests, retries, error, first_seq, last_seq
          FROM runs WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
     )?;
     let rows = statement.query_map(params![tenant, limit], |row| {
         let counts: String = row.get(6)?;
-        Ok(StoredRun {
-            sync_id: row.get(0)?,
-            started_at: ms_to_text(row.get(1)?),
-            finished_at: ms_to_text(row.get(2)?),
+        Ok(RunSummary {
+            tenant: tenant.to_owned(),
+            sync_id: Some(row.get(0)?),
+            started_at: Millis(row.get(1)?),
+            finished_at: Millis(row.get(2)?),
             outcome: RunOutcome::parse(&row.get::<_, String>(3)?),
-            duration_ms: row.get(4)?,
+            duration_ms: row.get::<_, i64>(4)?.max(0) as u64,
             events: row.get::<_, i64>(5)? as u64,
             counts: serde_json::from_str(&counts).unwrap_or_default(),
             users: row.get::<_, Option<i64>>(7)?.map(|v| v as u64),
@@ -165,6 +85,9 @@ pub fn last_runs(
             api_requests: row.get::<_, i64>(10)? as u64,
             retries: row.get::<_, i64>(11)? as u64,
             error: row.get(12)?,
+            first_seq: row.get::<_, Option<i64>>(13)?.map(|v| v as u64),
+            last_seq: row.get::<_, Option<i64>>(14)?.map(|v| v as u64),
+            warning: None,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

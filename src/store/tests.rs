@@ -149,7 +149,7 @@ fn commit_snapshot(
                 .map(move |u| (g.clone(), crate::model::MemberKind::User, u.clone()))
         })
         .collect();
-    let run = RunRecord::begun(now_ms());
+    let run = crate::run::RunSummary::begun("acme", crate::run::Millis::now());
     commit(
         conn,
         NewEvents {
@@ -507,7 +507,7 @@ fn a_lease_excludes_other_holders_until_released_and_a_lost_lease_cannot_commit(
     let u = user("u1", "a@example.com", true, "x");
     after.users.insert(u.id.clone(), u);
     let changes = diff(&before, &after);
-    let run = RunRecord::begun(0);
+    let run = crate::run::RunSummary::begun("acme", crate::run::Millis(0));
     let err = commit(
         &mut conn,
         NewEvents {

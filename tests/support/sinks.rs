@@ -18,7 +18,8 @@ use axum::routing::post;
 use axum::Router;
 use dirsync::event::SourceKind;
 use dirsync::model::{Email, Id, RawAttributes, Snapshot, User, UserState};
-use dirsync::store::{self, Lease, NewEvents, RunRecord, Store};
+use dirsync::run::{Millis, RunSummary};
+use dirsync::store::{self, Lease, NewEvents, Store};
 use serde_json::Value;
 
 /// A Standard Webhooks secret for tests.
@@ -235,7 +236,7 @@ pub fn commit_users(store: &Store, tenant: &str, range: std::ops::Range<u32>) ->
             before: &before,
             after: &after,
             changes: &changes,
-            run: RunRecord::begun(now),
+            run: RunSummary::begun(tenant, Millis(now)),
             exclusions: Vec::new(),
             direct: None,
         },

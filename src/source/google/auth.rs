@@ -11,7 +11,7 @@ use yup_oauth2::error::{AuthError, AuthErrorCode};
 use yup_oauth2::hyper_rustls::HttpsConnector;
 use yup_oauth2::{CustomHyperClientBuilder, ServiceAccountAuthenticator, ServiceAccountKey};
 
-use crate::setup::messages;
+use super::console as messages;
 use crate::source::SourceError;
 
 /// yup-oauth2's default client needs the system's CA bundle even when `token_uri` is plain

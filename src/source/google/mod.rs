@@ -23,6 +23,7 @@
 //! Must not: apply tenant policy, touch the store, or log tokens.
 
 mod auth;
+pub mod console;
 pub mod normalize;
 
 use std::collections::{BTreeMap, HashSet};
@@ -33,10 +34,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 
+use crate::attribute_path::Segment;
 use crate::config::{AttributeMapping, FiltersConfig, GoogleSourceConfig};
 use crate::event::SourceKind;
 use crate::model::{Group, Id};
-use crate::policy::path::Segment;
 use crate::source::http::{self, RateLimiter, RetryPolicy};
 use crate::source::{FetchStats, Fetched, FetchedUser, MemberRef, OtherMember, SourceError};
 use auth::TokenSource;

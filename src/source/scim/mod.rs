@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{ScimAuth, ScimSourceConfig};
 use crate::event::SourceKind;
-use crate::model::{Group, Id};
+use crate::model::{Group, Id, MemberKind};
 use crate::source::http::{self, RateLimiter, Reply, RetryPolicy};
 use crate::source::{FetchStats, Fetched, FetchedUser, MemberRef, SourceError};
 use discovery::{Endpoints, Paging, Plan, ServerInfo};
@@ -31,19 +31,11 @@ const MAX_LISTING_ATTEMPTS: u32 = 3;
 /// A listing that goes on for this many pages is a server that never ends it.
 const MAX_PAGES: u64 = 1_000_000;
 
-/// The two SCIM resource types dirsync reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResourceKind {
-    User,
-    Group,
-}
-
-impl ResourceKind {
-    fn name(self) -> &'static str {
-        match self {
-            ResourceKind::User => "users",
-            ResourceKind::Group => "groups",
-        }
+/// The SCIM resource type's name in messages ("users", "groups").
+fn resource_name(kind: MemberKind) -> &'static str {
+    match kind {
+        MemberKind::User => "users",
+        MemberKind::Group => "groups",
     }
 }
 
@@ -106,8 +98,8 @@ impl ScimSource {
         let inner = &self.inner;
         let discovery = inner.discover().await?;
         let (user_resources, group_resources) = tokio::try_join!(
-            inner.list_all(ResourceKind::User, &discovery, &[]),
-            inner.list_all(ResourceKind::Group, &discovery, &[]),
+            inner.list_all(MemberKind::User, &discovery, &[]),
+            inner.list_all(MemberKind::Group, &discovery, &[]),
         )?;
         let users_url = inner.url(&discovery.endpoints.users);
         let groups_url = inner.url(&discovery.endpoints.groups);
@@ -223,13 +215,13 @@ impl ScimSource {
     /// and the caller must fetch again or fail rather than report it deleted.
     pub async fn confirm_absent(
         &self,
-        kind: ResourceKind,
+        kind: MemberKind,
         ids: &[Id],
     ) -> Result<Vec<Id>, SourceError> {
         let endpoints = self.inner.known_endpoints().await?;
         let endpoint = match kind {
-            ResourceKind::User => endpoints.users,
-            ResourceKind::Group => endpoints.groups,
+            MemberKind::User => endpoints.users,
+            MemberKind::Group => endpoints.groups,
         };
         let mut gone = Vec::new();
         for id in ids {
@@ -451,13 +443,13 @@ impl Inner {
     /// when the listing was torn by concurrent changes.
     async fn list_all(
         &self,
-        kind: ResourceKind,
+        kind: MemberKind,
         discovery: &Discovery,
         extra: &[(String, String)],
     ) -> Result<Vec<Value>, SourceError> {
         let endpoint = match kind {
-            ResourceKind::User => &discovery.endpoints.users,
-            ResourceKind::Group => &discovery.endpoints.groups,
+            MemberKind::User => &discovery.endpoints.users,
+            MemberKind::Group => &discovery.endpoints.groups,
         };
         let url = self.url(endpoint);
         // The ids of the previous listing, when it was torn only by a count that did not match.
@@ -486,7 +478,7 @@ impl Inner {
         }
         Err(SourceError::Protocol(format!(
             "listing {} at {url} changed under dirsync {MAX_LISTING_ATTEMPTS} times in a row ({last_reason}); nothing was synced, the next run will try again",
-            kind.name()
+            resource_name(kind)
         )))
     }
 
@@ -686,7 +678,7 @@ impl Inner {
                     ("attributes".to_owned(), "id".to_owned()),
                 ];
                 let parents = inner
-                    .list_all(ResourceKind::Group, &discovery, &extra)
+                    .list_all(MemberKind::Group, &discovery, &extra)
                     .await?;
                 Ok::<_, SourceError>((id, kind, parents))
             });

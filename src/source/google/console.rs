@@ -1,11 +1,11 @@
-//! Every message dirsync shows that names a Google console path, a Google API, or the OAuth
-//! scopes. Kept in one place so that a console menu Google renames, or a scope the source
+//! Google's console facts: every message dirsync shows that names a Google console path, a
+//! Google API, or the OAuth scopes — the source's error hints and `dirsync setup google` alike. Kept in one place so that a console menu Google renames, or a scope the source
 //! starts requesting, is changed once and every message follows; the tests check that the
 //! scopes an admin is told to grant are exactly `google::SCOPES`, the scopes the source asks for.
 //!
 //! Must not: do I/O or decide anything; callers pick the message.
 
-use crate::source::google::SCOPES;
+use super::SCOPES;
 
 /// Where domain-wide delegation is granted, in the Admin console.
 pub const DELEGATION_PATH: &str =

@@ -1,0 +1,95 @@
+//! The typed operations of a sync (and, later, of a push write) on the store handle: each runs
+//! its SQL through [`Store::run`], so callers never see a connection. A second backend adds
+//! its arm behind these methods, not in the callers.
+
+use std::time::Duration;
+
+use super::{
+    acquire_lease, commit, last_seq, load_index, load_objects, record_run, release_lease,
+    renew_lease, CommitSummary, Lease, NewEvents, NewExclusion, Store, StoreError,
+};
+use crate::diff::Needed;
+use crate::event::{Change, SourceKind};
+use crate::model::{DirectGraph, Snapshot, StoredIndex};
+use crate::run::RunSummary;
+
+/// Everything one commit writes, owned, so it can move to the blocking pool.
+pub struct Commit {
+    pub tenant: String,
+    pub source: SourceKind,
+    pub lease: Lease,
+    /// The stored objects the changes render from their stored state (`diff::needed_previous`).
+    pub before: Snapshot,
+    pub after: Snapshot,
+    pub changes: Vec<Change>,
+    pub run: RunSummary,
+    pub exclusions: Vec<NewExclusion>,
+    /// The direct group graph to store; `None` leaves the stored one as it is.
+    pub direct: Option<DirectGraph>,
+}
+
+impl Store {
+    /// Takes the tenant's lease for `holder`, or says who holds it.
+    pub async fn try_lease(
+        &self,
+        tenant: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let (tenant, holder) = (tenant.to_owned(), holder.to_owned());
+        self.run(move |conn| acquire_lease(conn, &tenant, &holder, ttl))
+            .await
+    }
+
+    pub async fn renew(&self, lease: &Lease) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.run(move |conn| renew_lease(conn, &lease)).await
+    }
+
+    pub async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.run(move |conn| release_lease(conn, &lease)).await
+    }
+
+    /// Digests of the tenant's stored rows and its memberships.
+    pub async fn index(&self, tenant: &str) -> Result<StoredIndex, StoreError> {
+        let tenant = tenant.to_owned();
+        self.run(move |conn| load_index(conn, &tenant)).await
+    }
+
+    /// The stored users and groups `needed` names, in full.
+    pub async fn objects(&self, tenant: &str, needed: Needed) -> Result<Snapshot, StoreError> {
+        let tenant = tenant.to_owned();
+        self.run(move |conn| load_objects(conn, &tenant, &needed))
+            .await
+    }
+
+    pub async fn last_seq(&self, tenant: &str) -> Result<u64, StoreError> {
+        let tenant = tenant.to_owned();
+        self.run(move |conn| last_seq(conn, &tenant)).await
+    }
+
+    /// Commits the change, its events and its run in one transaction, under the lease.
+    pub async fn commit(&self, change: Commit) -> Result<CommitSummary, StoreError> {
+        self.run(move |conn| {
+            let input = NewEvents {
+                tenant: &change.tenant,
+                source: change.source,
+                lease: &change.lease,
+                before: &change.before,
+                after: &change.after,
+                changes: &change.changes,
+                run: change.run,
+                exclusions: change.exclusions,
+                direct: change.direct.as_ref(),
+            };
+            commit(conn, input)
+        })
+        .await
+    }
+
+    /// Records a run that committed nothing; returns its id.
+    pub async fn record_run(&self, run: RunSummary) -> Result<i64, StoreError> {
+        self.run(move |conn| record_run(conn, &run)).await
+    }
+}

@@ -1,0 +1,110 @@
+//! The tenant's lease for the length of one run: waiting for it while another process holds
+//! it, renewing it in the background while the run works, and releasing it only after the
+//! renewal has stopped, so a renewal can never race the release (and report a lost lease that
+//! was in fact given back).
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::SyncError;
+use crate::source::SourceError;
+use crate::store::{self, Lease, Store, StoreError};
+
+/// How long a lease lasts without renewal; a crashed holder blocks its tenant this long.
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// A lease held by this run and renewed until [`HeldLease::release`].
+pub struct HeldLease {
+    store: Store,
+    lease: Lease,
+    stop_renewal: CancellationToken,
+    renewal: JoinHandle<()>,
+}
+
+impl HeldLease {
+    /// Takes the tenant's lease, waiting while another process holds it.
+    pub async fn acquire(
+        store: &Store,
+        tenant: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Self, SyncError> {
+        let lease = wait_for_lease(store, tenant, cancel).await?;
+        let stop_renewal = CancellationToken::new();
+        let renewal = tokio::spawn(renew_until_stopped(
+            store.clone(),
+            lease.clone(),
+            stop_renewal.clone(),
+        ));
+        Ok(Self {
+            store: store.clone(),
+            lease,
+            stop_renewal,
+            renewal,
+        })
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Stops the renewal, waits until it has stopped, then gives the lease back.
+    pub async fn release(mut self) {
+        self.stop_renewal.cancel();
+        let _ = (&mut self.renewal).await;
+        if let Err(err) = self.store.release(&self.lease).await {
+            warn!(tenant = %self.lease.tenant, "cannot release the sync lease: {err}");
+        }
+    }
+}
+
+impl Drop for HeldLease {
+    /// A run dropped without `release` (a panic) stops renewing; the lease then lapses.
+    fn drop(&mut self) {
+        self.stop_renewal.cancel();
+    }
+}
+
+async fn wait_for_lease(
+    store: &Store,
+    tenant: &str,
+    cancel: &CancellationToken,
+) -> Result<Lease, SyncError> {
+    let holder = store::new_holder();
+    let mut announced = false;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match store.try_lease(tenant, &holder, LEASE_TTL).await {
+            Ok(lease) => return Ok(lease),
+            Err(StoreError::Lease(err)) => {
+                if !announced {
+                    info!(tenant, "waiting: {err}");
+                    announced = true;
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return Err(SyncError::Source(SourceError::Cancelled)),
+        }
+        wait = (wait * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn renew_until_stopped(store: Store, lease: Lease, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(LEASE_TTL / 4);
+    interval.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if let Err(err) = store.renew(&lease).await {
+            warn!(tenant = %lease.tenant, "cannot renew the sync lease: {err}");
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! One sync of one tenant, as plan and apply: take the tenant's lease, fetch the complete
+//! directory (deletions confirmed), plan the change with no I/O (`plan`: policy, diff, guard),
+//! and apply it — the new rows, every event and the run record in one transaction. Anything
+//! that fails before the commit leaves the store as it was and is recorded as a failed run.
+//!
+//! Shared by `dirsync sync` (in-process) and the daemon. Must not: speak SQL (that is the
+//! store handle's), or know about schedules and sockets.
+
+mod confirm;
+mod lease;
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+use crate::config::TenantConfig;
+use crate::diff::counts_by_type;
+use crate::event::Event;
+use crate::run::{Millis, RunOutcome, RunSummary};
+use crate::source::{FetchStats, Source, SourceError};
+use crate::store::{self, Commit, Store, StoreError};
+
+pub use lease::{HeldLease, LEASE_TTL};
+use plan::GuardRefusal;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncOptions {
+    pub dry_run: bool,
+    pub allow_mass_delete: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("deletion guard: this run would delete {users} of {stored_users} users and {groups} of {stored_groups} groups, more than max_delete_percent = {max_percent}% (and min_deletes = {min_deletes}); nothing was committed. If this is intended, run `dirsync sync {tenant} --allow-mass-delete`; if not, check the tenant's [filters] and the IdP")]
+    Guard {
+        tenant: String,
+        users: usize,
+        stored_users: usize,
+        groups: usize,
+        stored_groups: usize,
+        max_percent: f64,
+        min_deletes: u64,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SyncError {
+    fn guard(tenant: &str, refusal: GuardRefusal) -> Self {
+        SyncError::Guard {
+            tenant: tenant.to_owned(),
+            users: refusal.deletions.users,
+            stored_users: refusal.stored.users,
+            groups: refusal.deletions.groups,
+            stored_groups: refusal.stored.groups,
+            max_percent: refusal.max_percent,
+            min_deletes: refusal.min_deletes,
+        }
+    }
+}
+
+/// What a run returns: its summary, and for a dry run the events it would emit.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub summary: RunSummary,
+    pub dry_run_events: Vec<Event>,
+}
+
+/// Runs one sync of `tenant`. Never panics on bad input; every failure is in the result.
+pub async fn run_sync(
+    store: &Store,
+    tenant: &TenantConfig,
+    options: SyncOptions,
+    cancel: &CancellationToken,
+) -> RunResult {
+    let span = tracing::info_span!("sync", tenant = %tenant.id);
+    run_sync_inner(store, tenant, options, cancel)
+        .instrument(span)
+        .await
+}
+
+async fn run_sync_inner(
+    store: &Store,
+    tenant: &TenantConfig,
+    options: SyncOptions,
+    cancel: &CancellationToken,
+) -> RunResult {
+    let started = Instant::now();
+    let stats = Arc::new(FetchStats::default());
+    let mut result = RunResult {
+        summary: RunSummary::begun(&tenant.id, Millis::now()),
+        dry_run_events: Vec::new(),
+    };
+
+    let lease = match HeldLease::acquire(store, &tenant.id, cancel).await {
+        Ok(lease) => lease,
+        Err(err) => {
+            result.summary.error = Some(err.to_string());
+            result.summary.finish(Millis::now());
+            return result;
+        }
+    };
+
+    let outcome = plan_and_apply(store, tenant, options, cancel, &stats, &lease, &mut result).await;
+
+    let summary = &mut result.summary;
+    summary.api_requests = stats.requests();
+    summary.retries = stats.retries();
+    if let Err(err) = outcome {
+        summary.outcome = match err {
+            SyncError::Guard { .. } => RunOutcome::Refused,
+            _ => RunOutcome::Failed,
+        };
+        let mut message = err.to_string();
+        if let SyncError::Source(source) = &err {
+            if let Some(hint) = source.hint() {
+                message.push_str(&format!(" (hint: {hint})"));
+            }
+        }
+        summary.error = Some(message);
+    }
+    if !summary.outcome.is_success() {
+        summary.finish(Millis::now());
+        record_uncommitted(store, summary).await;
+    }
+    lease.release().await;
+    // The commit recorded its own finish time; the summary counts until the lease is back.
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+
+    match summary.outcome {
+        RunOutcome::Failed => warn!(
+            outcome = summary.outcome.as_str(),
+            duration_ms = summary.duration_ms,
+            api_requests = summary.api_requests,
+            retries = summary.retries,
+            error = summary.error.as_deref().unwrap_or(""),
+            "sync failed"
+        ),
+        _ => info!(
+            outcome = summary.outcome.as_str(),
+            events = summary.events,
+            users = summary.users,
+            groups = summary.groups,
+            memberships = summary.memberships,
+            api_requests = summary.api_requests,
+            retries = summary.retries,
+            duration_ms = summary.duration_ms,
+            "sync finished"
+        ),
+    }
+    result
+}
+
+async fn plan_and_apply(
+    store: &Store,
+    tenant: &TenantConfig,
+    options: SyncOptions,
+    cancel: &CancellationToken,
+    stats: &Arc<FetchStats>,
+    lease: &HeldLease,
+    result: &mut RunResult,
+) -> Result<(), SyncError> {
+    let source = Source::new(tenant, stats.clone()).await?;
+    let index = store.index(&tenant.id).await?;
+    phase("stored index loaded");
+    let fetched = confirm::fetch_confirmed(&source, &index, cancel).await?;
+    phase("fetched");
+    let summary = &mut result.summary;
+    summary.users = Some(fetched.users.len() as u64);
+    summary.groups = Some(fetched.groups.len() as u64);
+    let source_kind = fetched.source;
+    if cancel.is_cancelled() {
+        return Err(SyncError::Source(SourceError::Cancelled));
+    }
+
+    // Policy and the diff are CPU work over the whole directory: off the async workers.
+    let tenant_config = tenant.clone();
+    let (index, draft) = tokio::task::spawn_blocking(move || {
+        let draft = plan::draft(&index, fetched, &tenant_config);
+        (index, draft)
+    })
+    .await
+    .map_err(|err| SyncError::Internal(format!("planning failed: {err}")))?;
+    phase("policy applied");
+    let previous = store.objects(&tenant.id, draft.needed().clone()).await?;
+    let plan = tokio::task::spawn_blocking(move || draft.plan(&index, previous))
+        .await
+        .map_err(|err| SyncError::Internal(format!("planning failed: {err}")))?;
+    phase("diffed");
+    summary.memberships = Some(plan.after.membership_count() as u64);
+
+    let counts = counts_by_type(&plan.changes);
+    summary.counts = counts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    summary.events = plan.changes.len() as u64;
+
+    if !options.allow_mass_delete {
+        match plan.guard(&tenant.guard) {
+            Ok(()) => {}
+            // A dry run commits nothing, so there is nothing to refuse: it shows the events
+            // and says that a real run would be refused.
+            Err(refusal) if options.dry_run => {
+                let err = SyncError::guard(&tenant.id, refusal);
+                summary.warning = Some(format!("a real run would be refused: {err}"));
+            }
+            Err(refusal) => return Err(SyncError::guard(&tenant.id, refusal)),
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(SyncError::Source(SourceError::Cancelled));
+    }
+
+    if options.dry_run {
+        let last = store.last_seq(&tenant.id).await?;
+        let occurred_at = crate::event::format_timestamp(chrono::Utc::now());
+        let input = store::NewEvents {
+            tenant: &tenant.id,
+            source: source_kind,
+            lease: lease.lease(),
+            before: &plan.previous,
+            after: &plan.after,
+            changes: &plan.changes,
+            run: summary.clone(),
+            exclusions: Vec::new(),
+            direct: None,
+        };
+        let events = plan
+            .changes
+            .iter()
+            .enumerate()
+            .map(|(index, change)| {
+                store::build_event(change, &input, last + 1 + index as u64, 0, &occurred_at)
+            })
+            .collect();
+        summary.outcome = RunOutcome::DryRun;
+        result.dry_run_events = events;
+        return Ok(());
+    }
+
+    // From here on the run is not cancellable: the commit is one transaction.
+    let mut run = summary.clone();
+    run.api_requests = stats.requests();
+    run.retries = stats.retries();
+    let committed = store
+        .commit(Commit {
+            tenant: tenant.id.clone(),
+            source: source_kind,
+            lease: lease.lease().clone(),
+            before: plan.previous,
+            after: plan.after,
+            changes: plan.changes,
+            run,
+            exclusions: plan.exclusions,
+            direct: Some(plan.direct),
+        })
+        .await?;
+    phase("committed");
+    summary.sync_id = Some(committed.sync_id);
+    summary.first_seq = committed.first_seq;
+    summary.last_seq = Some(committed.last_seq);
+    summary.outcome = if committed.events == 0 {
+        RunOutcome::NoChanges
+    } else {
+        RunOutcome::Committed
+    };
+    summary.finish(Millis::now());
+    Ok(())
+}
+
+/// A debug trace of where a run's time and memory go.
+fn phase(name: &str) {
+    tracing::debug!(
+        rss_mib = crate::process_stats::rss_mib(),
+        cpu_ms = crate::process_stats::current().cpu_ms,
+        "phase: {name}"
+    );
+}
+
+/// Records a run that committed nothing. A refused run keeps the counts it would have
+/// committed; a failed one none.
+async fn record_uncommitted(store: &Store, summary: &mut RunSummary) {
+    let mut run = summary.clone();
+    if run.outcome != RunOutcome::Refused {
+        run.counts.clear();
+    }
+    match store.record_run(run).await {
+        Ok(id) => summary.sync_id = Some(id),
+        Err(err) => warn!("cannot record the run: {err}"),
+    }
+}
