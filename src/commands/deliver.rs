@@ -102,8 +102,10 @@ fn unpark(store: &store::Store, tenant: &TenantConfig, sink: &str) -> Outcome {
                 .join(", ")
         )));
     }
-    let conn = store.connect().map_err(Failure::run)?;
-    if store::unpark(&conn, &tenant.id, sink).map_err(Failure::run)? {
+    let unparked = store
+        .run_blocking(|conn| store::unpark(conn, &tenant.id, sink))
+        .map_err(Failure::run)?;
+    if unparked {
         println!(
             "tenant {} sink {sink}: unparked; a running daemon or `dirsync deliver` resumes delivery from the held cursor",
             tenant.id

@@ -144,14 +144,12 @@ impl Extension for Printer {
                     changed = commits.changed() => if changed.is_err() { return },
                 }
                 let last = *commits.borrow_and_update();
-                let (store2, tenant) = (store.clone(), config.id.clone());
-                let events = tokio::task::spawn_blocking(move || {
-                    store::events_after(&store2.connect()?, &tenant, printed, None)
-                })
-                .await;
+                let tenant = config.id.clone();
+                let events = store
+                    .run(move |conn| store::events_after(conn, &tenant, printed, None))
+                    .await;
                 match events {
-                    Ok(Ok(events)) => print_events(&events),
-                    Ok(Err(err)) => eprintln!("cannot read the events: {err}"),
+                    Ok(events) => print_events(&events),
                     Err(err) => eprintln!("cannot read the events: {err}"),
                 }
                 printed = last;

@@ -18,14 +18,12 @@ pub async fn run(config: &Config, args: &EventsArgs) -> Outcome {
     let mut after = args.after;
     let mut remaining = args.limit;
     loop {
-        let (store2, tenant_id) = (store.clone(), args.tenant.clone());
+        let tenant_id = args.tenant.clone();
         let batch_limit = remaining.map(|r| r.min(10_000)).unwrap_or(10_000);
-        let batch = tokio::task::spawn_blocking(move || {
-            store::events_after(&store2.connect()?, &tenant_id, after, Some(batch_limit))
-        })
-        .await
-        .map_err(|err| Failure::run(anyhow::anyhow!("{err}")))?
-        .map_err(Failure::run)?;
+        let batch = store
+            .run(move |conn| store::events_after(conn, &tenant_id, after, Some(batch_limit)))
+            .await
+            .map_err(Failure::run)?;
         let mut out = std::io::stdout().lock();
         for (seq, body) in &batch {
             if writeln!(out, "{body}").is_err() {

@@ -24,13 +24,10 @@ pub async fn run(config: &Config, args: &InspectArgs) -> Outcome {
     let tenant_config = tenant(config, &args.tenant)?.clone();
     let store = open_store(config)?;
     let who = args.who.clone();
-    let report = tokio::task::spawn_blocking(move || -> Result<Value, StoreError> {
-        let conn = store.connect()?;
-        inspect(&conn, &tenant_config, &who)
-    })
-    .await
-    .map_err(|err| Failure::run(anyhow::anyhow!("{err}")))?
-    .map_err(Failure::run)?;
+    let report = store
+        .run(move |conn| inspect(conn, &tenant_config, &who))
+        .await
+        .map_err(Failure::run)?;
 
     if args.json {
         println!(

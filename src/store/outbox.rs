@@ -61,26 +61,28 @@ pub fn last_seq(conn: &Connection, tenant: &str) -> Result<u64, StoreError> {
     Ok(seq.unwrap_or(0) as u64)
 }
 
-/// Builds the event for the `index`-th change of a run.
+/// The event of one change as the contract's object, for a dry run (which commits nothing,
+/// so its events are rendered here rather than stored).
 pub fn build_event(
     change: &Change,
     input: &NewEvents<'_>,
     seq: u64,
     sync_id: i64,
     occurred_at: &str,
-) -> Event {
-    let (data, previous_attributes) = change.render(input.before, input.after);
-    Event {
-        id: new_event_id(),
-        tenant: input.tenant.to_owned(),
-        seq,
-        event_type: change.event_type(),
-        occurred_at: occurred_at.to_owned(),
-        sync_id,
-        source: input.source,
-        data,
-        previous_attributes,
-    }
+) -> Result<Event, StoreError> {
+    let text = EventRenderer::new(input.before, input.after)
+        .render(
+            change,
+            &new_event_id(),
+            input.tenant,
+            seq,
+            sync_id,
+            input.source,
+            occurred_at,
+        )
+        .and_then(|text| serde_json::from_str(&text))
+        .map_err(|err| StoreError::Corrupt(format!("rendering an event: {err}")))?;
+    Ok(text)
 }
 
 fn subject_id(change: &Change) -> &str {

@@ -220,8 +220,13 @@ proptest! {
         prop_assert_eq!(previous.groups.len(), needed.groups.len());
         let changes = diff(&a, &b);
         prop_assert_eq!(&diff_indexed(&index, &previous, &b), &changes);
+        let render = |before: &Snapshot, change: &crate::event::Change| {
+            crate::event::EventRenderer::new(before, &b)
+                .render(change, "evt_1", "acme", 1, 1, SourceKind::Google, "2026-01-01T00:00:00.000Z")
+                .unwrap()
+        };
         for change in &changes {
-            prop_assert_eq!(change.render(&previous, &b), change.render(&a, &b));
+            prop_assert_eq!(render(&previous, change), render(&a, change));
         }
         // Only the objects the events need are read: changed, deleted, or in a removed
         // membership.

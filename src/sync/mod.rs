@@ -237,7 +237,7 @@ async fn plan_and_apply(
             .map(|(index, change)| {
                 store::build_event(change, &input, last + 1 + index as u64, 0, &occurred_at)
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         summary.outcome = RunOutcome::DryRun;
         result.dry_run_events = events;
         return Ok(());

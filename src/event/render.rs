@@ -1,191 +1,14 @@
-//! Change events: the closed set of changes a diff can find (`Change`), and the contract's
-//! event JSON they become once the store gives them a `seq` (`Event`). Pure: no I/O, no clock.
-
-use std::fmt;
-use std::str::FromStr;
+//! The one renderer of events: the stored JSON text of each event of a commit, written
+//! straight from the snapshots. A dry run and the events API parse this same text; nothing
+//! else builds event JSON.
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
-use crate::model::{GroupSummary, Id, Snapshot, UserSummary};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum EventType {
-    #[serde(rename = "user.created")]
-    UserCreated,
-    #[serde(rename = "user.updated")]
-    UserUpdated,
-    #[serde(rename = "user.deleted")]
-    UserDeleted,
-    #[serde(rename = "group.created")]
-    GroupCreated,
-    #[serde(rename = "group.updated")]
-    GroupUpdated,
-    #[serde(rename = "group.deleted")]
-    GroupDeleted,
-    #[serde(rename = "group.user_added")]
-    GroupUserAdded,
-    #[serde(rename = "group.user_removed")]
-    GroupUserRemoved,
-}
-
-impl EventType {
-    pub const ALL: [EventType; 8] = [
-        EventType::UserCreated,
-        EventType::UserUpdated,
-        EventType::UserDeleted,
-        EventType::GroupCreated,
-        EventType::GroupUpdated,
-        EventType::GroupDeleted,
-        EventType::GroupUserAdded,
-        EventType::GroupUserRemoved,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::UserCreated => "user.created",
-            EventType::UserUpdated => "user.updated",
-            EventType::UserDeleted => "user.deleted",
-            EventType::GroupCreated => "group.created",
-            EventType::GroupUpdated => "group.updated",
-            EventType::GroupDeleted => "group.deleted",
-            EventType::GroupUserAdded => "group.user_added",
-            EventType::GroupUserRemoved => "group.user_removed",
-        }
-    }
-}
-
-impl fmt::Display for EventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EventType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EventType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown event type {s:?}"))
-    }
-}
-
-/// One change between two snapshots. Objects are named by id; `render` looks them up in the
-/// snapshot before (deletions, removals) or after (everything else) the change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    UserCreated(Id),
-    UserUpdated {
-        id: Id,
-        previous: Map<String, Value>,
-    },
-    UserDeleted(Id),
-    GroupCreated(Id),
-    GroupUpdated {
-        id: Id,
-        previous: Map<String, Value>,
-    },
-    GroupDeleted(Id),
-    UserAdded {
-        group: Id,
-        user: Id,
-    },
-    UserRemoved {
-        group: Id,
-        user: Id,
-    },
-}
-
-impl Change {
-    pub fn event_type(&self) -> EventType {
-        match self {
-            Change::UserCreated(_) => EventType::UserCreated,
-            Change::UserUpdated { .. } => EventType::UserUpdated,
-            Change::UserDeleted(_) => EventType::UserDeleted,
-            Change::GroupCreated(_) => EventType::GroupCreated,
-            Change::GroupUpdated { .. } => EventType::GroupUpdated,
-            Change::GroupDeleted(_) => EventType::GroupDeleted,
-            Change::UserAdded { .. } => EventType::GroupUserAdded,
-            Change::UserRemoved { .. } => EventType::GroupUserRemoved,
-        }
-    }
-
-    /// The event's `data` and `previous_attributes`. `before` and `after` are the snapshots the
-    /// diff compared; a change always names objects present in the one it reads.
-    pub fn render(&self, before: &Snapshot, after: &Snapshot) -> (Value, Option<Value>) {
-        fn json<T: Serialize>(value: &T) -> Value {
-            serde_json::to_value(value).unwrap_or(Value::Null)
-        }
-        fn membership(snapshot: &Snapshot, group: &Id, user: &Id) -> Value {
-            let user = snapshot.users.get(user).map(UserSummary::from);
-            let group = snapshot.groups.get(group).map(GroupSummary::from);
-            serde_json::json!({ "user": user, "group": group })
-        }
-        match self {
-            Change::UserCreated(id) => (json(&after.users.get(id)), None),
-            Change::UserUpdated { id, previous } => (
-                json(&after.users.get(id)),
-                Some(Value::Object(previous.clone())),
-            ),
-            Change::UserDeleted(id) => (json(&before.users.get(id)), None),
-            Change::GroupCreated(id) => (json(&after.groups.get(id)), None),
-            Change::GroupUpdated { id, previous } => (
-                json(&after.groups.get(id)),
-                Some(Value::Object(previous.clone())),
-            ),
-            Change::GroupDeleted(id) => (json(&before.groups.get(id)), None),
-            Change::UserAdded { group, user } => (membership(after, group, user), None),
-            Change::UserRemoved { group, user } => (membership(before, group, user), None),
-        }
-    }
-}
-
-/// Which IdP produced an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    Google,
-    Scim,
-}
-
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Google => "google",
-            SourceKind::Scim => "scim",
-        }
-    }
-}
-
-/// A stored event, exactly the contract's JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub id: String,
-    pub tenant: String,
-    pub seq: u64,
-    #[serde(rename = "type")]
-    pub event_type: EventType,
-    pub occurred_at: String,
-    pub sync_id: i64,
-    pub source: SourceKind,
-    pub data: Value,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub previous_attributes: Option<Value>,
-}
-
-/// A new globally unique, time-ordered event id (`evt_` + ULID).
-pub fn new_event_id() -> String {
-    format!("evt_{}", ulid::Ulid::new())
-}
-
-/// RFC 3339 UTC with milliseconds, the format of `occurred_at`.
-pub fn format_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+use super::{Change, EventType, SourceKind};
+use crate::model::{Id, Snapshot};
 
 /// Renders the stored JSON text of a commit's events: byte for byte what serializing the
 /// `Event` of `Change::render` gives, but written straight from the snapshots, because a first
@@ -304,7 +127,8 @@ fn cached<'c, T: Serialize>(
 /// Borrowed views of the model that serialize as their `serde_json::Value` form does: object
 /// keys in sorted order (the `Value` form of a struct is a sorted map), so the fields of each
 /// view below are declared alphabetically. `Body` keeps `Event`'s declared order, as `Event`
-/// itself serializes. `tests::event_bodies_match_the_value_rendering` holds them to it.
+/// itself serializes. `tests::event_bodies_match_the_value_rendering` holds them to an independent rendering
+/// through `serde_json::Value`.
 mod body {
     use serde::{Serialize, Serializer};
     use serde_json::value::RawValue;
@@ -473,8 +297,47 @@ mod tests {
 
     use serde_json::json;
 
+    use serde::Serialize;
+    use serde_json::{Map, Value};
+
     use super::*;
-    use crate::model::{CustomAttributes, Email, Group, RawAttributes, User, UserState};
+    use crate::event::Event;
+    use crate::model::{
+        CustomAttributes, Email, Group, GroupSummary, RawAttributes, User, UserState, UserSummary,
+    };
+
+    /// The event's `data` and `previous_attributes` through `serde_json::Value`, written
+    /// independently of the renderer: the oracle it is checked against.
+    fn value_rendering(
+        change: &Change,
+        before: &Snapshot,
+        after: &Snapshot,
+    ) -> (Value, Option<Value>) {
+        fn json<T: Serialize>(value: &T) -> Value {
+            serde_json::to_value(value).unwrap_or(Value::Null)
+        }
+        fn membership(snapshot: &Snapshot, group: &Id, user: &Id) -> Value {
+            let user = snapshot.users.get(user).map(UserSummary::from);
+            let group = snapshot.groups.get(group).map(GroupSummary::from);
+            serde_json::json!({ "user": user, "group": group })
+        }
+        match change {
+            Change::UserCreated(id) => (json(&after.users.get(id)), None),
+            Change::UserUpdated { id, previous } => (
+                json(&after.users.get(id)),
+                Some(Value::Object(previous.clone())),
+            ),
+            Change::UserDeleted(id) => (json(&before.users.get(id)), None),
+            Change::GroupCreated(id) => (json(&after.groups.get(id)), None),
+            Change::GroupUpdated { id, previous } => (
+                json(&after.groups.get(id)),
+                Some(Value::Object(previous.clone())),
+            ),
+            Change::GroupDeleted(id) => (json(&before.groups.get(id)), None),
+            Change::UserAdded { group, user } => (membership(after, group, user), None),
+            Change::UserRemoved { group, user } => (membership(before, group, user), None),
+        }
+    }
 
     fn user(id: &str, full: bool) -> User {
         User {
@@ -597,7 +460,7 @@ mod tests {
         let mut shared = EventRenderer::new(&before, &after);
         let twice = changes.iter().chain(changes.iter());
         for (seq, change) in twice.enumerate() {
-            let (data, previous_attributes) = change.render(&before, &after);
+            let (data, previous_attributes) = value_rendering(change, &before, &after);
             let event = Event {
                 id: "evt_1".into(),
                 tenant: "acme".into(),
