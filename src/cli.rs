@@ -37,7 +37,7 @@ pub enum Command {
     /// Onboard a tenant: guided connection to Google Workspace or a SCIM server, verified.
     Setup(crate::setup::args::SetupArgs),
     /// A local Google Directory API + OAuth token endpoint for tests and demos.
-    Emulator(crate::emulator::cli::EmulatorArgs),
+    Emulator(dirsync_emulator::cli::EmulatorArgs),
     /// The main job on the built-in emulator: generated org, daemon, changes, events.
     Demo(DemoArgs),
     /// Deliver stored events to the tenants' [[sinks]] without the daemon (extension).

@@ -13,7 +13,8 @@
 //! - `daemon`: `dirsync run` — per-tenant scheduling, control socket, HTTP listener, systemd.
 //! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding; every message naming a
 //!   Google console path or scope (`setup::messages`).
-//! - `emulator`: the Google Directory API emulator used by tests, benchmarks and the demo.
+//! - the Google Directory API emulator (tests, benchmarks, `dirsync emulator`, `dirsync demo`)
+//!   is its own crate, `dirsync_emulator` (`crates/emulator`), which depends on nothing of ours.
 //! - `cli`, `commands`: the thin edge — argument parsing, verbs, exit codes.
 
 pub mod attribute_path;
@@ -22,7 +23,6 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod diff;
-pub mod emulator;
 pub mod event;
 pub mod glob;
 pub mod model;

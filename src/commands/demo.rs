@@ -17,8 +17,8 @@ use super::{exit, Failure, Outcome};
 use crate::cli::DemoArgs;
 use crate::config::{self, LogFormat};
 use crate::daemon::{self, DaemonOptions, Extension, TenantHook};
-use crate::emulator::{DirectoryHandle, Emulator};
 use crate::store;
+use dirsync_emulator::{DirectoryHandle, Emulator};
 
 const TENANT: &str = "demo";
 
@@ -86,7 +86,7 @@ async fn demo(args: &DemoArgs, dir: &Path) -> Outcome {
 
 fn write_config(
     dir: &Path,
-    emulator: &crate::emulator::EmulatorHandle,
+    emulator: &dirsync_emulator::EmulatorHandle,
     every: u64,
 ) -> Result<PathBuf, Failure> {
     let tenants = dir.join("tenants");
@@ -282,7 +282,7 @@ fn change(
     directory: &DirectoryHandle,
     rng: &mut SmallRng,
     hires: &mut u32,
-) -> Result<String, crate::emulator::ApiError> {
+) -> Result<String, dirsync_emulator::ApiError> {
     let users: Vec<String> = directory
         .user_emails()
         .into_iter()

@@ -64,7 +64,7 @@ pub async fn dispatch(cli: Cli) -> Outcome {
     match cli.command {
         Command::Emulator(args) => {
             init_tracing(LogFormat::Text, "info");
-            crate::emulator::cli::run(args)
+            dirsync_emulator::cli::run(args)
                 .await
                 .map(|()| exit::SUCCESS)
                 .map_err(|err| {

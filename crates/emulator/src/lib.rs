@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use dirsync::emulator::{Emulator, FaultRule, FaultKind};
+//! use dirsync_emulator::{Emulator, FaultRule, FaultKind};
 //! use serde_json::json;
 //!
 //! let emulator = Emulator::builder().users(500).groups(40).seed(7).build()?;
