@@ -1,37 +1,23 @@
-//! Test support for the SCIM source: starts a real `scim2-server` (PyPI) on loopback, seeds it
-//! through its SCIM API, and builds source configs. Used by `tests/scim*.rs` via `#[path]`.
-#![allow(dead_code)]
+//! A real SCIM 2.0 server for tests: `scim2-server` (PyPI, from the test venv) on loopback,
+//! with the ServiceProviderConfig a test asks for, seeded through its own SCIM API.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use dirsync::config::{ScimAuth, ScimPagination, ScimSourceConfig, Secret};
-use dirsync::source::scim::ScimSource;
-use dirsync::source::FetchStats;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 pub const TOKEN: &str = "s3cret-test-token";
 pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-/// The Python with `tests/requirements.txt` installed: `DIRSYNC_TEST_PYTHON`, else the repo's
-/// `.venv`.
-pub fn python() -> PathBuf {
-    match std::env::var_os("DIRSYNC_TEST_PYTHON") {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-    }
-}
-
 fn server_command() -> Command {
-    let python = python();
+    let python = crate::python();
     assert!(
         python.exists(),
-        "{} does not exist: create it with `python3 -m venv .venv && .venv/bin/pip install -r tests/requirements.txt` or set DIRSYNC_TEST_PYTHON",
-        python.display()
+        "{} does not exist: {}",
+        python.display(),
+        crate::python::HOW_TO_CREATE
     );
     let script = python.with_file_name("scim2-server");
     if script.exists() {
@@ -102,11 +88,6 @@ impl Drop for ScimServer {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 impl ScimServer {
     pub async fn start(spc: Spc) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -119,7 +100,7 @@ impl ScimServer {
         // The port is picked before the server binds it; another process may win the race, so
         // a server that exits at once is started again on another port.
         for _ in 0..5 {
-            let port = free_port();
+            let port = crate::free_port();
             let mut command = server_command();
             command
                 .args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
@@ -160,14 +141,6 @@ impl ScimServer {
             assert!(exited, "scim2-server did not answer within 30 s");
         }
         panic!("scim2-server exited at start five times");
-    }
-
-    pub fn config(&self) -> ScimSourceConfig {
-        config(&self.base_url, Some(TOKEN))
-    }
-
-    pub fn source(&self) -> ScimSource {
-        ScimSource::new(self.config(), Arc::new(FetchStats::default())).unwrap()
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -260,25 +233,5 @@ impl ScimServer {
         ids.insert("engineering".into(), engineering);
         ids.insert("admins".into(), admins);
         ids
-    }
-}
-
-/// A config for `base_url` with short retries, so fault tests end quickly.
-pub fn config(base_url: &str, token: Option<&str>) -> ScimSourceConfig {
-    ScimSourceConfig {
-        base_url: base_url.trim_end_matches('/').to_owned(),
-        auth: match token {
-            Some(token) => ScimAuth::Bearer(Secret::new(token)),
-            None => ScimAuth::None,
-        },
-        page_size: None,
-        pagination: ScimPagination::Auto,
-        filter_supported: None,
-        suspended_users: Default::default(),
-        nested_groups: Default::default(),
-        max_concurrency: 4,
-        requests_per_minute: 0,
-        retry_max: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(10),
     }
 }

@@ -5,8 +5,8 @@
 //! `directMembersCount` as a string, members without `status`, a CUSTOMER member without
 //! email, and a token endpoint that verifies the JWT assertion's RS256 signature, `iss`, `aud`,
 //! `scope` and `sub` against the key this fake generated. `Mode::Html` answers every API call
-//! with HTTP 200 `text/html` garbage. Used by `tests/contract.rs` via `#[path]`.
-#![allow(dead_code, clippy::result_large_err)]
+//! with HTTP 200 `text/html` garbage. Used by the contract tests.
+#![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

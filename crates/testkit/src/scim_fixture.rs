@@ -1,6 +1,5 @@
 //! A tiny SCIM-shaped HTTP server on loopback whose every answer a test scripts: for the
 //! faults and quirks a conforming server (scim2-server) never produces.
-#![allow(dead_code)]
 // Scripts read more easily passing `json!(..)` values straight in.
 #![allow(clippy::needless_pass_by_value)]
 

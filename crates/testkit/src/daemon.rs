@@ -1,11 +1,10 @@
-//! Test support for the daemon: a throw-away config folder, the real `dirsync run` binary as a
-//! child process (killed when dropped), its control socket and HTTP listener, signals, and a
-//! SCIM-shaped loopback server whose answers wait behind a gate (a fetch that is "slow" for
-//! exactly as long as a test wants). Used by `tests/daemon*.rs` via `#[path]`.
-#![allow(dead_code)]
+//! The daemon under test: the real `dirsync run` binary as a child process of a [`ConfigDir`]
+//! (killed when dropped), its control socket, signals, a `NOTIFY_SOCKET` that records what it
+//! tells systemd, and a SCIM-shaped loopback server whose answers wait behind a gate (a fetch
+//! that is "slow" for exactly as long as a test wants).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,126 +12,25 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
-use dirsync::daemon::control::{self, Request, Response};
-use dirsync::daemon::tenant::TenantState;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_dirsync");
+use crate::wait::wait_for;
+use crate::ConfigDir;
+
 pub const TOKEN: &str = "daemon-test-token";
 
-/// Polls `condition` every 50 ms until it holds; panics with `what` after `seconds`.
-pub async fn wait_for<F, Fut>(seconds: u64, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// A config folder: `dirsync.toml`, `tenants/`, the state dir and the control socket inside.
-pub struct Setup {
-    pub dir: tempfile::TempDir,
-    pub http: Option<std::net::SocketAddr>,
-}
-
-impl Setup {
-    pub fn new(with_http: bool) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tenants")).unwrap();
-        let http = with_http.then(|| std::net::SocketAddr::from(([127, 0, 0, 1], free_port())));
-        let mut global =
-            "state_dir = \"state\"\ntenants_dir = \"tenants\"\ncontrol_socket = \"control.sock\"\n"
-                .to_owned();
-        if let Some(addr) = http {
-            global.push_str(&format!("http_listen = \"{addr}\"\n"));
-        }
-        std::fs::write(dir.path().join("dirsync.toml"), global).unwrap();
-        Self { dir, http }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn config(&self) -> PathBuf {
-        self.path().join("dirsync.toml")
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.path().join("control.sock")
-    }
-
-    /// Writes `tenants/{id}.toml` for a SCIM source at `base_url` with bearer `token`, `extra`
-    /// appended.
-    pub fn scim_tenant(&self, id: &str, base_url: &str, token: &str, schedule: &str, extra: &str) {
-        std::fs::write(self.path().join(format!("tenants/{id}.token")), token).unwrap();
-        let text = format!(
-            "schedule = \"{schedule}\"\n[source]\ntype = \"scim\"\nbase_url = \"{base_url}\"\ntoken_file = \"{id}.token\"\nretry_max_seconds = 1\n{extra}"
-        );
-        self.write_tenant(id, &text);
-    }
-
-    pub fn write_tenant(&self, id: &str, text: &str) {
-        std::fs::write(self.path().join(format!("tenants/{id}.toml")), text).unwrap();
-    }
-
-    pub fn remove_tenant(&self, id: &str) {
-        std::fs::remove_file(self.path().join(format!("tenants/{id}.toml"))).unwrap();
-    }
-
-    /// Runs a `dirsync` verb against this config.
-    pub async fn cli(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new(BIN)
-            .arg("--config")
-            .arg(self.config())
-            .args(args)
-            .env_remove("NOTIFY_SOCKET")
-            .output()
-            .await
-            .unwrap()
-    }
-
-    /// `dirsync status --json` for one tenant.
-    pub async fn status(&self, tenant: &str) -> Value {
-        let output = self.cli(&["status", tenant, "--json"]).await;
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
-    }
-
-    /// The daemon's view of its tenants, straight from the control socket.
-    pub async fn daemon_states(&self) -> Option<Vec<TenantState>> {
-        match control::request(&self.socket(), &Request::Status { tenant: None }).await {
-            Ok(Some(Response {
-                ok: true, tenants, ..
-            })) => Some(tenants),
-            _ => None,
-        }
-    }
-
-    pub async fn daemon_state(&self, tenant: &str) -> Option<TenantState> {
-        self.daemon_states()
-            .await?
-            .into_iter()
-            .find(|s| s.tenant == tenant)
-    }
+/// The daemon's answer to a `status` request on its control socket (the JSON of the control
+/// protocol, one line each way), `None` while nothing answers.
+pub async fn control_status(socket: &Path) -> Option<Value> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+    let (read, mut write) = stream.into_split();
+    write.write_all(b"{\"op\":\"status\"}\n").await.ok()?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await.ok()?;
+    serde_json::from_str(line.trim()).ok()
 }
 
 /// `dirsync run` as a child process.
@@ -143,12 +41,12 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts the daemon and waits until its control socket answers.
-    pub async fn start(setup: &Setup, notify_socket: Option<&Path>) -> Self {
+    pub async fn start(setup: &ConfigDir, notify_socket: Option<&Path>) -> Self {
         Self::start_with_env(setup, notify_socket, &[]).await
     }
 
     pub async fn start_with_env(
-        setup: &Setup,
+        setup: &ConfigDir,
         notify_socket: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Self {
@@ -156,8 +54,10 @@ impl Daemon {
         // Through a shell that execs the binary, so WATCHDOG_PID can name the daemon's own pid,
         // as systemd sets it.
         let mut command = Command::new("sh");
-        command
-            .args(["-c", "export WATCHDOG_PID=$$; exec \"$0\" \"$@\"", BIN])
+        crate::dirsync::scrub(&mut command)
+            .arg("-c")
+            .arg("export WATCHDOG_PID=$$; exec \"$0\" \"$@\"")
+            .arg(setup.dirsync().bin())
             .arg("--config")
             .arg(setup.config())
             .arg("run")
@@ -166,16 +66,18 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .envs(env.iter().copied());
-        match notify_socket {
-            Some(path) => command.env("NOTIFY_SOCKET", path),
-            None => command.env_remove("NOTIFY_SOCKET"),
-        };
+        if let Some(path) = notify_socket {
+            command.env("NOTIFY_SOCKET", path);
+        }
         let daemon = Self {
             child: command.spawn().unwrap(),
             log,
         };
+        let socket = setup.socket();
         wait_for(20, "the daemon's control socket", || async {
-            setup.daemon_states().await.is_some()
+            control_status(&socket)
+                .await
+                .is_some_and(|answer| answer["ok"] == true)
         })
         .await;
         daemon
@@ -361,16 +263,4 @@ impl NotifySocket {
         })
         .await;
     }
-}
-
-/// A plain HTTP GET on loopback: (status, body).
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
-    let response = reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.text().await.ok()?))
 }
