@@ -26,11 +26,12 @@
 //! ```
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use dirsync_testkit::emulator::EmulatorProcess;
+use dirsync_testkit::{ConfigDir, Dirsync};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -142,45 +143,44 @@ fn usage(problem: &str) -> ! {
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }
 
-/// A running `dirsync emulator`, killed on drop.
+/// A running `dirsync emulator` (the testkit's subprocess), killed on drop.
 struct Emulator {
-    child: Child,
+    _process: EmulatorProcess,
     base: String,
     http: reqwest::Client,
 }
 
 impl Emulator {
-    fn start(options: &Options, key_file: &Path) -> Self {
-        let mut command = Command::new(BIN);
-        command
-            .args(["emulator", "--listen", "127.0.0.1:0"])
-            .args(["--users", &options.users.to_string()])
-            .args(["--groups", &options.groups.to_string()])
-            .args(["--members", &options.members.to_string()])
-            .args(["--seed", &options.seed.to_string()])
-            .args(["--latency-ms", &options.latency_ms.to_string()])
-            .arg("--key-out")
-            .arg(key_file);
+    fn start(dirsync: &Dirsync, options: &Options, key_file: &Path) -> Self {
+        let (users, groups, members) = (
+            options.users.to_string(),
+            options.groups.to_string(),
+            options.members.to_string(),
+        );
+        let (seed, latency, rpm) = (
+            options.seed.to_string(),
+            options.latency_ms.to_string(),
+            options.rpm.to_string(),
+        );
+        let mut args = vec![
+            "--users",
+            &users,
+            "--groups",
+            &groups,
+            "--members",
+            &members,
+            "--seed",
+            &seed,
+            "--latency-ms",
+            &latency,
+        ];
         if options.rpm > 0 {
-            command.args(["--quota-per-minute", &options.rpm.to_string()]);
+            args.extend(["--quota-per-minute", &rpm]);
         }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .split_whitespace()
-            .find(|word| word.starts_with("http://"))
-            .unwrap_or_else(|| panic!("the emulator printed no address: {line:?}"))
-            .to_owned();
+        let process = EmulatorProcess::spawn(dirsync, key_file, &args, Stdio::inherit());
         Self {
-            child,
-            base,
+            base: process.base_url.clone(),
+            _process: process,
             http: reqwest::Client::new(),
         }
     }
@@ -196,13 +196,6 @@ impl Emulator {
             .json()
             .await
             .unwrap()
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -224,22 +217,18 @@ impl Run {
     }
 }
 
-fn write_config(dir: &Path, emulator: &Emulator, key_file: &Path, options: &Options) -> PathBuf {
-    let tenants = dir.join("tenants");
-    std::fs::create_dir_all(&tenants).unwrap();
-    let config = dir.join("dirsync.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {:?}\ntenants_dir = \"tenants\"\ncontrol_socket = {:?}\n",
-            dir.join("state").display().to_string(),
-            dir.join("control.sock").display().to_string(),
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        tenants.join(format!("{TENANT}.toml")),
-        format!(
+/// The bench's config folder: one Google tenant against the emulator.
+fn write_config(emulator: &Emulator, key_file: &Path, options: &Options) -> ConfigDir {
+    let mut dirsync = Dirsync::new(BIN);
+    // The testkit scrubs the environment; a log level asked for on the command line still
+    // reaches the measured run.
+    if let Some(level) = std::env::var_os("RUST_LOG") {
+        dirsync = dirsync.env("RUST_LOG", level);
+    }
+    let config = ConfigDir::new(dirsync);
+    config.write_tenant(
+        TENANT,
+        &format!(
             "schedule = \"0 0 * * * *\"\n\n[source]\ntype = \"google\"\ncredentials_file = {:?}\n\
              subject = \"admin@example.com\"\napi_base = {:?}\nmax_concurrency = {}\n\
              requests_per_minute = {}\n",
@@ -248,23 +237,16 @@ fn write_config(dir: &Path, emulator: &Emulator, key_file: &Path, options: &Opti
             options.concurrency,
             options.rpm,
         ),
-    )
-    .unwrap();
+    );
     config
 }
 
-async fn sync(emulator: &Emulator, config: &Path, label: &'static str) -> Run {
+async fn sync(emulator: &Emulator, config: &ConfigDir, label: &'static str) -> Run {
     emulator
         .admin(reqwest::Method::POST, "counters/reset")
         .await;
     let started = Instant::now();
-    let output = tokio::process::Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(["sync", TENANT, "--json"])
-        .output()
-        .await
-        .unwrap();
+    let output = config.output_async(&["sync", TENANT, "--json"]).await;
     let wall = started.elapsed();
     // `output()` captures stderr too: pass dirsync's log on.
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
@@ -348,11 +330,11 @@ fn main() {
 }
 
 async fn bench(options: Options) {
-    let dir = tempfile::Builder::new()
+    let keys = tempfile::Builder::new()
         .prefix("dirsync-bench-")
         .tempdir()
         .unwrap();
-    let key_file = dir.path().join("sa.json");
+    let key_file = keys.path().join("sa.json");
     eprintln!(
         "sync bench: {} users, {} groups, {} memberships (seed {}), latency {} ms, {}, max_concurrency {}",
         options.users,
@@ -368,7 +350,7 @@ async fn bench(options: Options) {
         options.concurrency
     );
     let built = Instant::now();
-    let emulator = Emulator::start(&options, &key_file);
+    let emulator = Emulator::start(&Dirsync::new(BIN), &options, &key_file);
     eprintln!(
         "sync bench: emulator up at {} in {:.1}s",
         emulator.base,
@@ -380,8 +362,8 @@ async fn bench(options: Options) {
     let (users, groups) = (count("users"), count("groups"));
     let minimum = users.div_ceil(500).max(1) + groups.div_ceil(200).max(1) + count("member_pages");
 
-    let config = write_config(dir.path(), &emulator, &key_file, &options);
-    let db = dir.path().join("state").join("dirsync.db");
+    let config = write_config(&emulator, &key_file, &options);
+    let db = config.state_dir().join("dirsync.db");
 
     let mut runs = vec![sync(&emulator, &config, "first sync").await];
     if options.resync {
@@ -528,7 +510,11 @@ async fn bench(options: Options) {
         );
     }
     if options.keep {
-        let kept = dir.keep();
-        println!("\nkept {}", kept.display());
+        let kept = config.keep();
+        println!(
+            "\nkept {} (the key: {})",
+            kept.display(),
+            keys.keep().display()
+        );
     }
 }

@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::dirsync::{Dirsync, Run};
 use crate::emulator::GoogleEmulator;
+use crate::runner::{Dirsync, Run};
 
 /// Options of a [`ConfigDir`]; [`ConfigDir::new`] takes the defaults.
 #[derive(Debug, Clone)]
@@ -101,6 +101,11 @@ impl ConfigDir {
             global: String::new(),
             tenants_dir: true,
         }
+    }
+
+    /// Keeps the folder on disk (it is removed on drop otherwise); its path.
+    pub fn keep(self) -> PathBuf {
+        self.dir.keep()
     }
 
     /// The folder.

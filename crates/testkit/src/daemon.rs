@@ -54,7 +54,7 @@ impl Daemon {
         // Through a shell that execs the binary, so WATCHDOG_PID can name the daemon's own pid,
         // as systemd sets it.
         let mut command = Command::new("sh");
-        crate::dirsync::scrub(&mut command)
+        crate::runner::scrub(&mut command)
             .arg("-c")
             .arg("export WATCHDOG_PID=$$; exec \"$0\" \"$@\"")
             .arg(setup.dirsync().bin())

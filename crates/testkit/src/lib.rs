@@ -17,20 +17,20 @@
 
 pub mod config_dir;
 pub mod daemon;
-pub mod dirsync;
 pub mod emulator;
 pub mod fake_google;
 pub mod net;
 pub mod python;
+pub mod runner;
 pub mod scim;
 pub mod scim_fixture;
 pub mod wait;
 pub mod webhook;
 
 pub use config_dir::ConfigDir;
-pub use dirsync::{Dirsync, Run, Running};
 pub use net::{free_port, http_get};
 pub use python::python;
+pub use runner::{Dirsync, Run, Running};
 pub use wait::{wait_for, wait_until, wait_until_or};
 
 /// The workspace root (where `.venv` and `tests/` live).

@@ -2,46 +2,35 @@
 //! (scim2-server from PyPI, via `DIRSYNC_TEST_PYTHON` or the repo's `.venv`) on loopback.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/scim.rs"]
-mod scim_support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use scim_support::{ScimServer, Spc, TOKEN};
+use dirsync_testkit::scim::{ScimServer, Spc, TOKEN};
+use dirsync_testkit::ConfigDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dirsync");
-
-fn config_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("dirsync.toml"),
-        "state_dir = \"state\"\ntenants_dir = \"tenants\"\n",
-    )
-    .unwrap();
-    dir
+/// A fresh host's config folder: `dirsync setup` creates `tenants/`.
+fn config_dir() -> ConfigDir {
+    ConfigDir::builder(crate::support::dirsync())
+        .without_tenants_dir()
+        .build()
 }
 
 /// Runs the binary off the async runtime (it blocks until setup ends).
 async fn setup_scim(dir: &Path, base_url: &str, token: &str) -> (i32, String) {
     let token_file = dir.join("given-token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    let mut command = Command::new(BIN);
-    command
-        .arg("--config")
-        .arg(dir.join("dirsync.toml"))
-        .args([
+    let mut command = crate::support::dirsync()
+        .with_config(dir.join("dirsync.toml"))
+        .command(&[
             "setup",
             "scim",
             "hr",
             "--non-interactive",
             "--base-url",
             base_url,
-        ])
-        .arg("--token-file")
-        .arg(&token_file)
-        .stdin(Stdio::null());
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ]);
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();

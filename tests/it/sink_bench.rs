@@ -7,18 +7,17 @@
 //! (`DIRSYNC_BENCH_EVENTS` sets the backlog, default 1,000,000).
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/sinks.rs"]
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
+use dirsync_testkit::webhook::*;
+use dirsync_testkit::*;
 use rusqlite::params;
-use support::*;
 
 /// Fills the outbox with `n` small synthetic events (straight SQL: a sync of a million users
 /// would benchmark the diff, not delivery).
-fn fill_outbox(env: &Env, tenant: &str, n: u64) {
+fn fill_outbox(env: &ConfigDir, tenant: &str, n: u64) {
     let store = env.store();
     let mut conn = store.connect().unwrap();
     let tx = conn.transaction().unwrap();
@@ -67,7 +66,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Runs `dirsync deliver --once` until `done()`, sampling RSS at each tenth of `total`.
-fn measure(env: &Env, label: &str, total: u64, progress: impl Fn() -> u64) {
+fn measure(env: &ConfigDir, label: &str, total: u64, progress: impl Fn() -> u64) {
     let started = Instant::now();
     let mut child = env
         .command(&["deliver", "--once"])
@@ -110,8 +109,8 @@ fn measure(env: &Env, label: &str, total: u64, progress: impl Fn() -> u64) {
     }
 }
 
-fn webhook_env(receiver_addr: std::net::SocketAddr, batch_size: usize) -> Env {
-    let env = Env::new("");
+fn webhook_env(receiver_addr: std::net::SocketAddr, batch_size: usize) -> ConfigDir {
+    let env = sink_dir("");
     env.tenant(
         "bench",
         &format!("[[sinks]]\ntype = \"webhook\"\nname = \"hook\"\nurl = \"http://{receiver_addr}/hook\"\nsecret_file = \"secret\"\nbatch_size = {batch_size}\n"),
@@ -146,7 +145,7 @@ fn delivery_throughput_and_memory() {
         receiver.count.load(Ordering::SeqCst) - base
     });
 
-    let env = Env::new("");
+    let env = sink_dir("");
     let file = env.path().join("events.jsonl");
     env.tenant(
         "bench",

@@ -3,31 +3,20 @@
 //! `dirsync inspect --json` explains users and groups, including every "why not" case.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/scim.rs"]
-mod scim;
-
-use std::path::PathBuf;
-use std::process::Command;
-
-use scim::{ScimServer, Spc, ENTERPRISE, TOKEN};
+use dirsync_testkit::scim::{ScimServer, Spc, ENTERPRISE, TOKEN};
+use dirsync_testkit::{ConfigDir, Run};
 use serde_json::{json, Value};
 
 /// A temp config folder with one SCIM tenant, `acme`.
 struct Setup {
-    dir: tempfile::TempDir,
+    dir: ConfigDir,
     base_url: String,
 }
 
 impl Setup {
     fn new(base_url: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tenants")).unwrap();
-        std::fs::write(dir.path().join("tenants/acme-token"), TOKEN).unwrap();
-        std::fs::write(
-            dir.path().join("dirsync.toml"),
-            "state_dir = \"state\"\ntenants_dir = \"tenants\"\ncontrol_socket = \"control.sock\"\n",
-        )
-        .unwrap();
+        let dir = crate::support::config_dir(false);
+        dir.write("tenants/acme-token", TOKEN);
         Self {
             dir,
             base_url: base_url.to_owned(),
@@ -41,25 +30,16 @@ impl Setup {
             "schedule = \"0 0 * * * *\"\n[source]\ntype = \"scim\"\nbase_url = \"{}\"\ntoken_file = \"acme-token\"\n{source_extra}\n{policy}\n",
             self.base_url
         );
-        std::fs::write(self.dir.path().join("tenants/acme.toml"), text).unwrap();
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("dirsync.toml")
+        self.dir.write_tenant("acme", &text);
     }
 
     fn dirsync(&self, args: &[&str]) -> (i32, String, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_dirsync"))
-            .arg("--config")
-            .arg(self.config())
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let Run {
+            code,
+            stdout,
+            stderr,
+        } = self.dir.run(args);
+        (code, stdout, stderr)
     }
 
     fn sync(&self, extra: &[&str]) -> (i32, Value) {

@@ -4,27 +4,34 @@
 //! reject, hang or vanish.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/sinks.rs"]
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::support::*;
+use dirsync_testkit::webhook::*;
+use dirsync_testkit::*;
 use serde_json::Value;
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A receiver that accepts a request only if `standardwebhooks.Webhook(secret).verify` does,
-/// and prints one JSON line per accepted request: path, webhook-id, the payload.
+/// and prints one JSON line per accepted request: path, webhook-id, the payload. Its handler
+/// threads write whole lines under one lock (two sinks deliver at once: unlocked `print`s of
+/// two threads interleaved into one unparseable line).
 const PYTHON_RECEIVER: &str = r#"
-import json, sys
+import json, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from standardwebhooks import Webhook
 
 hook = Webhook(sys.argv[1])
+out = threading.Lock()
+
+def emit(line):
+    with out:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
@@ -36,7 +43,7 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(str(err).encode())
             return
-        print(json.dumps({"path": self.path, "id": self.headers["webhook-id"], "payload": payload}), flush=True)
+        emit(json.dumps({"path": self.path, "id": self.headers["webhook-id"], "payload": payload}))
         self.send_response(204)
         self.end_headers()
 
@@ -44,7 +51,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-print(server.server_address[1], flush=True)
+emit(str(server.server_address[1]))
 server.serve_forever()
 "#;
 
@@ -65,7 +72,7 @@ fn signatures_verify_with_the_python_standard_webhooks_library() {
     let _guard = Running(child);
     let port: u16 = lines.next().unwrap().unwrap().trim().parse().unwrap();
 
-    let env = Env::new("");
+    let env = sink_dir("");
     env.tenant(
         "acme",
         &format!(
@@ -76,13 +83,13 @@ fn signatures_verify_with_the_python_standard_webhooks_library() {
     let last = env.commit_users("acme", 0..10);
     assert_eq!(last, 10);
 
-    let out = env.run(&["deliver", "acme", "--once"]);
+    let out = env.output(&["deliver", "acme", "--once"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stored: Vec<Value> = env.events("acme");
+    let stored: Vec<Value> = env.events("acme", 0);
     let mut single = Vec::new();
     let mut batched = Vec::new();
     for _ in 0..(10 + 3) {
@@ -145,7 +152,7 @@ fn a_receiver_that_fails_for_a_while_gets_every_event_in_order() {
     let receiver = Receiver::default();
     receiver.fail_next.store(5, Ordering::SeqCst);
     let addr = receiver.start("127.0.0.1:0");
-    let env = Env::new("");
+    let env = sink_dir("");
     env.tenant("acme", &webhook("hook", addr, ""));
     env.commit_users("acme", 0..20);
 
@@ -168,7 +175,7 @@ fn a_receiver_that_fails_for_a_while_gets_every_event_in_order() {
 #[test]
 fn a_receiver_that_is_down_gets_every_event_afterwards() {
     let port = free_port();
-    let env = Env::new("");
+    let env = sink_dir("");
     env.tenant("acme", &webhook("hook", format!("127.0.0.1:{port}"), ""));
     env.commit_users("acme", 0..3);
     let _deliver = Running(env.spawn_deliver(&["acme"]));
@@ -193,7 +200,7 @@ fn kill_9_during_delivery_loses_and_reorders_nothing() {
     let receiver = Receiver::default();
     receiver.delay_ms.store(2, Ordering::SeqCst);
     let addr = receiver.start("127.0.0.1:0");
-    let env = Env::new("");
+    let env = sink_dir("");
     let file = env.path().join("events.jsonl");
     env.tenant(
         "acme",
@@ -246,7 +253,7 @@ fn kill_9_during_delivery_loses_and_reorders_nothing() {
     assert_no_loss_no_reorder(&lines, total);
     // Ids are the stored ones.
     let stored: Vec<(u64, String)> = env
-        .events("acme")
+        .events("acme", 0)
         .iter()
         .map(|e| {
             (
@@ -267,7 +274,7 @@ fn a_slow_receiver_does_not_slow_syncing_other_sinks_or_other_tenants() {
     let slow_addr = slow.start("127.0.0.1:0");
     let fast = Receiver::default();
     let fast_addr = fast.start("127.0.0.1:0");
-    let env = Env::new("");
+    let env = sink_dir("");
     let file = env.path().join("slow-tenant.jsonl");
     env.tenant(
         "slow",
@@ -305,11 +312,11 @@ fn a_rejected_delivery_parks_the_sink_until_unparked() {
     let receiver = Receiver::default();
     receiver.status.store(400, Ordering::SeqCst);
     let addr = receiver.start("127.0.0.1:0");
-    let env = Env::new("");
+    let env = sink_dir("");
     env.tenant("acme", &webhook("hook", addr, "on_reject = \"park\""));
     env.commit_users("acme", 0..4);
 
-    let out = env.run(&["deliver", "acme", "--once"]);
+    let out = env.output(&["deliver", "acme", "--once"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -320,21 +327,21 @@ fn a_rejected_delivery_parks_the_sink_until_unparked() {
     assert_eq!(status["parked"], true);
     assert_eq!(status["delivered_seq"], 0);
     assert!(status["last_error"].as_str().unwrap().contains("400"));
-    let text = String::from_utf8(env.run(&["status", "acme"]).stdout).unwrap();
+    let text = String::from_utf8(env.output(&["status", "acme"]).stdout).unwrap();
     assert!(text.contains("PARKED"), "{text}");
 
     // Fixed receiver, but still parked: nothing is sent.
     receiver.status.store(0, Ordering::SeqCst);
     let requests = receiver.requests.load(Ordering::SeqCst);
     assert_eq!(
-        env.run(&["deliver", "acme", "--once"]).status.code(),
+        env.output(&["deliver", "acme", "--once"]).status.code(),
         Some(1)
     );
     assert_eq!(receiver.requests.load(Ordering::SeqCst), requests);
 
-    let out = env.run(&["deliver", "acme", "--unpark", "hook"]);
+    let out = env.output(&["deliver", "acme", "--unpark", "hook"]);
     assert!(out.status.success());
-    let out = env.run(&["deliver", "acme", "--once"]);
+    let out = env.output(&["deliver", "acme", "--once"]);
     assert!(
         out.status.success(),
         "{}",
@@ -349,7 +356,7 @@ fn a_rejection_with_on_reject_retry_is_retried_and_reported() {
     let receiver = Receiver::default();
     receiver.status.store(422, Ordering::SeqCst);
     let addr = receiver.start("127.0.0.1:0");
-    let env = Env::new("");
+    let env = sink_dir("");
     env.tenant("acme", &webhook("hook", addr, ""));
     env.commit_users("acme", 0..2);
     let _deliver = Running(env.spawn_deliver(&["acme"]));
@@ -371,14 +378,14 @@ fn a_rejection_with_on_reject_retry_is_retried_and_reported() {
 fn resend_replays_a_range_with_the_original_ids_without_moving_the_cursor() {
     let receiver = Receiver::default();
     let addr = receiver.start("127.0.0.1:0");
-    let env = Env::new("");
+    let env = sink_dir("");
     env.tenant("acme", &webhook("hook", addr, "batch_size = 3"));
     env.commit_users("acme", 0..10);
-    assert!(env.run(&["deliver", "acme", "--once"]).status.success());
+    assert!(env.output(&["deliver", "acme", "--once"]).status.success());
     let first: Vec<Value> = receiver.events();
     assert_eq!(first.len(), 10);
 
-    let out = env.run(&[
+    let out = env.output(&[
         "events",
         "acme",
         "--resend-to",
@@ -402,7 +409,7 @@ fn resend_replays_a_range_with_the_original_ids_without_moving_the_cursor() {
     assert_eq!(&all[10..], &first[3..7]);
     assert_eq!(env.sink_status("acme", "hook")["delivered_seq"], 10);
 
-    let out = env.run(&["events", "acme", "--resend-to", "nope"]);
+    let out = env.output(&["events", "acme", "--resend-to", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("hook"));
 }

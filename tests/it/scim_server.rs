@@ -2,9 +2,6 @@
 //! seeded through its SCIM API, changed the way Okta and Entra ID change it, fetched again.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/scim.rs"]
-mod scim_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -13,7 +10,9 @@ use dirsync::model::MemberKind;
 use dirsync::model::{Email, Id, UserState};
 use dirsync::source::scim::ScimSource;
 use dirsync::source::{FetchStats, Fetched, MemberRef};
-use scim_support::{ScimServer, Spc, ENTERPRISE};
+use dirsync_testkit::scim::{ScimServer, Spc, ENTERPRISE};
+
+use crate::support::{scim_config, ScimServerExt};
 use serde_json::json;
 
 fn users_by_name(fetched: &Fetched) -> BTreeMap<String, &dirsync::model::User> {
@@ -284,7 +283,7 @@ async fn a_cursor_only_server_like_entra_is_read_with_cursors() {
 #[tokio::test]
 async fn a_wrong_token_names_the_token_file() {
     let server = ScimServer::start(Spc::Default).await;
-    let config = scim_support::config(&server.base_url, Some("not-the-token"));
+    let config = scim_config(&server.base_url, Some("not-the-token"));
     let source = ScimSource::new(config, Arc::new(FetchStats::default())).unwrap();
     let err = source.fetch().await.unwrap_err();
     let text = err.to_string();

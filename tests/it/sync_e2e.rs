@@ -5,9 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use dirsync::emulator::{Emulator, EmulatorHandle, FaultKind, FaultRule};
+use dirsync_emulator::{Emulator, EmulatorHandle, FaultKind, FaultRule};
+use dirsync_testkit::{ConfigDir, Run};
 use serde_json::{json, Value};
 
 /// 31 users (u00..u29 and the admin), four groups, one nested group, an external member and
@@ -46,14 +47,13 @@ const MEMBERSHIPS: usize = 30 + 15 + 5 + 10;
 
 struct Env {
     emulator: EmulatorHandle,
-    dir: tempfile::TempDir,
+    dir: ConfigDir,
 }
 
 impl Env {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let fixture_path = dir.path().join("org.json");
-        std::fs::write(&fixture_path, fixture().to_string()).unwrap();
+        let dir = crate::support::config_dir(false);
+        let fixture_path = dir.write("org.json", fixture().to_string());
         let emulator = Emulator::builder()
             .fixture_file(&fixture_path)
             .build()
@@ -61,15 +61,9 @@ impl Env {
             .start("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
-        std::fs::create_dir(dir.path().join("tenants")).unwrap();
         emulator
             .write_key(&dir.path().join("tenants/key.json"))
             .unwrap();
-        std::fs::write(
-            dir.path().join("dirsync.toml"),
-            "state_dir = \"state\"\ntenants_dir = \"tenants\"\ncontrol_socket = \"control.sock\"\n",
-        )
-        .unwrap();
         let env = Self { emulator, dir };
         env.tenant("acme", "");
         env
@@ -87,26 +81,16 @@ impl Env {
              subject = \"admin@example.com\"\napi_base = \"{}\"\nrequests_per_minute = 0\n{retry}\n{source_extra}\n",
             self.emulator.base_url
         );
-        std::fs::write(self.dir.path().join(format!("tenants/{id}.toml")), text).unwrap();
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("dirsync.toml")
+        self.dir.write_tenant(id, &text);
     }
 
     async fn dirsync(&self, args: &[&str]) -> (i32, String, String) {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dirsync"))
-            .arg("--config")
-            .arg(self.config())
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let Run {
+            code,
+            stdout,
+            stderr,
+        } = self.dir.run_async(args).await;
+        (code, stdout, stderr)
     }
 
     /// `dirsync sync TENANT --json` (plus `extra`): exit code and the summary.
@@ -737,7 +721,7 @@ async fn credential_and_api_failures_fail_the_run_with_the_fix() {
         ],
     )
     .await;
-    env.emulator.set_dwd_scopes(dirsync::emulator::ALL_SCOPES);
+    env.emulator.set_dwd_scopes(dirsync_emulator::ALL_SCOPES);
 
     // The impersonated user is not an admin.
     env.fault(FaultRule {

@@ -4,14 +4,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use dirsync_testkit::wait_until;
 use serde_json::Value;
 
 fn dirsync() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dirsync"));
-    command.arg("emulator");
-    command
+    crate::support::dirsync().command(&["emulator"])
 }
 
 fn fails_with_usage(args: &[&str]) -> String {
@@ -142,17 +141,19 @@ fn terminate(mut running: Running) -> Option<i32> {
     let pid = running.child.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = running.child.try_wait().unwrap() {
-            return status.code();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the emulator did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut code = None;
+    wait_until(
+        "the emulator to stop on SIGTERM",
+        Duration::from_secs(20),
+        || match running.child.try_wait().unwrap() {
+            Some(status) => {
+                code = status.code();
+                true
+            }
+            None => false,
+        },
+    );
+    code
 }
 
 #[test]

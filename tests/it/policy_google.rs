@@ -6,10 +6,7 @@
 //! is `tests/policy_scim.rs`.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/google.rs"]
-mod google;
-
-use google::{Config, EmulatorProcess, GoogleEmulator};
+use dirsync_testkit::emulator::{EmulatorProcess, GoogleEmulator};
 use serde_json::{json, Value};
 
 fn user(email: &str, given: &str, org_unit: &str) -> Value {
@@ -128,7 +125,7 @@ fn position(events: &[Value], kind: &str, user: &str, group: Option<&str>) -> us
 #[tokio::test(flavor = "multi_thread")]
 async fn org_units_roles_and_attributes_against_the_emulator() {
     let emulator = GoogleEmulator::start(&fixture());
-    let config = Config::new();
+    let config = crate::support::config_dir(false);
     config.emulator_tenant(
         "acme",
         &emulator,
@@ -213,7 +210,7 @@ async fn org_units_roles_and_attributes_against_the_emulator() {
         frank["why"].as_str().unwrap().contains("org_units"),
         "{frank}"
     );
-    let run = config.dirsync(&["inspect", "acme", "carol@example.com"]);
+    let run = config.run(&["inspect", "acme", "carol@example.com"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout.contains("outside the org-unit filter"),
@@ -279,7 +276,7 @@ async fn org_units_roles_and_attributes_against_the_emulator() {
 #[tokio::test(flavor = "multi_thread")]
 async fn group_globs_group_members_and_suspended_users_against_the_emulator() {
     let emulator = GoogleEmulator::start(&fixture());
-    let config = Config::new();
+    let config = crate::support::config_dir(false);
     config.emulator_tenant(
         "acme",
         &emulator,
@@ -354,7 +351,7 @@ async fn group_globs_group_members_and_suspended_users_against_the_emulator() {
     assert_eq!(sales["filter"]["synced"], false);
     let nobody = config.inspect("acme", "nobody@example.com");
     assert_eq!(nobody["reason"], "never_seen");
-    let run = config.dirsync(&["inspect", "acme", "carol@example.com"]);
+    let run = config.run(&["inspect", "acme", "carol@example.com"]);
     assert_eq!(run.code, 1);
     assert!(
         run.stdout
@@ -415,8 +412,8 @@ async fn group_globs_group_members_and_suspended_users_against_the_emulator() {
 
 #[test]
 fn an_org_unit_that_does_not_exist_fails_the_run_naming_the_key() {
-    let emulator = EmulatorProcess::start(&fixture());
-    let config = Config::new();
+    let emulator = EmulatorProcess::start(&crate::support::dirsync(), &fixture());
+    let config = crate::support::config_dir(false);
     config.google_tenant(
         "acme",
         &emulator.base_url,
@@ -439,7 +436,7 @@ fn an_org_unit_that_does_not_exist_fails_the_run_naming_the_key() {
     );
     // Nothing was committed.
     assert!(config.events("acme", 0).is_empty());
-    let run = config.dirsync(&["sync", "acme"]);
+    let run = config.run(&["sync", "acme"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("org_units[1]"), "{run:?}");
 
@@ -452,7 +449,7 @@ fn an_org_unit_that_does_not_exist_fails_the_run_naming_the_key() {
         "",
         "[filters]\norg_units = [\"Engineering\"]\n",
     );
-    let run = config.dirsync(&["check-config"]);
+    let run = config.run(&["check-config"]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("org_units"), "{run:?}");
 }

@@ -24,15 +24,11 @@
 //! listed last, no address flagged primary), which must not change the normalized objects.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/google.rs"]
-mod google;
-#[path = "support/scim.rs"]
-mod scim;
-
 use std::collections::BTreeMap;
 
-use google::{Config, GoogleEmulator};
-use scim::{ScimServer, Spc, ENTERPRISE, TOKEN};
+use dirsync_testkit::emulator::GoogleEmulator;
+use dirsync_testkit::scim::{ScimServer, Spc, ENTERPRISE, TOKEN};
+use dirsync_testkit::ConfigDir;
 use serde_json::{json, Map, Value};
 
 const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -181,7 +177,7 @@ fn idp_shape(primary: &str, resource: &mut Value) {
 struct Both {
     google: GoogleEmulator,
     scim: ScimServer,
-    config: Config,
+    config: ConfigDir,
     /// Google primary email (at creation) → SCIM user id; group name → SCIM group id.
     scim_users: BTreeMap<String, String>,
     scim_groups: BTreeMap<String, String>,
@@ -215,7 +211,7 @@ impl Both {
                 created["id"].as_str().unwrap().to_owned(),
             );
         }
-        let config = Config::new();
+        let config = crate::support::config_dir(false);
         config.emulator_tenant("google", &google, "", GOOGLE_POLICY);
         config.scim_tenant("scim", &scim.base_url, TOKEN, "", SCIM_POLICY);
         Self {

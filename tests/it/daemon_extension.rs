@@ -4,16 +4,14 @@
 //! library's `daemon::run`) against a real scim2-server.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/daemon.rs"]
-mod daemon_support;
-#[path = "support/scim.rs"]
-mod scim_support;
-
 use std::sync::{Arc, Mutex};
 
-use daemon_support::{http_get, wait_for, Setup};
 use dirsync::daemon::{self, DaemonOptions, Extension, ExtensionContext, TenantHook};
+use dirsync_testkit::scim as scim_support;
+use dirsync_testkit::{http_get, wait_for};
 use scim_support::{ScimServer, Spc};
+
+use crate::support::{config_dir, DaemonControl};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
@@ -83,15 +81,15 @@ impl Extension for Ext {
 async fn extensions_get_routes_tenant_tasks_commits_reloads_and_metrics() {
     let scim = ScimServer::start(Spc::Default).await;
     scim.seed().await;
-    let setup = Setup::new(true);
-    setup.scim_tenant(
+    let setup = config_dir(true);
+    setup.scheduled_scim_tenant(
         "acme",
         &scim.base_url,
         scim_support::TOKEN,
         "0 0 0 1 1 *",
         "",
     );
-    setup.scim_tenant(
+    setup.scheduled_scim_tenant(
         "other",
         &scim.base_url,
         scim_support::TOKEN,
@@ -113,7 +111,7 @@ async fn extensions_get_routes_tenant_tasks_commits_reloads_and_metrics() {
     .await;
     assert_eq!(*recorder.started.lock().unwrap(), ["acme", "other"]);
 
-    let sync = setup.cli(&["sync", "acme", "--json"]).await;
+    let sync = setup.output_async(&["sync", "acme", "--json"]).await;
     assert_eq!(sync.status.code(), Some(0), "{sync:?}");
     let report: serde_json::Value = serde_json::from_slice(&sync.stdout).unwrap();
     let last_seq = report["last_seq"].as_u64().unwrap();

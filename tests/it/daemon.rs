@@ -3,14 +3,13 @@
 //! the control socket, signals, the HTTP listener and systemd's NOTIFY_SOCKET.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/daemon.rs"]
-mod daemon_support;
-#[path = "support/scim.rs"]
-mod scim_support;
-
-use daemon_support::{http_get, wait_for, Daemon, GatedScim, NotifySocket, Setup, TOKEN};
 use dirsync::daemon::tenant::Trigger;
+use dirsync_testkit::daemon::{Daemon, GatedScim, NotifySocket, TOKEN};
+use dirsync_testkit::scim as scim_support;
+use dirsync_testkit::{http_get, wait_for};
 use scim_support::{ScimServer, Spc};
+
+use crate::support::{config_dir, DaemonControl};
 use serde_json::Value;
 
 const EVERY_SECOND: &str = "* * * * * *";
@@ -28,8 +27,8 @@ fn json_lines(output: &std::process::Output) -> Vec<Value> {
 async fn scheduled_runs_happen_and_systemd_health_and_metrics_see_them() {
     let scim = ScimServer::start(Spc::Default).await;
     scim.seed().await;
-    let setup = Setup::new(true);
-    setup.scim_tenant(
+    let setup = config_dir(true);
+    setup.scheduled_scim_tenant(
         "acme",
         &scim.base_url,
         scim_support::TOKEN,
@@ -51,7 +50,7 @@ async fn scheduled_runs_happen_and_systemd_health_and_metrics_see_them() {
             .is_some_and(|s| s.runs >= 3)
     })
     .await;
-    let status = setup.status("acme").await;
+    let status = setup.status_async("acme").await;
     assert_eq!(status["stored"]["users"], 5, "{status}");
     assert_eq!(status["stored"]["groups"], 2, "{status}");
     assert!(status["last_success"].is_string(), "{status}");
@@ -90,9 +89,9 @@ async fn scheduled_runs_happen_and_systemd_health_and_metrics_see_them() {
 async fn force_sync_goes_through_the_daemon_with_dry_run_guard_and_exit_codes() {
     let scim = ScimServer::start(Spc::Default).await;
     let ids = scim.seed().await;
-    let setup = Setup::new(false);
+    let setup = config_dir(false);
     // Only force syncs run; the guard trips on any deletion.
-    setup.scim_tenant(
+    setup.scheduled_scim_tenant(
         "acme",
         &scim.base_url,
         scim_support::TOKEN,
@@ -101,14 +100,14 @@ async fn force_sync_goes_through_the_daemon_with_dry_run_guard_and_exit_codes() 
     );
     let _daemon = Daemon::start(&setup, None).await;
 
-    let dry = setup.cli(&["sync", "acme", "--dry-run"]).await;
+    let dry = setup.output_async(&["sync", "acme", "--dry-run"]).await;
     assert_eq!(dry.status.code(), Some(0), "{dry:?}");
     let events = json_lines(&dry);
     assert!(events.len() >= 7, "{events:?}");
     assert!(events.iter().all(|e| e["tenant"] == "acme"));
-    assert_eq!(setup.status("acme").await["last_seq"], 0);
+    assert_eq!(setup.status_async("acme").await["last_seq"], 0);
 
-    let real = setup.cli(&["sync", "acme", "--json"]).await;
+    let real = setup.output_async(&["sync", "acme", "--json"]).await;
     assert_eq!(real.status.code(), Some(0), "{real:?}");
     let report = &json_lines(&real)[0];
     assert_eq!(report["outcome"], "committed", "{report}");
@@ -116,7 +115,7 @@ async fn force_sync_goes_through_the_daemon_with_dry_run_guard_and_exit_codes() 
     assert_eq!(setup.daemon_state("acme").await.unwrap().runs, 2);
 
     scim.delete(&format!("/Users/{}", ids["dave"])).await;
-    let refused = setup.cli(&["sync", "acme"]).await;
+    let refused = setup.output_async(&["sync", "acme"]).await;
     assert_eq!(refused.status.code(), Some(3), "{refused:?}");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -125,7 +124,7 @@ async fn force_sync_goes_through_the_daemon_with_dry_run_guard_and_exit_codes() 
     );
 
     let allowed = setup
-        .cli(&["sync", "acme", "--allow-mass-delete", "--json"])
+        .output_async(&["sync", "acme", "--allow-mass-delete", "--json"])
         .await;
     assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
     let report = &json_lines(&allowed)[0];
@@ -135,7 +134,7 @@ async fn force_sync_goes_through_the_daemon_with_dry_run_guard_and_exit_codes() 
 
     // The same report shape from a stand-alone sync once the daemon is gone.
     drop(_daemon);
-    let local = setup.cli(&["sync", "acme", "--json"]).await;
+    let local = setup.output_async(&["sync", "acme", "--json"]).await;
     assert_eq!(local.status.code(), Some(0), "{local:?}");
     let local_report = &json_lines(&local)[0];
     assert_eq!(local_report["outcome"], "no_changes");
@@ -153,8 +152,8 @@ async fn force_sync_goes_through_the_daemon_with_dry_run_guard_and_exit_codes() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_syncs_during_a_scheduled_run_are_coalesced_into_one_later_run() {
     let idp = GatedScim::start(false, false).await;
-    let setup = Setup::new(false);
-    setup.scim_tenant("slow", &idp.base_url, TOKEN, EVERY_SECOND, "");
+    let setup = config_dir(false);
+    setup.scheduled_scim_tenant("slow", &idp.base_url, TOKEN, EVERY_SECOND, "");
     let _daemon = Daemon::start(&setup, None).await;
 
     wait_for(20, "a scheduled run held at the IdP", || async {
@@ -168,16 +167,8 @@ async fn force_syncs_during_a_scheduled_run_are_coalesced_into_one_later_run() {
     .await;
     let forced: Vec<_> = (0..3)
         .map(|_| {
-            let config = setup.config();
-            tokio::spawn(async move {
-                tokio::process::Command::new(daemon_support::BIN)
-                    .arg("--config")
-                    .arg(config)
-                    .args(["sync", "slow", "--json"])
-                    .output()
-                    .await
-                    .unwrap()
-            })
+            let command = setup.dirsync().clone();
+            tokio::spawn(async move { command.output_async(&["sync", "slow", "--json"]).await })
         })
         .collect();
     wait_for(20, "three queued force syncs", || async {
@@ -212,15 +203,15 @@ async fn a_failing_idp_backs_off_while_another_tenant_keeps_syncing() {
     let scim = ScimServer::start(Spc::Default).await;
     scim.seed().await;
     let down = GatedScim::start(true, true).await;
-    let setup = Setup::new(true);
-    setup.scim_tenant(
+    let setup = config_dir(true);
+    setup.scheduled_scim_tenant(
         "healthy",
         &scim.base_url,
         scim_support::TOKEN,
         EVERY_SECOND,
         "",
     );
-    setup.scim_tenant("broken", &down.base_url, TOKEN, EVERY_SECOND, "");
+    setup.scheduled_scim_tenant("broken", &down.base_url, TOKEN, EVERY_SECOND, "");
     let _daemon = Daemon::start(&setup, None).await;
 
     wait_for(30, "four runs of the healthy tenant", || async {
@@ -246,7 +237,7 @@ async fn a_failing_idp_backs_off_while_another_tenant_keeps_syncing() {
     let healthy = setup.daemon_state("healthy").await.unwrap();
     assert_eq!(healthy.consecutive_failures, 0);
 
-    let text = setup.cli(&["status", "broken"]).await;
+    let text = setup.output_async(&["status", "broken"]).await;
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("backoff:") && text.contains("1 failed run"),
@@ -261,7 +252,7 @@ async fn a_failing_idp_backs_off_while_another_tenant_keeps_syncing() {
     assert!(metrics.contains("dirsync_consecutive_failures{tenant=\"broken\"} 1\n"));
 
     // A force sync is the operator's call: it runs now, backoff or not.
-    let forced = setup.cli(&["sync", "broken"]).await;
+    let forced = setup.output_async(&["sync", "broken"]).await;
     assert_eq!(forced.status.code(), Some(1), "{forced:?}");
     assert_eq!(
         setup
@@ -276,9 +267,9 @@ async fn a_failing_idp_backs_off_while_another_tenant_keeps_syncing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_adds_removes_and_keeps_tenants_with_broken_files() {
     let idp = GatedScim::start(true, false).await;
-    let setup = Setup::new(false);
-    setup.scim_tenant("alpha", &idp.base_url, TOKEN, YEARLY, "");
-    setup.scim_tenant("beta", &idp.base_url, TOKEN, YEARLY, "");
+    let setup = config_dir(false);
+    setup.scheduled_scim_tenant("alpha", &idp.base_url, TOKEN, YEARLY, "");
+    setup.scheduled_scim_tenant("beta", &idp.base_url, TOKEN, YEARLY, "");
     let notify = NotifySocket::bind(setup.path());
     let daemon = Daemon::start(&setup, Some(&notify.path)).await;
     notify.expect("READY=1", 10).await;
@@ -300,7 +291,7 @@ async fn sighup_adds_removes_and_keeps_tenants_with_broken_files() {
     );
 
     setup.remove_tenant("alpha");
-    setup.scim_tenant("gamma", &idp.base_url, TOKEN, YEARLY, "");
+    setup.scheduled_scim_tenant("gamma", &idp.base_url, TOKEN, YEARLY, "");
     setup.write_tenant("beta", "schedule = \"not a cron\"\n");
     setup.write_tenant("delta", "[source]\ntype = \"ldap\"\n");
     notify.clear();
@@ -330,7 +321,7 @@ async fn sighup_adds_removes_and_keeps_tenants_with_broken_files() {
     );
 
     // A fixed file applies on the next reload; a broken global file changes nothing.
-    setup.scim_tenant("beta", &idp.base_url, TOKEN, "0 0 12 * * *", "");
+    setup.scheduled_scim_tenant("beta", &idp.base_url, TOKEN, "0 0 12 * * *", "");
     setup.remove_tenant("delta");
     daemon.signal("HUP");
     wait_for(10, "beta's new schedule", || async {
@@ -355,8 +346,8 @@ async fn sighup_adds_removes_and_keeps_tenants_with_broken_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_slow_fetch_exits_promptly_and_commits_nothing() {
     let idp = GatedScim::start(false, false).await;
-    let setup = Setup::new(false);
-    setup.scim_tenant("slow", &idp.base_url, TOKEN, EVERY_SECOND, "");
+    let setup = config_dir(false);
+    setup.scheduled_scim_tenant("slow", &idp.base_url, TOKEN, EVERY_SECOND, "");
     let mut daemon = Daemon::start(&setup, None).await;
     wait_for(20, "a fetch held at the IdP", || async {
         idp.waiting() > 0
@@ -366,7 +357,7 @@ async fn sigterm_during_a_slow_fetch_exits_promptly_and_commits_nothing() {
     daemon.signal("TERM");
     // The daemon's drain deadline is 30 s: exiting well before it means the fetch was abandoned.
     assert_eq!(daemon.wait_exit(10).await, 0, "{}", daemon.log_text());
-    let status = setup.status("slow").await;
+    let status = setup.status_async("slow").await;
     assert_eq!(status["last_seq"], 0, "{status}");
     assert!(status["last_success"].is_null(), "{status}");
     assert_eq!(status["last_run"]["outcome"], "failed", "{status}");

@@ -3,58 +3,39 @@
 //! non-interactive mode; and once interactively through a pseudo-terminal (Python's `pty`).
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use dirsync::setup::messages;
 use dirsync::source::google::SCOPES;
+use dirsync_testkit::emulator::EmulatorProcess;
+use dirsync_testkit::runner::scrub;
+use dirsync_testkit::{python, ConfigDir, Run};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dirsync");
+use crate::support::{dirsync as dirsync_bin, BIN};
+
 const ADMIN: &str = "admin@example.com";
 
-/// A running `dirsync emulator`, killed on drop.
+/// A running `dirsync emulator` (30 users, 4 groups) whose key is downloaded into the config
+/// folder, killed on drop.
 struct Emulator {
-    child: Child,
     base: String,
     key_file: PathBuf,
+    _process: EmulatorProcess,
 }
 
 impl Emulator {
     fn start(dir: &Path, extra: &[&str]) -> Self {
         let key_file = dir.join("downloaded-key.json");
-        let mut child = Command::new(BIN)
-            .args([
-                "emulator",
-                "--listen",
-                "127.0.0.1:0",
-                "--users",
-                "30",
-                "--groups",
-                "4",
-            ])
-            .arg("--key-out")
-            .arg(&key_file)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .split_whitespace()
-            .find(|word| word.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
+        let mut args = vec!["--users", "30", "--groups", "4"];
+        args.extend_from_slice(extra);
+        let process = EmulatorProcess::spawn(&dirsync_bin(), &key_file, &args, Stdio::null());
         Self {
-            child,
-            base,
+            base: process.base_url.clone(),
             key_file,
+            _process: process,
         }
     }
 
@@ -73,53 +54,18 @@ impl Emulator {
     }
 }
 
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A config folder: dirsync.toml with state and tenants beside it.
-fn config_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("dirsync.toml"),
-        "state_dir = \"state\"\ntenants_dir = \"tenants\"\ncontrol_socket = \"dirsync.sock\"\n",
-    )
-    .unwrap();
-    dir
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
+/// A fresh host's config folder: `dirsync setup` creates `tenants/`.
+fn config_dir() -> ConfigDir {
+    ConfigDir::builder(dirsync_bin())
+        .control_socket("dirsync.sock")
+        .without_tenants_dir()
+        .build()
 }
 
 fn dirsync(dir: &Path, args: &[&str]) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = Command::new(BIN)
-        .arg("--config")
-        .arg(dir.join("dirsync.toml"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+    dirsync_bin()
+        .with_config(dir.join("dirsync.toml"))
+        .run(args)
 }
 
 fn setup_google(dir: &Path, key_file: &Path, subject: &str, api_base: &str, extra: &[&str]) -> Run {
@@ -411,17 +357,6 @@ fn usage_errors_exit_2_and_name_the_flag() {
     assert!(run.stderr.contains("[a-z0-9_-]+"), "{}", run.stderr);
 }
 
-fn python() -> String {
-    if let Ok(python) = std::env::var("DIRSYNC_TEST_PYTHON") {
-        return python;
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if venv.exists() {
-        return venv.display().to_string();
-    }
-    "python3".to_owned()
-}
-
 /// Answers each prompt as a person would, in a pseudo-terminal; prints the transcript and
 /// exits with dirsync's exit code.
 const PTY_DRIVER: &str = r#"
@@ -488,7 +423,8 @@ fn interactive_setup_through_a_terminal() {
         ["Schedule", ""],
         ["Press Enter once the super admin has done this", ""],
     ]);
-    let output = Command::new(python())
+    // The driver runs dirsync itself: it gets the scrubbed environment the testkit gives.
+    let output = scrub(&mut Command::new(python()))
         .args(["-c", PTY_DRIVER, &argv.to_string(), &answers.to_string()])
         .output()
         .unwrap();

@@ -7,15 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use dirsync_testkit::python;
 use serde_json::Value;
-
-/// `DIRSYNC_TEST_PYTHON`, else the repository's `.venv` (see tests/requirements.txt).
-fn python() -> PathBuf {
-    std::env::var_os("DIRSYNC_TEST_PYTHON").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-        PathBuf::from,
-    )
-}
 
 struct Emulator {
     child: Child,
@@ -31,9 +24,8 @@ impl Drop for Emulator {
 
 /// Starts `dirsync emulator` on a free port and reads its "listening on" line.
 fn start(args: &[&str]) -> Emulator {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dirsync"))
-        .arg("emulator")
-        .args(["--listen", "127.0.0.1:0"])
+    let mut child = crate::support::dirsync()
+        .command(&["emulator", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

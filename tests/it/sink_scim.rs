@@ -3,16 +3,13 @@
 //! receiver and a JSON-lines file.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/scim.rs"]
-mod scim;
-#[path = "support/sinks.rs"]
-mod support;
-
 use std::time::Duration;
 
-use scim::{ScimServer, Spc, TOKEN};
+use crate::support::*;
+use dirsync_testkit::scim::{ScimServer, Spc, TOKEN};
+use dirsync_testkit::webhook::*;
+use dirsync_testkit::*;
 use serde_json::Value;
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -22,10 +19,10 @@ async fn events_of_real_syncs_are_delivered_in_order_as_stored() {
     server.seed().await;
     let receiver = Receiver::default();
     let addr = receiver.start("127.0.0.1:0");
-    let env = Env::new("");
+    let env = sink_dir("");
     std::fs::write(env.path().join("tenants/acme-token"), TOKEN).unwrap();
     let file = env.path().join("acme.jsonl");
-    env.tenant_toml(
+    env.write_tenant(
         "acme",
         &format!(
             "[source]\ntype = \"scim\"\nbase_url = \"{}\"\ntoken_file = \"acme-token\"\n\n\
@@ -39,7 +36,7 @@ async fn events_of_real_syncs_are_delivered_in_order_as_stored() {
     env.store();
     let deliver = Running(env.spawn_deliver(&["acme"]));
 
-    let sync = env.run(&["sync", "acme", "--json"]);
+    let sync = env.output(&["sync", "acme", "--json"]);
     assert!(
         sync.status.success(),
         "{}",
@@ -64,13 +61,13 @@ async fn events_of_real_syncs_are_delivered_in_order_as_stored() {
     .unwrap();
 
     server.create_user("newcomer").await;
-    let sync = env.run(&["sync", "acme", "--json"]);
+    let sync = env.output(&["sync", "acme", "--json"]);
     assert!(
         sync.status.success(),
         "{}",
         String::from_utf8_lossy(&sync.stderr)
     );
-    let stored = env.events("acme");
+    let stored = env.events("acme", 0);
     let total = stored.len() as u64;
     assert!(total > first);
     let (r, f) = (receiver.clone(), file.clone());

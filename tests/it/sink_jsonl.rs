@@ -2,12 +2,10 @@
 //! or deleted between batches, SIGHUP).
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/sinks.rs"]
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
+use dirsync_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -21,7 +19,7 @@ fn lines(path: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn the_file_gets_every_event_as_stored_and_follows_logrotate() {
-    let env = Env::new("");
+    let env = sink_dir("");
     let file = env.path().join("out/events.jsonl");
     std::fs::create_dir(env.path().join("out")).unwrap();
     env.tenant(
@@ -29,14 +27,14 @@ fn the_file_gets_every_event_as_stored_and_follows_logrotate() {
         "[[sinks]]\ntype = \"jsonl\"\npath = \"../out/events.jsonl\"\nbatch_size = 4\n",
     );
     env.commit_users("acme", 0..10);
-    let out = env.run(&["deliver", "acme", "--once"]);
+    let out = env.output(&["deliver", "acme", "--once"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("delivered 10 events"));
-    let stored: Vec<String> = String::from_utf8(env.run(&["events", "acme"]).stdout)
+    let stored: Vec<String> = String::from_utf8(env.output(&["events", "acme"]).stdout)
         .unwrap()
         .lines()
         .map(str::to_owned)
@@ -44,7 +42,7 @@ fn the_file_gets_every_event_as_stored_and_follows_logrotate() {
     assert_eq!(lines(&file), stored);
 
     // Nothing new: nothing appended.
-    assert!(env.run(&["deliver", "acme", "--once"]).status.success());
+    assert!(env.output(&["deliver", "acme", "--once"]).status.success());
     assert_eq!(lines(&file).len(), 10);
     assert_eq!(env.sink_status("acme", "jsonl-1")["delivered_seq"], 10);
 
@@ -85,20 +83,20 @@ fn the_file_gets_every_event_as_stored_and_follows_logrotate() {
 
 #[test]
 fn a_partial_line_left_by_a_crash_is_replaced_by_the_whole_event() {
-    let env = Env::new("");
+    let env = sink_dir("");
     let file = env.path().join("events.jsonl");
     env.tenant(
         "acme",
         "[[sinks]]\ntype = \"jsonl\"\npath = \"../events.jsonl\"\n",
     );
     env.commit_users("acme", 0..3);
-    assert!(env.run(&["deliver", "acme", "--once"]).status.success());
+    assert!(env.output(&["deliver", "acme", "--once"]).status.success());
     // A write cut short by a crash before the cursor moved.
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.push_str("{\"id\":\"evt_");
     std::fs::write(&file, text).unwrap();
     env.commit_users("acme", 3..5);
-    assert!(env.run(&["deliver", "acme", "--once"]).status.success());
+    assert!(env.output(&["deliver", "acme", "--once"]).status.success());
     let all = lines(&file);
     assert_eq!(all.len(), 5);
     for (index, line) in all.iter().enumerate() {
@@ -109,13 +107,13 @@ fn a_partial_line_left_by_a_crash_is_replaced_by_the_whole_event() {
 
 #[test]
 fn an_unwritable_path_is_reported_and_the_cursor_held() {
-    let env = Env::new("");
+    let env = sink_dir("");
     env.tenant(
         "acme",
         "[[sinks]]\ntype = \"jsonl\"\nname = \"file\"\npath = \"../missing-dir/events.jsonl\"\n",
     );
     env.commit_users("acme", 0..2);
-    let out = env.run(&["deliver", "acme", "--once"]);
+    let out = env.output(&["deliver", "acme", "--once"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

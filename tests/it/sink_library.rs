@@ -2,30 +2,21 @@
 //! retention) and the events API router served on loopback.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/sinks.rs"]
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use dirsync::config::{self, Secret};
 use dirsync::sink::api::events_api_router;
 use dirsync::sink::Deliveries;
+use dirsync_testkit::webhook::*;
 use serde_json::Value;
-use support::*;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    dirsync_testkit::wait_for(WAIT.as_secs(), what, || std::future::ready(condition())).await;
 }
 
 fn metric(text: &str, line_start: &str) -> String {
@@ -45,7 +36,7 @@ async fn deliveries_spawned_per_tenant_deliver_after_notify_and_report_metrics()
         .fail_next
         .store(2, std::sync::atomic::Ordering::SeqCst);
     let addr = receiver.start("127.0.0.1:0");
-    let env = Env::new("");
+    let env = sink_dir("");
     env.tenant(
         "acme",
         &format!("[[sinks]]\ntype = \"webhook\"\nname = \"hook\"\nurl = \"http://{addr}/hook\"\nsecret_file = \"secret\"\nmax_backoff_seconds = 1\n"),
@@ -115,7 +106,7 @@ async fn deliveries_spawned_per_tenant_deliver_after_notify_and_report_metrics()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_prunes_only_what_every_sink_acknowledged_and_seq_continues() {
-    let env = Env::new("event_retention_days = 30\n");
+    let env = sink_dir("event_retention_days = 30\n");
     let (a, b) = (env.path().join("a.jsonl"), env.path().join("b.jsonl"));
     env.tenant(
         "acme",
@@ -143,7 +134,7 @@ async fn retention_prunes_only_what_every_sink_acknowledged_and_seq_continues() 
     let reports = deliveries.deliver_once(&only_a).await;
     assert_eq!(reports[0].delivered, 6);
     assert_eq!(deliveries.prune(&tenant, Duration::ZERO).await.unwrap(), 0);
-    assert_eq!(env.events("acme").len(), 6);
+    assert_eq!(env.events("acme", 0).len(), 6);
 
     // Both delivered: everything older than the (zero) retention goes, seq does not restart.
     tenant.sinks.retain(|s| s.name == "b");
@@ -158,9 +149,9 @@ async fn retention_prunes_only_what_every_sink_acknowledged_and_seq_continues() 
         0
     );
     assert_eq!(deliveries.prune(tenant, Duration::ZERO).await.unwrap(), 6);
-    assert!(env.events("acme").is_empty());
+    assert!(env.events("acme", 0).is_empty());
     assert_eq!(env.commit_users("acme", 6..8), 8);
-    let events = env.events("acme");
+    let events = env.events("acme", 0);
     assert_eq!(events[0]["seq"], 7);
     assert_eq!(env.status("acme")["last_seq"], 8);
 }
@@ -178,7 +169,7 @@ fn spawn_api(router: axum::Router) -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_events_api_pages_authenticates_and_long_polls() {
-    let env = Env::new("");
+    let env = sink_dir("");
     env.tenant("acme", "");
     let store = env.store();
     env.commit_users("acme", 0..5);
@@ -227,7 +218,7 @@ async fn the_events_api_pages_authenticates_and_long_polls() {
         .unwrap();
     assert_eq!(page["next_after"], 3);
     assert_eq!(page["last_seq"], 5);
-    let stored = env.events("acme");
+    let stored = env.events("acme", 0);
     assert_eq!(page["events"].as_array().unwrap()[..], stored[..3]);
     let page: Value = client
         .get(url(3, ""))

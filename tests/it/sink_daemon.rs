@@ -2,22 +2,19 @@
 //! the events API (bearer token, long-poll woken by the commit) and reports sink metrics.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/daemon.rs"]
-mod daemon_support;
-#[path = "support/scim.rs"]
-mod scim_support;
-#[path = "support/sinks.rs"]
-mod sinks_support;
-
-use daemon_support::{http_get, wait_for, Daemon, Setup};
+use dirsync_testkit::daemon::Daemon;
+use dirsync_testkit::scim as scim_support;
+use dirsync_testkit::webhook::{Receiver, SECRET};
+use dirsync_testkit::{http_get, wait_for, ConfigDir};
 use scim_support::{ScimServer, Spc};
 use serde_json::Value;
-use sinks_support::{Receiver, SECRET};
+
+use crate::support::config_dir;
 
 const YEARLY: &str = "0 0 0 1 1 *";
 
-async fn stored_events(setup: &Setup) -> Vec<Value> {
-    let out = setup.cli(&["events", "acme"]).await;
+async fn stored_events(setup: &ConfigDir) -> Vec<Value> {
+    let out = setup.output_async(&["events", "acme"]).await;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -30,14 +27,14 @@ async fn the_daemon_delivers_commits_serves_the_events_api_and_reports_sink_metr
     scim.seed().await;
     let receiver = Receiver::default();
     let hook = receiver.start("127.0.0.1:0");
-    let setup = Setup::new(true);
+    let setup = config_dir(true);
     let global = setup.config();
     let mut text = std::fs::read_to_string(&global).unwrap();
     text.push_str("events_api_token_file = \"api-token\"\n");
     std::fs::write(&global, text).unwrap();
     std::fs::write(setup.path().join("api-token"), "api-s3cret\n").unwrap();
     std::fs::write(setup.path().join("tenants/secret"), SECRET).unwrap();
-    setup.scim_tenant(
+    setup.scheduled_scim_tenant(
         "acme",
         &scim.base_url,
         scim_support::TOKEN,
@@ -46,7 +43,7 @@ async fn the_daemon_delivers_commits_serves_the_events_api_and_reports_sink_metr
     );
     let mut daemon = Daemon::start(&setup, None).await;
 
-    let out = setup.cli(&["sync", "acme", "--json"]).await;
+    let out = setup.output_async(&["sync", "acme", "--json"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -96,7 +93,7 @@ async fn the_daemon_delivers_commits_serves_the_events_api_and_reports_sink_metr
         }
     });
     scim.create_user("newcomer").await;
-    let out = setup.cli(&["sync", "acme", "--json"]).await;
+    let out = setup.output_async(&["sync", "acme", "--json"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -137,7 +134,7 @@ async fn the_daemon_delivers_commits_serves_the_events_api_and_reports_sink_metr
         metrics.contains("dirsync_sink_lag_events{tenant=\"acme\",sink=\"app\"} 0\n"),
         "{metrics}"
     );
-    let status = setup.status("acme").await;
+    let status = setup.status_async("acme").await;
     assert_eq!(status["sinks"][0]["delivered_seq"], all.len());
 
     daemon.signal("TERM");

@@ -3,11 +3,6 @@
 //! lowercase `resources`, no `totalResults`, booleans as strings, groups without members).
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/scim_fixture.rs"]
-mod scim_fixture;
-#[path = "support/scim.rs"]
-mod scim_support;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,12 +12,14 @@ use dirsync::model::MemberKind;
 use dirsync::model::{Id, UserState};
 use dirsync::source::scim::ScimSource;
 use dirsync::source::{FetchStats, MemberRef, OtherMember, SourceError};
-use scim_fixture::{index_page, spc, user, Answer, Fixture, Request};
+use dirsync_testkit::scim_fixture::{index_page, spc, user, Answer, Fixture, Request};
+
+use crate::support::scim_config;
 use serde_json::{json, Value};
 
 fn source(fixture: &Fixture) -> (ScimSource, Arc<FetchStats>) {
     let stats = Arc::new(FetchStats::default());
-    let mut config = scim_support::config(&fixture.base_url, Some("t"));
+    let mut config = scim_config(&fixture.base_url, Some("t"));
     config.retry_max = Duration::from_secs(1);
     (ScimSource::new(config, stats.clone()).unwrap(), stats)
 }
@@ -59,7 +56,7 @@ async fn a_server_failing_mid_listing_fails_the_fetch() {
     })
     .await;
     let stats = Arc::new(FetchStats::default());
-    let mut config = scim_support::config(&fixture.base_url, Some("t"));
+    let mut config = scim_config(&fixture.base_url, Some("t"));
     config.retry_max = Duration::from_secs(3);
     let source = ScimSource::new(config, stats.clone()).unwrap();
     let err = source.fetch().await.unwrap_err();

@@ -3,9 +3,7 @@
 //! kind, counters and the admin endpoints.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
-use dirsync::emulator::{
+use dirsync_emulator::{
     Emulator, EmulatorBuilder, EmulatorHandle, FaultRule, Fixture, ServiceAccount,
 };
 use serde_json::{json, Value};
@@ -262,7 +260,7 @@ async fn token_endpoint_rejects_bad_assertions() {
     env.handle
         .set_dwd_scopes(&["admin.directory.user.readonly"]);
     check(401, "unauthorized_client")(env.token_request(&env.jwt(&env.claims())).await);
-    env.handle.set_dwd_scopes(dirsync::emulator::ALL_SCOPES);
+    env.handle.set_dwd_scopes(dirsync_emulator::ALL_SCOPES);
     // Garbage and wrong grant type.
     check(400, "invalid_grant")(env.token_request("not.a.jwt").await);
     let response = env
@@ -1290,18 +1288,11 @@ async fn quota_and_concurrency_limits() {
                 .as_u16()
         })
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    dirsync_testkit::wait_for(10, "the slow request to arrive", || async {
         let (_, stats) = env.get_with("/_emulator/stats", None).await;
-        if stats["in_flight"] == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the slow request never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        stats["in_flight"] == 1
+    })
+    .await;
     let (status, body) = env.get(path).await;
     assert_eq!((status, reason(&body)), (429, "rateLimitExceeded"));
     assert_eq!(slow.await.unwrap(), 200);

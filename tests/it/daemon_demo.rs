@@ -6,8 +6,8 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_syncs_changes_the_organisation_and_prints_the_events() {
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_dirsync"))
-        .args([
+    let run = crate::support::dirsync()
+        .tokio_command(&[
             "demo",
             "--users",
             "20",
@@ -18,7 +18,6 @@ async fn the_demo_syncs_changes_the_organisation_and_prints_the_events() {
             "--duration",
             "10",
         ])
-        .env_remove("NOTIFY_SOCKET")
         .output();
     let output = tokio::time::timeout(Duration::from_secs(90), run)
         .await

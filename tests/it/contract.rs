@@ -4,17 +4,16 @@
 //! tokens, JSON quirks and JWT verification.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/daemon.rs"]
-mod daemon_support;
-#[path = "support/contract.rs"]
-mod fake;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::Duration;
 
-use daemon_support::{Daemon, Setup, BIN};
-use dirsync::emulator::{Emulator, EmulatorHandle, FaultKind, FaultRule, Fixture};
+use dirsync_testkit::daemon::Daemon;
+use dirsync_testkit::fake_google as fake;
+use dirsync_testkit::{free_port, ConfigDir};
+
+use crate::support::config_dir;
+use dirsync_emulator::{Emulator, EmulatorHandle, FaultKind, FaultRule, Fixture};
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
 
@@ -95,7 +94,7 @@ async fn emulator(users: usize, groups: usize) -> EmulatorHandle {
 
 /// Writes `tenants/{id}.toml` against a Google API at `base_url`, the key beside it.
 fn google_tenant(
-    setup: &Setup,
+    setup: &ConfigDir,
     id: &str,
     base_url: &str,
     key_json: &str,
@@ -116,7 +115,7 @@ fn google_tenant(
     );
 }
 
-fn emulator_tenant(setup: &Setup, id: &str, emulator: &EmulatorHandle, extra: &str) {
+fn emulator_tenant(setup: &ConfigDir, id: &str, emulator: &EmulatorHandle, extra: &str) {
     google_tenant(
         setup,
         id,
@@ -158,12 +157,8 @@ async fn dirsync_env(
     env: &[(&str, &std::path::Path)],
     cwd: Option<&std::path::Path>,
 ) -> Out {
-    let mut command = tokio::process::Command::new(BIN);
-    command
-        .args(args)
-        .env_remove("DIRSYNC_CONFIG")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("RUST_LOG");
+    // The testkit's runner: nothing of the test's own environment reaches the binary.
+    let mut command = crate::support::dirsync().tokio_command(args);
     for (key, value) in env {
         command.env(key, value);
     }
@@ -184,7 +179,7 @@ async fn dirsync_env(
     out
 }
 
-async fn dirsync(setup: &Setup, args: &[&str]) -> Out {
+async fn dirsync(setup: &ConfigDir, args: &[&str]) -> Out {
     let config = setup.config();
     let mut all = vec!["--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
@@ -414,9 +409,9 @@ fn assert_sync_order(events: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_file_lookup_exit_codes_and_usage_errors() {
-    let setup = Setup::new(false);
+    let setup = config_dir(false);
     // A tenant whose source refuses connections: a run failure, not a usage error.
-    let port = daemon_support::free_port();
+    let port = free_port();
     let emulator = emulator(3, 1).await;
     google_tenant(
         &setup,
@@ -531,7 +526,7 @@ async fn config_file_lookup_exit_codes_and_usage_errors() {
         !out.stderr.trim().is_empty(),
         "a failed --json run still says why on stderr"
     );
-    let status = setup.status("acme").await;
+    let status = setup.status_async("acme").await;
     assert_eq!(status["last_seq"], 0);
     assert_eq!(status["last_run"]["outcome"], "failed");
     assert!(status["last_run"]["error"]
@@ -542,7 +537,7 @@ async fn config_file_lookup_exit_codes_and_usage_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_reports_every_problem_in_every_file_at_once() {
-    let setup = Setup::new(false);
+    let setup = config_dir(false);
     let emulator = emulator(3, 1).await;
     emulator_tenant(&setup, "good", &emulator, "");
     let good = std::fs::read_to_string(setup.path().join("tenants/good.toml")).unwrap();
@@ -667,7 +662,7 @@ async fn check_config_reports_every_problem_in_every_file_at_once() {
     google_tenant(
         &setup,
         "down",
-        &format!("http://127.0.0.1:{}", daemon_support::free_port()),
+        &format!("http://127.0.0.1:{}", free_port()),
         &emulator.service_account_key_json(),
         emulator.admin_email(),
         "",
@@ -750,7 +745,7 @@ async fn relative_paths_resolve_against_the_file_that_names_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_guard_defaults_and_rule_for_users_or_groups() {
     let emulator = emulator(60, 14).await;
-    let setup = Setup::new(false);
+    let setup = config_dir(false);
     emulator_tenant(&setup, "acme", &emulator, "");
     let first = dirsync(&setup, &["sync", "acme", "--json"]).await;
     assert_eq!(first.code, 0, "{}", first.stderr);
@@ -784,7 +779,7 @@ async fn deletion_guard_defaults_and_rule_for_users_or_groups() {
             .delete_user(&format!("u{n:02}@example.com"))
             .unwrap();
     }
-    let seq = setup.status("acme").await["last_seq"].clone();
+    let seq = setup.status_async("acme").await["last_seq"].clone();
     let out = dirsync(&setup, &["sync", "acme", "--json"]).await;
     assert_eq!(out.code, 3, "{}", out.stdout);
     assert_report_shape(&out.report(), "refused");
@@ -794,7 +789,7 @@ async fn deletion_guard_defaults_and_rule_for_users_or_groups() {
         out.stderr
     );
     assert_eq!(
-        setup.status("acme").await["last_seq"],
+        setup.status_async("acme").await["last_seq"],
         seq,
         "nothing committed"
     );
@@ -853,7 +848,7 @@ async fn deletion_guard_defaults_and_rule_for_users_or_groups() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_after_limit_and_follow() {
     let emulator = emulator(6, 2).await;
-    let setup = Setup::new(false);
+    let setup = config_dir(false);
     emulator_tenant(&setup, "acme", &emulator, "");
     let out = dirsync(&setup, &["events", "acme"]).await;
     assert_eq!(
@@ -893,10 +888,8 @@ async fn events_after_limit_and_follow() {
     assert_eq!(beyond.code, 0);
 
     // --follow: the backlog after SEQ, then new events as they are committed.
-    let mut child = tokio::process::Command::new(BIN)
-        .arg("--config")
-        .arg(setup.config())
-        .args([
+    let mut child = setup
+        .tokio_command(&[
             "events",
             "acme",
             "--follow",
@@ -931,10 +924,10 @@ async fn events_after_limit_and_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_sync_json_with_and_without_a_daemon() {
     let emulator = emulator(8, 3).await;
-    let setup = Setup::new(false);
+    let setup = config_dir(false);
     emulator_tenant(&setup, "acme", &emulator, "");
     // Never synced.
-    let status = setup.status("acme").await;
+    let status = setup.status_async("acme").await;
     assert!(status["last_run"].is_null(), "{status}");
     assert!(status["next_run"].is_string(), "{status}");
     assert_eq!(status["last_seq"], 0);
@@ -948,7 +941,7 @@ async fn status_and_sync_json_with_and_without_a_daemon() {
     assert_report_shape(&report, "committed");
     assert_eq!(report["users"], 9);
     assert_eq!(report["groups"], 3);
-    let status = setup.status("acme").await;
+    let status = setup.status_async("acme").await;
     assert_status(&status, &report);
     let text = dirsync(&setup, &["status"]).await;
     assert_eq!(text.code, 0);
@@ -974,7 +967,7 @@ async fn status_and_sync_json_with_and_without_a_daemon() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let report = out.report();
     assert_report_shape(&report, "no_changes");
-    let status = setup.status("acme").await;
+    let status = setup.status_async("acme").await;
     assert_status(&status, &report);
     assert!(status["next_run"].is_string());
     emulator.directory().delete_user("u03@example.com").unwrap();
@@ -999,7 +992,7 @@ async fn status_and_sync_json_with_and_without_a_daemon() {
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert_report_shape(&out.report(), "failed");
     assert!(!out.stderr.trim().is_empty(), "the error is on stderr too");
-    let status = setup.status("acme").await;
+    let status = setup.status_async("acme").await;
     assert_eq!(status["last_run"]["outcome"], "failed");
     assert!(status["last_run"]["error"].is_string());
     let text = dirsync(&setup, &["status", "acme"]).await;
@@ -1073,7 +1066,7 @@ fn fake_directory() -> fake::Directory {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_google_fake_with_small_pages_quirks_and_jwt_checks() {
     let google = fake::FakeGoogle::start(fake_directory()).await;
-    let setup = Setup::new(false);
+    let setup = config_dir(false);
     google_tenant(
         &setup,
         "fk",
@@ -1261,7 +1254,7 @@ async fn an_independent_google_fake_with_small_pages_quirks_and_jwt_checks() {
         ])
     );
     // The stream folds to exactly what is stored.
-    let status = setup.status("fk").await;
+    let status = setup.status_async("fk").await;
     assert_eq!(status["last_seq"], seq);
     assert_eq!(status["stored"]["users"], folded.users.len());
     assert_eq!(status["stored"]["groups"], folded.groups.len());
@@ -1288,7 +1281,7 @@ async fn an_independent_google_fake_with_small_pages_quirks_and_jwt_checks() {
     let out = dirsync(&setup, &["sync", "fk", "--json"]).await;
     assert_eq!(out.code, 1);
     assert_report_shape(&out.report(), "failed");
-    let status = setup.status("fk").await;
+    let status = setup.status_async("fk").await;
     assert_eq!(status["last_seq"], seq, "nothing committed");
     assert_eq!(status["stored"]["users"], folded.users.len());
     // Back to JSON: the next run catches up.
@@ -1301,7 +1294,7 @@ async fn an_independent_google_fake_with_small_pages_quirks_and_jwt_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_endpoint_answering_html_fails_the_run_with_a_clear_error() {
     let google = fake::FakeGoogle::start(fake_directory()).await;
-    let setup = Setup::new(false);
+    let setup = config_dir(false);
     let mut key: Value = serde_json::from_str(&google.key_json).unwrap();
     key["token_uri"] = json!(format!("{}/not-a-token-endpoint", google.base_url));
     google_tenant(
@@ -1319,7 +1312,7 @@ async fn a_token_endpoint_answering_html_fails_the_run_with_a_clear_error() {
         "{}",
         out.stderr
     );
-    assert_eq!(setup.status("fk").await["last_seq"], 0);
+    assert_eq!(setup.status_async("fk").await["last_seq"], 0);
 }
 
 async fn next_event(
