@@ -15,4 +15,4 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 fi
 export DIRSYNC_TEST_PYTHON="$PWD/$venv/bin/python"
 
-cargo test --all-targets "$@"
+cargo test --workspace --all-targets "$@"
