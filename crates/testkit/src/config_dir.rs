@@ -320,18 +320,6 @@ impl ConfigDir {
     }
 }
 
-impl From<&str> for Dirsync {
-    fn from(bin: &str) -> Self {
-        Dirsync::new(bin)
-    }
-}
-
-impl From<&Dirsync> for Dirsync {
-    fn from(dirsync: &Dirsync) -> Self {
-        dirsync.clone()
-    }
-}
-
 fn sync_report(tenant: &str, run: &Run) -> (i32, Value) {
     let line = run.stdout.lines().last().unwrap_or_else(|| {
         panic!(

@@ -123,6 +123,19 @@ impl Dirsync {
     }
 }
 
+/// `ConfigDir::new(env!("CARGO_BIN_EXE_dirsync"))`.
+impl From<&str> for Dirsync {
+    fn from(bin: &str) -> Self {
+        Dirsync::new(bin)
+    }
+}
+
+impl From<&Dirsync> for Dirsync {
+    fn from(dirsync: &Dirsync) -> Self {
+        dirsync.clone()
+    }
+}
+
 /// The output of one `dirsync` run.
 #[derive(Debug)]
 pub struct Run {
