@@ -11,11 +11,15 @@
 //! - `store`: SQLite only — migrations, snapshot, outbox, runs, per-tenant locks, cursors.
 //! - `sync`: one run of one tenant — fetch → policy → diff → guard → one transaction.
 //! - `daemon`: `dirsync run` — per-tenant scheduling, control socket, HTTP listener, systemd.
-//! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding; every message naming a
-//!   Google console path or scope (`setup::messages`).
-//! - the Google Directory API emulator (tests, benchmarks, `dirsync emulator`, `dirsync demo`)
-//!   is its own crate, `dirsync_emulator` (`crates/emulator`), which depends on nothing of ours.
+//! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding (its console texts are
+//!   `source::google::console`).
+//! - leaves shared by several layers, importing nothing of dirsync: `attribute_path`, `glob`,
+//!   `run` (one run's summary), `signing` (Standard Webhooks), `process_stats`.
 //! - `cli`, `commands`: the thin edge — argument parsing, verbs, exit codes.
+//!
+//! The Google Directory API emulator (tests, benchmarks, `dirsync emulator`, `dirsync demo`)
+//! is its own crate, `dirsync_emulator` (`crates/emulator`), which depends on no dirsync
+//! crate; the test harness is `dirsync_testkit` (`crates/testkit`).
 
 pub mod attribute_path;
 pub mod cli;

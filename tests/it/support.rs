@@ -12,9 +12,10 @@ use dirsync::daemon::control::{self, Request, Response};
 use dirsync::daemon::tenant::TenantState;
 use dirsync::event::SourceKind;
 use dirsync::model::{Email, Id, RawAttributes, Snapshot, User, UserState};
+use dirsync::run::{Millis, RunSummary};
 use dirsync::source::scim::ScimSource;
 use dirsync::source::FetchStats;
-use dirsync::store::{self, Lease, NewEvents, RunRecord, Store};
+use dirsync::store::{self, Lease, NewEvents, Store};
 use dirsync_testkit::scim::{ScimServer, TOKEN};
 use dirsync_testkit::webhook::SECRET;
 use dirsync_testkit::{ConfigDir, Dirsync};
@@ -214,7 +215,7 @@ pub fn commit_users(store: &Store, tenant: &str, range: std::ops::Range<u32>) ->
             before: &before,
             after: &after,
             changes: &changes,
-            run: RunRecord::begun(now),
+            run: RunSummary::begun(tenant, Millis(now)),
             exclusions: Vec::new(),
             direct: None,
         },
