@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dirsync_testkit::daemon::Daemon;
 use dirsync_testkit::fake_google as fake;
-use dirsync_testkit::{free_port, ConfigDir};
+use dirsync_testkit::{closed_port, ConfigDir};
 
 use crate::support::config_dir;
 use dirsync_emulator::{Emulator, EmulatorHandle, FaultKind, FaultRule, Fixture};
@@ -411,7 +411,8 @@ fn assert_sync_order(events: &[Value]) {
 async fn config_file_lookup_exit_codes_and_usage_errors() {
     let setup = config_dir(false);
     // A tenant whose source refuses connections: a run failure, not a usage error.
-    let port = free_port();
+    let closed = closed_port();
+    let port = closed.port;
     let emulator = emulator(3, 1).await;
     google_tenant(
         &setup,
@@ -659,10 +660,11 @@ async fn check_config_reports_every_problem_in_every_file_at_once() {
     );
 
     // --connect against a source that is down: exit 1, naming the tenant.
+    let closed = closed_port();
     google_tenant(
         &setup,
         "down",
-        &format!("http://127.0.0.1:{}", free_port()),
+        &format!("http://127.0.0.1:{}", closed.port),
         &emulator.service_account_key_json(),
         emulator.admin_email(),
         "",

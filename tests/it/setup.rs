@@ -11,7 +11,7 @@ use dirsync::setup::messages;
 use dirsync::source::google::SCOPES;
 use dirsync_testkit::emulator::EmulatorProcess;
 use dirsync_testkit::runner::scrub;
-use dirsync_testkit::{python, ConfigDir, Run};
+use dirsync_testkit::{closed_port, python, ConfigDir, Run};
 use serde_json::{json, Value};
 
 use crate::support::{dirsync as dirsync_bin, BIN};
@@ -286,16 +286,12 @@ fn a_disabled_admin_sdk_api_names_the_api_and_the_project() {
 }
 
 /// A loopback port with nothing listening.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[test]
 fn an_unreachable_token_endpoint_names_its_host() {
     let dir = config_dir();
     let emulator = Emulator::start(dir.path(), &[]);
-    let port = closed_port();
+    let closed = closed_port();
+    let port = closed.port;
     let mut key = emulator.key();
     key["token_uri"] = json!(format!("http://127.0.0.1:{port}/token"));
     let key_file = dir.path().join("moved-key.json");
@@ -313,7 +309,8 @@ fn an_unreachable_token_endpoint_names_its_host() {
 fn an_unreachable_api_names_its_host_and_write_anyway_writes() {
     let dir = config_dir();
     let emulator = Emulator::start(dir.path(), &[]);
-    let port = closed_port();
+    let closed = closed_port();
+    let port = closed.port;
     let run = setup_google(
         dir.path(),
         &emulator.key_file,

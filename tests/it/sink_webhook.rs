@@ -174,7 +174,9 @@ fn a_receiver_that_fails_for_a_while_gets_every_event_in_order() {
 
 #[test]
 fn a_receiver_that_is_down_gets_every_event_afterwards() {
-    let port = free_port();
+    // Held closed (nothing else may take it) until the receiver comes up on it.
+    let closed = closed_port();
+    let port = closed.port;
     let env = sink_dir("");
     env.tenant("acme", &webhook("hook", format!("127.0.0.1:{port}"), ""));
     env.commit_users("acme", 0..3);
@@ -189,7 +191,7 @@ fn a_receiver_that_is_down_gets_every_event_afterwards() {
     assert_eq!(status["lag_events"], 9);
 
     let receiver = Receiver::default();
-    receiver.start(&format!("127.0.0.1:{port}"));
+    receiver.start(&format!("127.0.0.1:{}", closed.release()));
     env.commit_users("acme", 9..12);
     wait_until("every event", WAIT, || receiver.seqs().len() >= 12);
     assert_eq!(receiver.seqs(), (1..=12).collect::<Vec<_>>());

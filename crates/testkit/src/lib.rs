@@ -28,7 +28,7 @@ pub mod wait;
 pub mod webhook;
 
 pub use config_dir::ConfigDir;
-pub use net::{free_port, http_get};
+pub use net::{closed_port, free_port, http_get, ClosedPort};
 pub use python::python;
 pub use runner::{Dirsync, Run, Running};
 pub use wait::{wait_for, wait_until, wait_until_or};
