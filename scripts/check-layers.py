@@ -27,7 +27,9 @@ LAYERS = [
     ["model"],
 ]
 # Shared by several layers; import nothing of dirsync.
-LEAVES = ["attribute_path", "glob", "signing", "run", "process_stats", "telemetry", "feed"]
+LEAVES = [
+    "attribute_path", "glob", "signing", "run", "process_stats", "telemetry", "feed", "mutex",
+]
 
 CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
 # `use crate::{a, b::c}` names several modules at once.

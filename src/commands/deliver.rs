@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use super::{exit, open_store, tenant, Failure, Outcome};
 use crate::cli::DeliverArgs;
 use crate::config::{Config, TenantConfig};
+use crate::feed::CommitFeed;
 use crate::sink::Deliveries;
 use crate::store;
 
@@ -45,8 +46,10 @@ pub async fn run(config: &Config, args: &DeliverArgs) -> Outcome {
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Nothing commits in this process: the workers find other processes' commits by polling.
+    let commits = CommitFeed::default();
     for tenant in &tenants {
-        deliveries.spawn(tenant, &cancel, &tracker);
+        deliveries.spawn(tenant, &commits.subscribe(&tenant.id), &cancel, &tracker);
     }
     tracker.close();
     wait_for_stop(&deliveries).await?;

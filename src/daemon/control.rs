@@ -22,8 +22,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
-use super::tenant::{lock, ForceRequest, TenantState};
+use super::tenant::{ForceRequest, TenantState};
 use super::Shared;
+use crate::mutex::lock;
 use crate::sync::SyncOptions;
 
 /// Longest request line accepted.

@@ -1,16 +1,18 @@
-//! The daemon's metrics: per-tenant counters updated after every run, rendered in the
-//! Prometheus text exposition format for `/metrics`. Names follow
-//! `dirsync_<name>_<unit>[_total]`.
+//! The daemon's metrics: per-tenant counters updated after every run, written into the
+//! process's one registry ([`crate::telemetry::metrics`]) at scrape time together with what the scheduler
+//! knows then ([`Scheduled`]). Names follow `dirsync_<name>_<unit>[_total]`.
 //!
-//! Must not: query the database at scrape time (stored counts are refreshed after each commit).
+//! Must not: query the database at scrape time (stored counts are refreshed after each commit),
+//! or reach into the tenant tasks: they hand over plain data, so this file imports nothing of
+//! the daemon.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use super::tenant::{lock, TenantState};
+use crate::mutex::lock;
 use crate::run::{RunOutcome, RunSummary};
 use crate::store::StoredCounts;
+use crate::telemetry::metrics::{Exposition, Kind};
 
 #[derive(Debug, Default, Clone)]
 struct TenantMetrics {
@@ -22,6 +24,17 @@ struct TenantMetrics {
     last_duration_seconds: Option<f64>,
     last_success_ms: Option<i64>,
     stored: Option<StoredCounts>,
+}
+
+/// The scheduler's view of one tenant at scrape time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    pub tenant: String,
+    pub running: bool,
+    /// Failed or refused scheduled runs in a row.
+    pub consecutive_failures: u32,
+    /// RFC 3339; `None` when disabled or running.
+    pub next_run: Option<String>,
 }
 
 /// Shared, cheap to clone.
@@ -75,175 +88,167 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text format, with the scheduler's view of each tenant.
-    pub fn render(&self, states: &[TenantState], last_seqs: &BTreeMap<String, u64>) -> String {
+    /// Writes the daemon's families, with the scheduler's view of each tenant (`scheduled`)
+    /// and each tenant's last committed seq.
+    pub fn collect(
+        &self,
+        out: &mut Exposition,
+        scheduled: &[Scheduled],
+        last_seqs: &BTreeMap<String, u64>,
+    ) {
         let tenants = lock(&self.tenants).clone();
-        let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{labels} {value}");
+        let per_tenant = |out: &mut Exposition,
+                          (name, kind, help): (&str, Kind, &str),
+                          value: &dyn Fn(&TenantMetrics) -> Option<f64>| {
+            let mut family = out.family(name, kind, help);
+            for (tenant, m) in &tenants {
+                if let Some(v) = value(m) {
+                    family.sample(&[("tenant", tenant)], v);
+                }
             }
         };
-        let tenant_label = |tenant: &str| format!("{{tenant=\"{}\"}}", escape(tenant));
-        let per_tenant = |value: &dyn Fn(&TenantMetrics) -> Option<f64>| -> Vec<(String, f64)> {
-            tenants
-                .iter()
-                .filter_map(|(tenant, m)| value(m).map(|v| (tenant_label(tenant), v)))
-                .collect()
-        };
 
-        family(
+        out.family(
             "dirsync_tenants",
-            "gauge",
+            Kind::Gauge,
             "Tenants the daemon schedules (enabled or not).",
-            vec![(String::new(), states.len() as f64)],
-        );
-        family(
+        )
+        .sample(&[], scheduled.len() as f64);
+        let mut family = out.family(
             "dirsync_runs_total",
-            "counter",
+            Kind::Counter,
             "Sync runs since the daemon started, by outcome.",
-            tenants
-                .iter()
-                .flat_map(|(tenant, m)| {
-                    m.runs.iter().map(move |(outcome, count)| {
-                        (
-                            format!(
-                                "{{tenant=\"{}\",outcome=\"{}\"}}",
-                                escape(tenant),
-                                escape(outcome)
-                            ),
-                            *count as f64,
-                        )
-                    })
-                })
-                .collect(),
         );
-        family(
+        for (tenant, m) in &tenants {
+            for (outcome, count) in &m.runs {
+                family.sample(&[("tenant", tenant), ("outcome", outcome)], *count as f64);
+            }
+        }
+        let mut family = out.family(
             "dirsync_events_emitted_total",
-            "counter",
+            Kind::Counter,
             "Events committed to the outbox since the daemon started, by type.",
-            tenants
-                .iter()
-                .flat_map(|(tenant, m)| {
-                    m.events.iter().map(move |(kind, count)| {
-                        (
-                            format!(
-                                "{{tenant=\"{}\",type=\"{}\"}}",
-                                escape(tenant),
-                                escape(kind)
-                            ),
-                            *count as f64,
-                        )
-                    })
-                })
-                .collect(),
         );
-        family(
-            "dirsync_last_success_timestamp_seconds",
-            "gauge",
-            "When the tenant's last successful (committed or unchanged) sync finished.",
-            per_tenant(&|m| m.last_success_ms.map(|ms| ms as f64 / 1000.0)),
+        for (tenant, m) in &tenants {
+            for (kind, count) in &m.events {
+                family.sample(&[("tenant", tenant), ("type", kind)], *count as f64);
+            }
+        }
+        per_tenant(
+            out,
+            (
+                "dirsync_last_success_timestamp_seconds",
+                Kind::Gauge,
+                "When the tenant's last successful (committed or unchanged) sync finished.",
+            ),
+            &|m| m.last_success_ms.map(|ms| ms as f64 / 1000.0),
         );
-        family(
-            "dirsync_last_run_duration_seconds",
-            "gauge",
-            "How long the tenant's last run took.",
-            per_tenant(&|m| m.last_duration_seconds),
+        per_tenant(
+            out,
+            (
+                "dirsync_last_run_duration_seconds",
+                Kind::Gauge,
+                "How long the tenant's last run took.",
+            ),
+            &|m| m.last_duration_seconds,
         );
-        family(
-            "dirsync_run_duration_seconds_total",
-            "counter",
-            "Time spent in runs since the daemon started.",
-            per_tenant(&|m| Some(m.duration_sum_seconds)),
+        per_tenant(
+            out,
+            (
+                "dirsync_run_duration_seconds_total",
+                Kind::Counter,
+                "Time spent in runs since the daemon started.",
+            ),
+            &|m| Some(m.duration_sum_seconds),
         );
-        family(
-            "dirsync_api_requests_total",
-            "counter",
-            "Requests sent to the tenant's IdP, retries included.",
-            per_tenant(&|m| Some(m.api_requests as f64)),
+        per_tenant(
+            out,
+            (
+                "dirsync_api_requests_total",
+                Kind::Counter,
+                "Requests sent to the tenant's IdP, retries included.",
+            ),
+            &|m| Some(m.api_requests as f64),
         );
-        family(
-            "dirsync_api_retries_total",
-            "counter",
-            "Requests to the tenant's IdP that were retried.",
-            per_tenant(&|m| Some(m.api_retries as f64)),
+        per_tenant(
+            out,
+            (
+                "dirsync_api_retries_total",
+                Kind::Counter,
+                "Requests to the tenant's IdP that were retried.",
+            ),
+            &|m| Some(m.api_retries as f64),
         );
-        family(
-            "dirsync_stored_users",
-            "gauge",
-            "Users stored for the tenant.",
-            per_tenant(&|m| m.stored.map(|s| s.users as f64)),
+        per_tenant(
+            out,
+            (
+                "dirsync_stored_users",
+                Kind::Gauge,
+                "Users stored for the tenant.",
+            ),
+            &|m| m.stored.map(|s| s.users as f64),
         );
-        family(
-            "dirsync_stored_groups",
-            "gauge",
-            "Groups stored for the tenant.",
-            per_tenant(&|m| m.stored.map(|s| s.groups as f64)),
+        per_tenant(
+            out,
+            (
+                "dirsync_stored_groups",
+                Kind::Gauge,
+                "Groups stored for the tenant.",
+            ),
+            &|m| m.stored.map(|s| s.groups as f64),
         );
-        family(
-            "dirsync_stored_memberships",
-            "gauge",
-            "Memberships stored for the tenant.",
-            per_tenant(&|m| m.stored.map(|s| s.memberships as f64)),
+        per_tenant(
+            out,
+            (
+                "dirsync_stored_memberships",
+                Kind::Gauge,
+                "Memberships stored for the tenant.",
+            ),
+            &|m| m.stored.map(|s| s.memberships as f64),
         );
-        family(
+        let mut family = out.family(
             "dirsync_last_event_seq",
-            "gauge",
+            Kind::Gauge,
             "The seq of the tenant's last committed event.",
-            last_seqs
-                .iter()
-                .map(|(tenant, seq)| (tenant_label(tenant), *seq as f64))
-                .collect(),
         );
-        family(
+        for (tenant, seq) in last_seqs {
+            family.sample(&[("tenant", tenant)], *seq as f64);
+        }
+        let mut family = out.family(
             "dirsync_run_in_progress",
-            "gauge",
+            Kind::Gauge,
             "1 while a run of the tenant is in progress.",
-            states
-                .iter()
-                .map(|s| {
-                    (
-                        tenant_label(&s.tenant),
-                        if s.running.is_some() { 1.0 } else { 0.0 },
-                    )
-                })
-                .collect(),
         );
-        family(
+        for s in scheduled {
+            family.sample(&[("tenant", &s.tenant)], if s.running { 1.0 } else { 0.0 });
+        }
+        let mut family = out.family(
             "dirsync_consecutive_failures",
-            "gauge",
+            Kind::Gauge,
             "Failed or refused runs of the tenant in a row (the tenant backs off while > 0).",
-            states
-                .iter()
-                .map(|s| (tenant_label(&s.tenant), s.consecutive_failures as f64))
-                .collect(),
         );
-        family(
+        for s in scheduled {
+            family.sample(&[("tenant", &s.tenant)], s.consecutive_failures as f64);
+        }
+        let mut family = out.family(
             "dirsync_next_run_timestamp_seconds",
-            "gauge",
+            Kind::Gauge,
             "When the tenant's next scheduled run starts.",
-            states
-                .iter()
-                .filter_map(|s| {
-                    let at = chrono::DateTime::parse_from_rfc3339(s.next_run.as_deref()?).ok()?;
-                    Some((
-                        tenant_label(&s.tenant),
-                        at.timestamp_millis() as f64 / 1000.0,
-                    ))
-                })
-                .collect(),
         );
-        out
+        for s in scheduled {
+            let Some(at) = s
+                .next_run
+                .as_deref()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            else {
+                continue;
+            };
+            family.sample(
+                &[("tenant", &s.tenant)],
+                at.timestamp_millis() as f64 / 1000.0,
+            );
+        }
     }
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -276,7 +281,13 @@ mod tests {
                 memberships: 0,
             },
         );
-        let text = metrics.render(&[], &[("acme".to_owned(), 3)].into_iter().collect());
+        let mut out = Exposition::default();
+        metrics.collect(
+            &mut out,
+            &[],
+            &[("acme".to_owned(), 3)].into_iter().collect(),
+        );
+        let text = out.into_text();
         assert!(text.contains("dirsync_runs_total{tenant=\"acme\",outcome=\"committed\"} 1\n"));
         assert!(text
             .contains("dirsync_events_emitted_total{tenant=\"acme\",type=\"user.created\"} 3\n"));

@@ -3,9 +3,10 @@
 //! listener for `/healthz` and `/metrics` (`http`, `metrics`), systemd notifications
 //! (`notify`), reload on SIGHUP and a bounded drain on shutdown.
 //!
-//! Other parts plug in through [`Extension`]: extra HTTP routes (the events API) and
-//! per-tenant background tasks (sink delivery) that the daemon starts, restarts on reload and
-//! stops on shutdown, fed by [`Commits`], which announces each tenant's last committed seq.
+//! Other parts plug in through [`Extension`]: extra HTTP routes (the events API), per-tenant
+//! background tasks (sink delivery) that the daemon starts, restarts on reload and stops on
+//! shutdown, fed by the process's [`CommitFeed`], which announces each tenant's last committed
+//! seq, and metrics collected into the process's one [`Registry`].
 //!
 //! Must not: speak SQL (that is `store`) or know how a source fetches.
 
@@ -21,7 +22,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -30,10 +31,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, GlobalConfig, Problem, TenantConfig};
+use crate::feed::CommitFeed;
+use crate::mutex::lock;
 use crate::store::{Store, StoreError};
-use metrics::Metrics;
+use crate::telemetry::metrics::{Collector, Exposition, Registry};
+use metrics::{Metrics, Scheduled};
 use schedule::Clock;
-use tenant::{lock, BackoffPolicy, TenantHandle, TenantState, TenantTask};
+use tenant::{BackoffPolicy, TenantHandle, TenantState, TenantTask};
 
 /// How long `/healthz` and the watchdog tolerate the supervisor loop not ticking.
 const HEARTBEAT_STALE: Duration = Duration::from_secs(10);
@@ -54,42 +58,12 @@ pub enum DaemonError {
     Signal(std::io::Error),
 }
 
-/// Announces each tenant's last committed event seq. Sinks and the events API subscribe; the
-/// daemon publishes after every commit.
-#[derive(Debug, Clone, Default)]
-pub struct Commits {
-    feeds: Arc<Mutex<BTreeMap<String, watch::Sender<u64>>>>,
-}
-
-impl Commits {
-    /// A receiver whose value is the tenant's last committed seq (0 until known).
-    pub fn subscribe(&self, tenant: &str) -> watch::Receiver<u64> {
-        lock(&self.feeds)
-            .entry(tenant.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
-    }
-
-    /// Called after a commit: wakes every subscriber if `last_seq` moved forward.
-    pub fn publish(&self, tenant: &str, last_seq: u64) {
-        lock(&self.feeds)
-            .entry(tenant.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
-            .send_if_modified(|seq| {
-                let moved = last_seq > *seq;
-                if moved {
-                    *seq = last_seq;
-                }
-                moved
-            });
-    }
-}
-
 /// What an extension gets once, when the daemon starts.
 pub struct ExtensionContext {
     pub global: GlobalConfig,
     pub store: Store,
-    pub commits: Commits,
+    /// The daemon's commit feed: every tenant's last committed seq.
+    pub commits: CommitFeed,
     pub shutdown: CancellationToken,
 }
 
@@ -97,7 +71,8 @@ pub struct ExtensionContext {
 pub struct TenantHook {
     pub config: Arc<TenantConfig>,
     pub store: Store,
-    /// The tenant's last committed seq; changes after each commit.
+    /// The tenant's last committed seq (its receiver of the daemon's [`CommitFeed`]);
+    /// changes after each commit.
     pub commits: watch::Receiver<u64>,
     /// Cancelled when the tenant is removed or reconfigured (a new hook follows) and on
     /// shutdown. Tasks must stop promptly when it fires.
@@ -112,14 +87,18 @@ pub trait Extension: Send + Sync + 'static {
     fn routes(&self, _context: &ExtensionContext) -> Option<axum::Router> {
         None
     }
-    /// Starts the tenant's background tasks (e.g. one delivery task per sink).
+    /// Starts the tenant's background tasks (e.g. one delivery task per sink). Called again
+    /// with a new hook on every reload that keeps the tenant.
     fn start_tenant(&self, _hook: TenantHook) {}
-    /// Called right after each commit of `tenant` (also published on [`Commits`]).
+    /// The tenant was removed from the configuration (its hook's `stop` is cancelled too):
+    /// forget what was kept for it across reloads, such as its metrics.
+    fn stop_tenant(&self, _tenant: &str) {}
+    /// Called right after each commit of `tenant` (also published on the [`CommitFeed`]).
     fn on_commit(&self, _tenant: &str, _last_seq: u64) {}
     /// Called on SIGHUP, after the configuration was re-read (e.g. reopen log-rotated files).
     fn on_reload(&self) {}
-    /// Appends the extension's metrics (Prometheus text format) to `/metrics`.
-    fn render_metrics(&self, _out: &mut String) {}
+    /// Writes the extension's metric families into `/metrics`, after the daemon's own.
+    fn collect_metrics(&self, _out: &mut Exposition) {}
 }
 
 /// The extensions of one daemon, shared by its tasks.
@@ -153,7 +132,9 @@ impl DaemonOptions {
 pub struct Shared {
     pub(crate) tenants: Mutex<BTreeMap<String, TenantHandle>>,
     pub(crate) metrics: Metrics,
-    pub(crate) commits: Commits,
+    pub(crate) commits: CommitFeed,
+    /// What `/metrics` renders: the scheduler's metrics, then each extension's.
+    pub(crate) registry: Registry,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) extensions: Extensions,
@@ -198,13 +179,23 @@ pub async fn run(
     let shared = Arc::new(Shared {
         tenants: Mutex::new(BTreeMap::new()),
         metrics: Metrics::default(),
-        commits: Commits::default(),
+        commits: CommitFeed::default(),
+        registry: Registry::default(),
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
         extensions: options.extensions.iter().cloned().collect(),
         started: Instant::now(),
         heartbeat_ms: AtomicU64::new(0),
     });
+    // Weak: the registry lives inside `Shared`.
+    shared
+        .registry
+        .register(Arc::new(SchedulerMetrics(Arc::downgrade(&shared))));
+    for extension in shared.extensions.iter() {
+        shared
+            .registry
+            .register(Arc::new(ExtensionMetrics(extension.clone())));
+    }
     let daemon = Daemon {
         global: config.global.clone(),
         store,
@@ -385,6 +376,9 @@ impl Daemon {
             if let Some(handle) = running.remove(&id) {
                 handle.stop.cancel();
                 handle.extension_stop.cancel();
+                for extension in self.shared.extensions.iter() {
+                    extension.stop_tenant(&id);
+                }
                 self.shared.metrics.forget(&id);
                 info!(tenant = %id, "tenant removed: its in-progress fetch is abandoned, nothing more is scheduled");
             }
@@ -450,6 +444,36 @@ impl Daemon {
             });
         }
         stop
+    }
+}
+
+/// The scheduler's metrics: the per-tenant run counters plus what the tenant tasks know now
+/// (running, failures in a row, next run) and the commit feed's last seqs.
+struct SchedulerMetrics(Weak<Shared>);
+
+impl Collector for SchedulerMetrics {
+    fn collect(&self, out: &mut Exposition) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let scheduled: Vec<Scheduled> = lock(&shared.tenants)
+            .values()
+            .map(|handle| Scheduled::from(&handle.snapshot()))
+            .collect();
+        let last_seqs: BTreeMap<String, u64> = scheduled
+            .iter()
+            .map(|s| (s.tenant.clone(), shared.commits.last_seq(&s.tenant)))
+            .collect();
+        shared.metrics.collect(out, &scheduled, &last_seqs);
+    }
+}
+
+/// An extension's metrics, as a collector of the daemon's registry.
+struct ExtensionMetrics(Arc<dyn Extension>);
+
+impl Collector for ExtensionMetrics {
+    fn collect(&self, out: &mut Exposition) {
+        self.0.collect_metrics(out);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Event delivery inside the daemon: the sink `Deliveries` and the events API as a daemon
-//! `Extension` — delivery tasks per tenant on start and reload, stopped with the tenant, woken
-//! after each commit, JSON-lines files reopened on SIGHUP, metrics in `/metrics`.
+//! `Extension` — delivery tasks per tenant on start and reload, fed by the daemon's commit
+//! feed, stopped (and their metrics forgotten) when the tenant is removed, JSON-lines files
+//! reopened on SIGHUP, metrics in `/metrics`.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use crate::config::GlobalConfig;
 use crate::sink::api::events_api_router;
 use crate::sink::Deliveries;
 use crate::store::Store;
+use crate::telemetry::metrics::{Collector, Exposition};
 
 pub struct SinkExtension {
     retention: Option<Duration>,
@@ -33,22 +35,21 @@ impl SinkExtension {
 
 impl Extension for SinkExtension {
     fn routes(&self, context: &ExtensionContext) -> Option<axum::Router> {
-        let deliveries = self.deliveries(&context.store);
         Some(events_api_router(
             context.store.clone(),
             context.global.events_api_token.clone(),
-            deliveries.commit_signal(),
+            context.commits.clone(),
         ))
     }
 
     fn start_tenant(&self, hook: TenantHook) {
         self.deliveries(&hook.store)
-            .spawn(&hook.config, &hook.stop, &hook.tracker);
+            .spawn(&hook.config, &hook.commits, &hook.stop, &hook.tracker);
     }
 
-    fn on_commit(&self, tenant: &str, _last_seq: u64) {
+    fn stop_tenant(&self, tenant: &str) {
         if let Some(deliveries) = self.deliveries.get() {
-            deliveries.notify_commit(tenant);
+            deliveries.stop(tenant);
         }
     }
 
@@ -58,9 +59,9 @@ impl Extension for SinkExtension {
         }
     }
 
-    fn render_metrics(&self, out: &mut String) {
+    fn collect_metrics(&self, out: &mut Exposition) {
         if let Some(deliveries) = self.deliveries.get() {
-            deliveries.render_prometheus(out);
+            deliveries.collect(out);
         }
     }
 }

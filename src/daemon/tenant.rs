@@ -5,7 +5,7 @@
 //!
 //! Must not: touch SQL directly (that is `store`, reached through `sync`), or know about sockets.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,10 +17,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::metrics::Metrics;
-use super::{Commits, Extensions};
+use super::metrics::{Metrics, Scheduled};
+use super::Extensions;
 use crate::config::TenantConfig;
 use crate::event::format_timestamp;
+use crate::feed::CommitFeed;
+use crate::mutex::lock;
 use crate::run::{RunOutcome, RunSummary};
 use crate::store::{self, Store};
 use crate::sync::{run_sync, RunResult, SyncOptions};
@@ -114,11 +116,15 @@ impl TenantHandle {
     }
 }
 
-/// A poisoned lock only means another task panicked mid-update of plain data; keep going.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl From<&TenantState> for Scheduled {
+    fn from(state: &TenantState) -> Self {
+        Scheduled {
+            tenant: state.tenant.clone(),
+            running: state.running.is_some(),
+            consecutive_failures: state.consecutive_failures,
+            next_run: state.next_run.clone(),
+        }
+    }
 }
 
 pub struct TenantTask {
@@ -128,7 +134,7 @@ pub struct TenantTask {
     pub state: Arc<Mutex<TenantState>>,
     pub stop: CancellationToken,
     pub metrics: Metrics,
-    pub commits: Commits,
+    pub commits: CommitFeed,
     pub extensions: Extensions,
     pub backoff: BackoffPolicy,
     pub clock: Clock,

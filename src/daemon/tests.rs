@@ -74,20 +74,6 @@ fn a_broken_global_file_keeps_everything() {
     assert!(problems.iter().any(|p| p.file == config_path));
 }
 
-#[test]
-fn commits_wake_subscribers_only_when_the_seq_moves_forward() {
-    let commits = Commits::default();
-    let mut feed = commits.subscribe("acme");
-    assert_eq!(*feed.borrow_and_update(), 0);
-    commits.publish("acme", 5);
-    assert!(feed.has_changed().unwrap());
-    assert_eq!(*feed.borrow_and_update(), 5);
-    commits.publish("acme", 5);
-    commits.publish("acme", 3);
-    assert!(!feed.has_changed().unwrap());
-    assert_eq!(*commits.subscribe("acme").borrow(), 5);
-}
-
 /// A tenant task under paused tokio time: over a minute of a 5-second schedule it runs once
 /// per fire time (each run fails fast against a closed port, and backoff is off), never
 /// twice for one fire time, and the next run it reports is always ahead of the clock.
@@ -117,7 +103,7 @@ async fn a_tenant_task_runs_once_per_fire_time_under_paused_time() {
         state: state.clone(),
         stop: stop.clone(),
         metrics: Metrics::default(),
-        commits: Commits::default(),
+        commits: CommitFeed::default(),
         extensions: Arc::from(Vec::<Arc<dyn Extension>>::new()),
         backoff: BackoffPolicy {
             base: Duration::ZERO,
@@ -130,7 +116,7 @@ async fn a_tenant_task_runs_once_per_fire_time_under_paused_time() {
     let mut seen_runs = 0;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let snapshot = tenant::lock(&state).clone();
+        let snapshot = crate::mutex::lock(&state).clone();
         assert!(snapshot.runs >= seen_runs, "the run count went back");
         seen_runs = snapshot.runs;
         if let Some(next) = snapshot.next_run.as_deref() {
@@ -146,7 +132,7 @@ async fn a_tenant_task_runs_once_per_fire_time_under_paused_time() {
         (11..=12).contains(&seen_runs),
         "{seen_runs} runs in a minute"
     );
-    let snapshot = tenant::lock(&state).clone();
+    let snapshot = crate::mutex::lock(&state).clone();
     assert_eq!(snapshot.last_outcome.as_deref(), Some("failed"));
     stop.cancel();
     running.await.unwrap();

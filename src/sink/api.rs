@@ -2,10 +2,11 @@
 //! answers `{"tenant", "events": [...], "next_after", "last_seq"}` with the stored events
 //! (exactly the JSON of `dirsync events`) in `seq` order. A consumer keeps `next_after` as its
 //! cursor. With `wait`, an empty answer is held until an event is committed (woken by the
-//! `CommitSignal`, with a poll for commits made by other processes) or the wait ends.
+//! process's commit feed, with a poll for commits made by other processes) or the wait ends.
 //!
 //! Protected by the bearer token of `events_api_token_file`; without one the API is disabled
-//! and answers 404. The daemon merges this router into its HTTP listener.
+//! and answers 404. The daemon merges this router into its HTTP listener. Must not: write to
+//! the store, or read it other than through `Store::run`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,9 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{CommitSignal, POLL_INTERVAL};
+use super::POLL_INTERVAL;
 use crate::config::{valid_tenant_id, Secret};
+use crate::feed::CommitFeed;
 use crate::store::{self, Store};
 
 /// Events per answer unless `limit` says otherwise, and the most one answer holds.
@@ -31,11 +33,11 @@ pub const MAX_WAIT_SECONDS: u64 = 60;
 struct ApiState {
     store: Store,
     token: Option<Secret>,
-    commits: CommitSignal,
+    commits: CommitFeed,
 }
 
 /// The events API routes; merge into the daemon's HTTP router.
-pub fn events_api_router(store: Store, token: Option<Secret>, commits: CommitSignal) -> Router {
+pub fn events_api_router(store: Store, token: Option<Secret>, commits: CommitFeed) -> Router {
     Router::new()
         .route("/v1/tenants/{tenant}/events", get(list_events))
         .with_state(Arc::new(ApiState {
@@ -111,26 +113,27 @@ async fn list_events(
     // Subscribe before reading so a commit between the read and the wait is not missed.
     let mut commits = state.commits.subscribe(&tenant);
     loop {
-        let (store, id, after) = (state.store.clone(), tenant.clone(), query.after);
-        let read = tokio::task::spawn_blocking(move || {
-            let conn = store.connect()?;
-            let events = store::pending_events(&conn, &id, after, limit)?;
-            let last_seq = store::last_seq(&conn, &id)?;
-            Ok::<_, store::StoreError>((events, last_seq))
-        })
-        .await;
+        let (id, after) = (tenant.clone(), query.after);
+        let read = state
+            .store
+            .run(move |conn| {
+                let events = store::pending_events(conn, &id, after, limit)?;
+                let last_seq = store::last_seq(conn, &id)?;
+                Ok((events, last_seq))
+            })
+            .await;
         let (events, last_seq) = match read {
-            Ok(Ok(found)) => found,
-            Ok(Err(err)) => {
+            Ok(found) => found,
+            Err(store::StoreError::Task(err)) => {
+                tracing::warn!(tenant, "events API: {err}");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+            Err(err) => {
                 tracing::warn!(tenant, "events API: {err}");
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the store is unavailable; retry",
                 );
-            }
-            Err(err) => {
-                tracing::warn!(tenant, "events API: {err}");
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
             }
         };
         if !events.is_empty() || tokio::time::Instant::now() >= deadline {

@@ -72,8 +72,13 @@ impl Extension for Ext {
         *self.0.reloads.lock().unwrap() += 1;
     }
 
-    fn render_metrics(&self, out: &mut String) {
-        out.push_str("# TYPE dirsync_test_extension_info gauge\ndirsync_test_extension_info 1\n");
+    fn collect_metrics(&self, out: &mut dirsync::telemetry::metrics::Exposition) {
+        out.family(
+            "dirsync_test_extension_info",
+            dirsync::telemetry::metrics::Kind::Gauge,
+            "The test extension is loaded.",
+        )
+        .sample(&[], 1);
     }
 }
 

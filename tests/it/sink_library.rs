@@ -1,13 +1,15 @@
-//! The sink library as the daemon uses it: `Deliveries` (spawn, notify_commit, metrics,
-//! retention) and the events API router served on loopback.
+//! The sink library as the daemon uses it: `Deliveries` (spawn, woken by the commit feed,
+//! metrics, retention) and the events API router served on loopback.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use crate::support::*;
 use dirsync::config::{self, Secret};
+use dirsync::feed::CommitFeed;
 use dirsync::sink::api::events_api_router;
 use dirsync::sink::Deliveries;
+use dirsync::telemetry::metrics::render;
 use dirsync_testkit::webhook::*;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -44,14 +46,20 @@ async fn deliveries_spawned_per_tenant_deliver_after_notify_and_report_metrics()
     let config = config::load_strict(&env.config()).unwrap();
     let store = env.store();
     let deliveries = Deliveries::new(store.clone(), None);
+    let commits = CommitFeed::default();
     let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
-    deliveries.spawn(config.tenant("acme").unwrap(), &cancel, &tracker);
+    deliveries.spawn(
+        config.tenant("acme").unwrap(),
+        &commits.subscribe("acme"),
+        &cancel,
+        &tracker,
+    );
 
     let s = store.clone();
-    tokio::task::spawn_blocking(move || commit_users(&s, "acme", 0..5))
+    let last_seq = tokio::task::spawn_blocking(move || commit_users(&s, "acme", 0..5))
         .await
         .unwrap();
-    deliveries.notify_commit("acme");
+    commits.publish("acme", last_seq);
     wait_for("5 events", || receiver.seqs().len() == 5).await;
     assert_eq!(receiver.seqs(), vec![1, 2, 3, 4, 5]);
 
@@ -59,13 +67,10 @@ async fn deliveries_spawned_per_tenant_deliver_after_notify_and_report_metrics()
     // The receiver sees an event before the cursor (and the counters) move.
     let delivered = format!("dirsync_sink_delivered_events_total{labels} 5\n");
     wait_for("the metrics to count 5 deliveries", || {
-        let mut text = String::new();
-        deliveries.render_prometheus(&mut text);
-        text.contains(&delivered)
+        render(&deliveries).contains(&delivered)
     })
     .await;
-    let mut text = String::new();
-    deliveries.render_prometheus(&mut text);
+    let text = render(&deliveries);
     assert_eq!(
         metric(
             &text,
@@ -94,12 +99,75 @@ async fn deliveries_spawned_per_tenant_deliver_after_notify_and_report_metrics()
     // A reload with the sink removed stops it and drops its metrics.
     let mut reloaded = config.tenant("acme").unwrap().clone();
     reloaded.sinks.clear();
-    deliveries.spawn(&reloaded, &cancel, &tracker);
-    let mut text = String::new();
-    deliveries.render_prometheus(&mut text);
+    deliveries.spawn(&reloaded, &commits.subscribe("acme"), &cancel, &tracker);
+    let text = render(&deliveries);
     assert!(!text.contains("sink=\"hook\""), "{text}");
 
     cancel.cancel();
+    tracker.close();
+    tokio::time::timeout(WAIT, tracker.wait()).await.unwrap();
+}
+
+/// Issue 13 item 15: a reload restarts a tenant's delivery tasks; the metrics of the sinks it
+/// keeps must carry on, whichever runs first — the old tasks' stop (the daemon cancels them
+/// before it hands over the new config) or the new `spawn`. A removed tenant's go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_metrics_survive_a_reload_that_keeps_the_sink() {
+    let env = Env::new("");
+    let path = env.path().join("events.jsonl");
+    env.tenant(
+        "acme",
+        &format!(
+            "[[sinks]]\ntype = \"jsonl\"\nname = \"file\"\npath = \"{}\"\n",
+            path.display()
+        ),
+    );
+    let config = config::load_strict(&env.config()).unwrap();
+    let tenant = config.tenant("acme").unwrap();
+    let store = env.store();
+    let deliveries = Deliveries::new(store.clone(), None);
+    let commits = CommitFeed::default();
+    let tracker = TaskTracker::new();
+    let delivered = |n: u64| {
+        format!("dirsync_sink_delivered_events_total{{tenant=\"acme\",sink=\"file\"}} {n}\n")
+    };
+
+    let first = CancellationToken::new();
+    deliveries.spawn(tenant, &commits.subscribe("acme"), &first, &tracker);
+    let s = store.clone();
+    let seq = tokio::task::spawn_blocking(move || commit_users(&s, "acme", 0..3))
+        .await
+        .unwrap();
+    commits.publish("acme", seq);
+    wait_for("3 deliveries counted", || {
+        render(&deliveries).contains(&delivered(3))
+    })
+    .await;
+
+    // The daemon's reload: the old hook's token is cancelled first, and the old tasks may well
+    // finish stopping before the new config arrives.
+    first.cancel();
+    wait_for("the old delivery tasks to stop", || tracker.is_empty()).await;
+    let second = CancellationToken::new();
+    deliveries.spawn(tenant, &commits.subscribe("acme"), &second, &tracker);
+    let text = render(&deliveries);
+    assert!(text.contains(&delivered(3)), "{text}");
+
+    let s = store.clone();
+    let seq = tokio::task::spawn_blocking(move || commit_users(&s, "acme", 3..5))
+        .await
+        .unwrap();
+    commits.publish("acme", seq);
+    wait_for("5 deliveries counted across the reload", || {
+        render(&deliveries).contains(&delivered(5))
+    })
+    .await;
+
+    // The tenant removed: its metrics go.
+    deliveries.stop("acme");
+    let text = render(&deliveries);
+    assert!(!text.contains("tenant=\"acme\""), "{text}");
+    second.cancel();
     tracker.close();
     tokio::time::timeout(WAIT, tracker.wait()).await.unwrap();
 }
@@ -173,17 +241,13 @@ async fn the_events_api_pages_authenticates_and_long_polls() {
     env.tenant("acme", "");
     let store = env.store();
     env.commit_users("acme", 0..5);
-    let deliveries = Deliveries::new(store.clone(), None);
+    let commits = CommitFeed::default();
     let addr = spawn_api(events_api_router(
         store.clone(),
         Some(Secret::new("s3cret")),
-        deliveries.commit_signal(),
+        commits.clone(),
     ));
-    let disabled = spawn_api(events_api_router(
-        store.clone(),
-        None,
-        deliveries.commit_signal(),
-    ));
+    let disabled = spawn_api(events_api_router(store.clone(), None, commits.clone()));
     let client = reqwest::Client::new();
     let url = |after: u64, extra: &str| {
         format!("http://{addr}/v1/tenants/acme/events?after={after}{extra}")
@@ -261,10 +325,10 @@ async fn the_events_api_pages_authenticates_and_long_polls() {
         }
     });
     let s = store.clone();
-    tokio::task::spawn_blocking(move || commit_users(&s, "acme", 5..6))
+    let last_seq = tokio::task::spawn_blocking(move || commit_users(&s, "acme", 5..6))
         .await
         .unwrap();
-    deliveries.notify_commit("acme");
+    commits.publish("acme", last_seq);
     let page = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(page["events"][0]["seq"], 6);
     assert_eq!(page["next_after"], 6);

@@ -1,19 +1,15 @@
-//! The JSON-lines sink: appends each event as one line to a file and fsyncs every batch before
-//! the cursor moves. Safe with logrotate: before each batch the path's device and inode are
-//! compared with the open file's (a moved or deleted file is reopened, creating a new one), and
-//! a SIGHUP-driven reopen hook forces a reopen for `copytruncate`-free setups that signal.
-//!
-//! A crash can leave a partial last line (written but not fsynced or acknowledged); on open it
-//! is cut off, since that event was never acknowledged and is written again whole.
+//! Appending one batch: the open file (reopened when logrotate moved or deleted it, or when
+//! SIGHUP asked), one line per event, fsynced before the batch counts as delivered.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::DeliveryError;
+use super::repair::trim_partial_line;
+use crate::sink::DeliveryError;
 use crate::store::PendingEvent;
 
 struct OpenFile {
@@ -121,62 +117,4 @@ fn current_file(
         dev: meta.dev(),
         ino: meta.ino(),
     })
-}
-
-/// Cuts the file after its last newline when it does not end with one.
-fn trim_partial_line(file: &mut File) -> std::io::Result<()> {
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(());
-    }
-    let mut end = len;
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let start = end.saturating_sub(chunk.len() as u64);
-        let size = (end - start) as usize;
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut chunk[..size])?;
-        if end == len && chunk[size - 1] == b'\n' {
-            return Ok(());
-        }
-        if let Some(at) = chunk[..size].iter().rposition(|b| *b == b'\n') {
-            tracing::warn!("the events file ended with a partial line (an interrupted write); cutting it off, the event is written again");
-            return file.set_len(start + at as u64 + 1);
-        }
-        if start == 0 {
-            return file.set_len(0);
-        }
-        end = start;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn a_partial_last_line_is_cut_off() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        std::fs::write(&path, "{\"seq\":1}\n{\"seq\":2}\n{\"se").unwrap();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&path)
-            .unwrap();
-        trim_partial_line(&mut file).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "{\"seq\":1}\n{\"seq\":2}\n"
-        );
-        std::fs::write(&path, "{\"se").unwrap();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&path)
-            .unwrap();
-        trim_partial_line(&mut file).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
-    }
 }

@@ -1,49 +1,14 @@
-//! The webhook sink: POSTs events as JSON, signed per the Standard Webhooks specification
-//! (<https://www.standardwebhooks.com/>), so a consumer can verify deliveries with any Standard
-//! Webhooks library.
-//!
-//! The key is parsed once, with the config (`crate::signing`); the tests check every signature
-//! with the independent Python implementation (PyPI `standardwebhooks`).
+//! Sending one delivery: the POST with the Standard Webhooks headers, and what the answer
+//! means — 2xx acknowledged, 408/429/5xx and network errors unavailable (retry, honouring
+//! `Retry-After`), any other status (redirects included) a rejection.
 
 use std::time::Duration;
 
-use super::DeliveryError;
+use super::message::{body, message_id};
 use crate::config::WebhookSinkConfig;
 use crate::signing::SigningKey;
+use crate::sink::DeliveryError;
 use crate::store::PendingEvent;
-
-/// The `webhook-id` of a delivery: the event's id for a single event; for a batch of several,
-/// `batch_<first ULID>_<last ULID>`, so the id names exactly the events in the body and a
-/// retried batch keeps its id while a batch with different content never reuses one.
-pub fn message_id(events: &[PendingEvent]) -> String {
-    match events {
-        [] => String::new(),
-        [one] => one.id.clone(),
-        [first, .., last] => format!(
-            "batch_{}_{}",
-            first.id.trim_start_matches("evt_"),
-            last.id.trim_start_matches("evt_")
-        ),
-    }
-}
-
-/// The request body: the event object, or a JSON array in `seq` order when batching. Built
-/// from the stored JSON text, so a redelivery sends byte-identical events.
-pub fn body(events: &[PendingEvent], batch: bool) -> String {
-    if !batch {
-        return events.first().map(|e| e.body.clone()).unwrap_or_default();
-    }
-    let mut out = String::with_capacity(events.iter().map(|e| e.body.len() + 1).sum::<usize>() + 2);
-    out.push('[');
-    for (index, event) in events.iter().enumerate() {
-        if index > 0 {
-            out.push(',');
-        }
-        out.push_str(&event.body);
-    }
-    out.push(']');
-    out
-}
 
 pub struct WebhookSink {
     client: reqwest::Client,
@@ -54,7 +19,6 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     pub fn new(config: &WebhookSinkConfig, batch_size: usize) -> Result<Self, DeliveryError> {
-        let key = config.key.clone();
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
@@ -66,7 +30,7 @@ impl WebhookSink {
         Ok(Self {
             client,
             url: config.url.clone(),
-            key,
+            key: config.key.clone(),
             batch: batch_size > 1,
         })
     }
@@ -146,29 +110,4 @@ fn describe(err: &reqwest::Error) -> String {
         text.push_str(" (timed out; raise timeout_seconds or make the receiver answer sooner)");
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn event(seq: u64) -> PendingEvent {
-        PendingEvent {
-            seq,
-            id: format!("evt_{seq:026}"),
-            occurred_at: 0,
-            body: format!("{{\"seq\":{seq}}}"),
-        }
-    }
-
-    #[test]
-    fn a_batch_is_an_array_named_by_its_first_and_last_event() {
-        let events = [event(1), event(2), event(3)];
-        assert_eq!(body(&events, true), r#"[{"seq":1},{"seq":2},{"seq":3}]"#);
-        assert_eq!(body(&events[..1], true), r#"[{"seq":1}]"#);
-        assert_eq!(body(&events[..1], false), r#"{"seq":1}"#);
-        assert_eq!(message_id(&events[..1]), events[0].id);
-        assert_eq!(message_id(&events), format!("batch_{:026}_{:026}", 1, 3));
-    }
 }
