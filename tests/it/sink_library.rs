@@ -113,7 +113,7 @@ async fn deliveries_spawned_per_tenant_deliver_after_notify_and_report_metrics()
 /// before it hands over the new config) or the new `spawn`. A removed tenant's go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_metrics_survive_a_reload_that_keeps_the_sink() {
-    let env = Env::new("");
+    let env = sink_dir("");
     let path = env.path().join("events.jsonl");
     env.tenant(
         "acme",
