@@ -3,22 +3,28 @@
 //! change events.
 //!
 //! # Layout
-//! - `config`: the global and tenant TOML files, raw → validated.
-//! - `model`, `event`, `diff`: the pure core — normalized objects, change events, the diff.
+//! In layer order, top first; each imports only modules below it (docs/architecture.md,
+//! checked by `scripts/check-layers.py`).
+//! - `cli`, `commands`: the thin edge — argument parsing, one function per verb, exit codes.
+//! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding.
+//! - `daemon`: `dirsync run` — tenant tasks, the scheduler (`daemon::schedule`: a clock and a
+//!   pure `next_due`), control socket, HTTP listener, systemd.
+//! - `sync`: one run of one tenant — lease → fetch → `plan` (pure: policy, diff, guard) →
+//!   apply (one transaction).
 //! - `policy`: filters, roles, custom attributes, nested-group flattening (pure).
-//! - `source`: fetch complete snapshots from Google or SCIM; retries, paging, rate limits.
+//! - `source`: complete fetches from Google or SCIM; retries, paging, rate limits; Google's
+//!   console texts (`source::google::console`).
 //! - `sink`: event delivery — a folder per sink kind (webhook, JSON lines), the worker, the
 //!   supervisor, replay, status, delivery metrics, the events API.
-//! - `store`: SQLite only — migrations, snapshot, outbox, runs, per-tenant locks, cursors.
-//! - `sync`: one run of one tenant — fetch → policy → diff → guard → one transaction.
-//! - `daemon`: `dirsync run` — per-tenant scheduling, control socket, HTTP listener, systemd.
-//! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding (its console texts are
-//!   `source::google::console`).
-//! - leaves shared by several layers, importing nothing of dirsync: `attribute_path`, `glob`,
-//!   `run` (one run's summary), `signing` (Standard Webhooks), `process_stats`.
-//! - `cli`, `commands`: the thin edge — argument parsing, verbs, exit codes.
-//! - Leaf modules any layer may use: `feed` (the per-tenant commit feed), `telemetry` (the one
-//!   metrics registry and Prometheus renderer), `mutex` (poison-tolerant locking).
+//! - `store`: SQL only, behind one handle (`Store`) — migrations, snapshot, outbox, runs,
+//!   leases, cursors.
+//! - `diff`: the pure diff of two directories, in contract order.
+//! - `config`: the global and tenant TOML files, raw → validated.
+//! - `event`: change events and their one renderer; `model`: normalized users and groups.
+//! - Leaves any layer may use, importing nothing of dirsync: `run` (one run's summary),
+//!   `attribute_path`, `glob`, `signing` (Standard Webhooks), `feed` (the per-tenant commit
+//!   feed), `telemetry` (the one metrics registry and Prometheus renderer), `mutex`
+//!   (poison-tolerant locking), `process_stats`.
 //!
 //! The Google Directory API emulator (tests, benchmarks, `dirsync emulator`, `dirsync demo`)
 //! is its own crate, `dirsync_emulator` (`crates/emulator`), which depends on no dirsync
