@@ -29,6 +29,7 @@ LAYERS = [
 # Shared by several layers; import nothing of dirsync.
 LEAVES = [
     "attribute_path", "glob", "signing", "run", "process_stats", "telemetry", "feed", "mutex",
+    "scim_protocol",
 ]
 
 CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")

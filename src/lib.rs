@@ -44,6 +44,7 @@ pub mod mutex;
 pub mod policy;
 pub mod process_stats;
 pub mod run;
+pub mod scim_protocol;
 pub mod setup;
 pub mod signing;
 pub mod sink;
