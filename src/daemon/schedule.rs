@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 
 /// Where the scheduler gets the time.
 #[derive(Debug, Clone, Copy)]
@@ -46,28 +45,52 @@ impl Clock {
     }
 }
 
-/// The first fire time of `schedule` after `from`, delayed by `jitter` (in `[0, 1]`) of a
-/// tenth of the schedule's interval, at most 30 s: tenants on one schedule then do not all
-/// start in the same instant. `None` when the schedule never fires again.
-pub fn next_due(
-    schedule: &cron::Schedule,
-    from: DateTime<Utc>,
-    jitter: f64,
-) -> Option<DateTime<Utc>> {
-    let mut upcoming = schedule.after(&from);
-    let first = upcoming.next()?;
-    let jitter_cap = upcoming
-        .next()
-        .and_then(|second| (second - first).to_std().ok())
-        .map(|gap| (gap / 10).min(Duration::from_secs(30)))
-        .unwrap_or_default();
-    let jitter_ms = (jitter_cap.as_millis() as f64 * jitter.clamp(0.0, 1.0)) as i64;
-    Some(first + chrono::Duration::milliseconds(jitter_ms))
+/// The widest spread of tenants' start times over their schedule's interval.
+pub const MAX_SPREAD: Duration = Duration::from_secs(15 * 60);
+
+/// The tenant's stable offset from its schedule's fire times: derived from the tenant id (as
+/// systemd's `FixedRandomDelay=` derives one from the unit name), spread evenly over the
+/// schedule's interval (at most [`MAX_SPREAD`]), so thousands of tenants on one cron
+/// expression start spread over the interval instead of in the same second, and each tenant
+/// keeps the same offset across restarts and reloads.
+pub fn offset_of(tenant: &str, schedule: &cron::Schedule, around: DateTime<Utc>) -> Duration {
+    let spread = interval_of(schedule, around).min(MAX_SPREAD);
+    if spread.is_zero() {
+        return Duration::ZERO;
+    }
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = tenant
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    Duration::from_millis(hash % spread.as_millis().max(1) as u64)
 }
 
-/// A fresh jitter for [`next_due`].
-pub fn random_jitter() -> f64 {
-    rand::rng().random_range(0.0..=1.0)
+/// The gap between the schedule's next two fire times after `around`; zero when it fires at
+/// most once more.
+pub fn interval_of(schedule: &cron::Schedule, around: DateTime<Utc>) -> Duration {
+    let mut upcoming = schedule.after(&around);
+    match (upcoming.next(), upcoming.next()) {
+        (Some(first), Some(second)) => (second - first).to_std().unwrap_or_default(),
+        _ => Duration::ZERO,
+    }
+}
+
+/// The tenant's next scheduled run after `after`: the first fire time whose run (fire time +
+/// `offset`) is later than `after`. `None` when the schedule never fires again.
+///
+/// `after` is the last run served (or when the task started): a task that recomputes its next
+/// run — a reload, a force sync — with the same `after` gets the same answer, so no due run
+/// is skipped.
+pub fn next_due(
+    schedule: &cron::Schedule,
+    after: DateTime<Utc>,
+    offset: Duration,
+) -> Option<DateTime<Utc>> {
+    let offset = chrono::Duration::from_std(offset).unwrap_or(chrono::Duration::zero());
+    let fire = schedule.after(&(after - offset)).next()?;
+    Some(fire + offset)
 }
 
 #[cfg(test)]
@@ -84,29 +107,60 @@ mod tests {
     }
 
     #[test]
-    fn the_next_run_is_the_next_fire_time_plus_jitter_of_a_tenth_of_the_interval() {
+    fn the_next_run_is_the_next_fire_time_plus_the_tenants_offset() {
         let every_15_minutes = cron::Schedule::from_str("0 */15 * * * *").unwrap();
         let from = at("2026-12-02T10:07:00Z");
         assert_eq!(
-            next_due(&every_15_minutes, from, 0.0),
+            next_due(&every_15_minutes, from, Duration::ZERO),
             Some(at("2026-12-02T10:15:00Z"))
         );
-        // A tenth of 15 minutes is 90 s, capped at 30 s.
+        let offset = Duration::from_secs(10 * 60);
         assert_eq!(
-            next_due(&every_15_minutes, from, 1.0),
-            Some(at("2026-12-02T10:15:30Z"))
+            next_due(&every_15_minutes, from, offset),
+            Some(at("2026-12-02T10:10:00Z")),
+            "the 10:00 fire time's run, at 10:10, is still ahead"
         );
-        let every_10_seconds = cron::Schedule::from_str("*/10 * * * * *").unwrap();
         assert_eq!(
-            next_due(&every_10_seconds, at("2026-12-02T10:00:00Z"), 0.5),
-            Some(at("2026-12-02T10:00:10.500Z"))
+            next_due(&every_15_minutes, at("2026-12-02T10:10:00Z"), offset),
+            Some(at("2026-12-02T10:25:00Z")),
+            "once served, the next one"
         );
+    }
+
+    #[test]
+    fn offsets_are_stable_and_spread_over_the_interval() {
+        let every_30_seconds = cron::Schedule::from_str("*/30 * * * * *").unwrap();
+        let now = at("2026-12-02T10:00:00Z");
+        let offsets: Vec<Duration> = (0..3000)
+            .map(|i| offset_of(&format!("t{i:05}"), &every_30_seconds, now))
+            .collect();
+        assert_eq!(offsets[7], offset_of("t00007", &every_30_seconds, now));
+        assert!(offsets.iter().all(|o| *o < Duration::from_secs(30)));
+        // Each second of the interval gets its share (100 on average), none a burst.
+        let mut per_second = [0usize; 30];
+        for offset in &offsets {
+            per_second[offset.as_secs() as usize] += 1;
+        }
+        assert!(
+            per_second.iter().all(|n| (50..=150).contains(n)),
+            "{per_second:?}"
+        );
+        // A daily schedule spreads over at most 15 minutes.
+        let daily = cron::Schedule::from_str("0 0 2 * * *").unwrap();
+        assert!(offset_of("acme", &daily, now) < MAX_SPREAD);
     }
 
     #[test]
     fn a_schedule_that_never_fires_again_has_no_next_run() {
         let past = cron::Schedule::from_str("0 0 0 1 1 * 2020").unwrap();
-        assert_eq!(next_due(&past, at("2026-12-02T10:00:00Z"), 0.5), None);
+        assert_eq!(
+            next_due(&past, at("2026-12-02T10:00:00Z"), Duration::ZERO),
+            None
+        );
+        assert_eq!(
+            offset_of("acme", &past, at("2026-12-02T10:00:00Z")),
+            Duration::ZERO
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,5 +1,5 @@
 //! One tenant inside the daemon: a task that sleeps until the tenant's next cron fire time (plus
-//! a little jitter), runs one sync at a time, coalesces force requests that arrive while a run
+//! the tenant's stable offset, `schedule::offset_of`), runs one sync at a time, coalesces force requests that arrive while a run
 //! is in progress into the next run, and backs off after failures. Each tenant has its own task,
 //! so one tenant's slow or failing IdP never delays another.
 //!
@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use super::schedule::{next_due, random_jitter, Clock};
+use super::schedule::{next_due, offset_of, Clock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -148,6 +148,10 @@ impl TenantTask {
     pub async fn run(mut self) {
         let mut pending: Vec<ForceRequest> = Vec::new();
         let mut backoff_until: Option<DateTime<Utc>> = None;
+        // The last scheduled run served (at first: when the task started). The next run is
+        // computed from it, not from "now", so recomputing it — after a reload, a force sync,
+        // a backoff — never skips a run that is due.
+        let mut served = self.clock.now();
         self.init_from_store().await;
         loop {
             while let Ok(request) = self.requests.try_recv() {
@@ -177,9 +181,9 @@ impl TenantTask {
 
             let config = self.config.borrow_and_update().clone();
             let due = if config.enabled {
-                let now = self.clock.now();
-                let from = backoff_until.map_or(now, |until| until.max(now));
-                next_due(&config.schedule, from, random_jitter())
+                let after = backoff_until.map_or(served, |until| until.max(served));
+                let offset = offset_of(&config.id, &config.schedule, after);
+                next_due(&config.schedule, after, offset)
             } else {
                 None
             };
@@ -208,6 +212,9 @@ impl TenantTask {
                 }
                 () = tokio::time::sleep(wait) => {
                     self.run_once(Trigger::Schedule, SyncOptions::default(), &mut backoff_until).await;
+                    // Fire times that passed during a run longer than the interval are not
+                    // made up one after another: the next run is the next one still ahead.
+                    served = due.map_or(served, |due| due.max(self.clock.now()));
                     if self.stop.is_cancelled() {
                         break;
                     }

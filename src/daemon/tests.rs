@@ -74,66 +74,118 @@ fn a_broken_global_file_keeps_everything() {
     assert!(problems.iter().any(|p| p.file == config_path));
 }
 
-/// A tenant task under paused tokio time: over a minute of a 5-second schedule it runs once
-/// per fire time (each run fails fast against a closed port, and backoff is off), never
-/// twice for one fire time, and the next run it reports is always ahead of the clock.
+/// A tenant task under paused tokio time, with a 5-second schedule and no retries or backoff
+/// (each run fails fast against a closed port).
+struct PausedTask {
+    _dir: tempfile::TempDir,
+    state: Arc<Mutex<TenantState>>,
+    config: tokio::sync::watch::Sender<Arc<TenantConfig>>,
+    /// Kept open: a task whose request channel closes stops.
+    _requests: tokio::sync::mpsc::UnboundedSender<tenant::ForceRequest>,
+    stop: CancellationToken,
+    clock: Clock,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl PausedTask {
+    fn start() -> Self {
+        let dir = setup();
+        // No retries within a run: a refused connection fails the run at once.
+        write_tenant(
+            dir.path(),
+            "acme",
+            &format!("{TENANT}retry_max_seconds = 0\n"),
+        );
+        let config = previous(dir.path()).remove("acme").unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let start = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:00:00.000Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let clock = Clock::following_tokio(start);
+        let (config_tx, config_rx) = tokio::sync::watch::channel(config);
+        let (requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
+        let state = Arc::new(Mutex::new(TenantState::default()));
+        let stop = CancellationToken::new();
+        let task = TenantTask {
+            store,
+            config: config_rx,
+            requests: requests_rx,
+            state: state.clone(),
+            stop: stop.clone(),
+            metrics: Metrics::default(),
+            commits: CommitFeed::default(),
+            extensions: Arc::from(Vec::<Arc<dyn Extension>>::new()),
+            backoff: BackoffPolicy {
+                base: Duration::ZERO,
+                cap: Duration::ZERO,
+            },
+            clock,
+        };
+        Self {
+            _dir: dir,
+            state,
+            config: config_tx,
+            _requests: requests_tx,
+            stop,
+            clock,
+            running: tokio::spawn(task.run()),
+        }
+    }
+
+    fn snapshot(&self) -> TenantState {
+        crate::mutex::lock(&self.state).clone()
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.running.await.unwrap();
+    }
+}
+
+/// Over a minute of a 5-second schedule the task runs once per fire time, never twice for one,
+/// and the next run it reports is always ahead of the clock.
 #[tokio::test(start_paused = true)]
 async fn a_tenant_task_runs_once_per_fire_time_under_paused_time() {
-    let dir = setup();
-    // No retries within a run: a refused connection fails the run at once.
-    write_tenant(
-        dir.path(),
-        "acme",
-        &format!("{TENANT}retry_max_seconds = 0\n"),
-    );
-    let config = previous(dir.path()).remove("acme").unwrap();
-    let store = Store::open(&dir.path().join("state")).unwrap();
-    let start = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:00:00.000Z")
-        .unwrap()
-        .with_timezone(&chrono::Utc);
-    let clock = Clock::following_tokio(start);
-    let (_config_tx, config_rx) = tokio::sync::watch::channel(config);
-    let (_requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
-    let state = Arc::new(Mutex::new(TenantState::default()));
-    let stop = CancellationToken::new();
-    let task = TenantTask {
-        store,
-        config: config_rx,
-        requests: requests_rx,
-        state: state.clone(),
-        stop: stop.clone(),
-        metrics: Metrics::default(),
-        commits: CommitFeed::default(),
-        extensions: Arc::from(Vec::<Arc<dyn Extension>>::new()),
-        backoff: BackoffPolicy {
-            base: Duration::ZERO,
-            cap: Duration::ZERO,
-        },
-        clock,
-    };
-    let running = tokio::spawn(task.run());
-
+    let task = PausedTask::start();
     let mut seen_runs = 0;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let snapshot = crate::mutex::lock(&state).clone();
+        let snapshot = task.snapshot();
         assert!(snapshot.runs >= seen_runs, "the run count went back");
         seen_runs = snapshot.runs;
         if let Some(next) = snapshot.next_run.as_deref() {
             let next = chrono::DateTime::parse_from_rfc3339(next).unwrap();
             assert!(
-                next > clock.now(),
+                next > task.clock.now(),
                 "next run {next} is not ahead of the clock"
             );
         }
     }
-    // Fire times 10:00:05 … 10:01:00, each delayed by at most half a second of jitter.
+    // Fire times 10:00:05 … 10:01:00, each run at the tenant's offset (under 5 s) after it.
     assert!(
         (11..=12).contains(&seen_runs),
-        "{seen_runs} runs in a minute"
+        "{seen_runs} runs in a minute: {:?}",
+        task.snapshot()
     );
-    let snapshot = crate::mutex::lock(&state).clone();
-    assert_eq!(snapshot.last_outcome.as_deref(), Some("failed"));
-    stop.cancel();
-    running.await.unwrap();
+    assert_eq!(task.snapshot().last_outcome.as_deref(), Some("failed"));
+    task.stop().await;
+}
+
+/// Issue 18: a reload hands every tenant its config again; one that arrives between a fire
+/// time and the tenant's run (its offset) must not push the run to the next fire time.
+#[tokio::test(start_paused = true)]
+async fn reloads_between_a_fire_time_and_its_run_skip_no_run() {
+    let task = PausedTask::start();
+    let config = task.config.borrow().clone();
+    // A reload every 250 ms for a minute: always some between a fire time and its run.
+    for _ in 0..240 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        task.config.send_replace(config.clone());
+    }
+    let runs = task.snapshot().runs;
+    assert!(
+        (11..=12).contains(&runs),
+        "{runs} runs in a minute of reloads"
+    );
+    task.stop().await;
 }
