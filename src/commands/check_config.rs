@@ -14,15 +14,18 @@ pub async fn run(path: &Path, args: &CheckConfigArgs) -> Outcome {
     for problem in &loaded.problems {
         eprintln!("{problem}");
     }
-    let Some(global) = &loaded.global else {
-        return Ok(exit::USAGE);
-    };
-    println!(
-        "{}: OK (state_dir {}, tenants_dir {})",
-        global.file.display(),
-        global.state_dir.display(),
-        global.tenants_dir.display()
-    );
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    // A file is OK only when it has no problem: the global file's tenants are still listed.
+    if let Some(global) = &loaded.global {
+        println!(
+            "{}: OK (state_dir {}, tenants_dir {})",
+            global.file.display(),
+            global.state_dir.display(),
+            global.tenants_dir.display()
+        );
+    }
     for tenant in loaded.tenants.values() {
         println!(
             "{}: tenant {} OK ({} source, schedule \"{}\"{})",
@@ -33,7 +36,7 @@ pub async fn run(path: &Path, args: &CheckConfigArgs) -> Outcome {
             if tenant.enabled { "" } else { ", disabled" }
         );
     }
-    let mut code = if loaded.problems.is_empty() {
+    let mut code = if loaded.problems.is_empty() && loaded.global.is_some() {
         exit::SUCCESS
     } else {
         exit::USAGE
@@ -63,6 +66,9 @@ pub async fn run(path: &Path, args: &CheckConfigArgs) -> Outcome {
                 }
             }
         }
+    }
+    if !loaded.warnings.is_empty() {
+        eprintln!("{} warning(s)", loaded.warnings.len());
     }
     if code == exit::USAGE {
         eprintln!("{} problem(s) found", loaded.problems.len());

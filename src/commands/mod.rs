@@ -90,12 +90,12 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             events::run(&config, &args).await
         }
         Command::Status(args) => {
-            let config = match &args.tenant {
-                Some(tenant) => load_config_for(&config_path, tenant)?,
-                None => load_config(&config_path)?,
+            let (config, problems) = match &args.tenant {
+                Some(tenant) => (load_config_for(&config_path, tenant)?, Vec::new()),
+                None => status::load_every_valid_tenant(&config_path)?,
             };
             init_tracing(config.global.log_format, "warn");
-            status::run(&config, &args).await
+            status::run(&config, &args, &problems).await
         }
         Command::Inspect(args) => {
             let config = load_config_for(&config_path, &args.tenant)?;

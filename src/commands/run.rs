@@ -18,6 +18,9 @@ pub async fn run(config_path: &Path) -> Outcome {
         )));
     };
     super::init_tracing(global.log_format, "info");
+    for warning in &loaded.warnings {
+        tracing::warn!("config: {warning}");
+    }
     for problem in &loaded.problems {
         tracing::error!("config problem (this tenant is not scheduled until it is fixed and the daemon reloaded): {problem}");
     }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{tenant, Failure, Outcome};
 use crate::cli::StatusArgs;
-use crate::config::{Config, TenantConfig};
+use crate::config::{self, Config, Problem, TenantConfig};
 use crate::daemon::control::{self, Request};
 use crate::daemon::tenant::TenantState;
 use crate::run::RunSummary;
@@ -78,7 +78,24 @@ pub fn tenant_status(
     Ok(status)
 }
 
-pub async fn run(config: &Config, args: &StatusArgs) -> Outcome {
+/// For `status` of every tenant: the valid tenants, and the problems of the tenant files that
+/// are not (shown after the others' status; they make the exit code 2). A problem in the
+/// global file is an error as for every verb.
+pub fn load_every_valid_tenant(path: &std::path::Path) -> Result<(Config, Vec<Problem>), Failure> {
+    let loaded = config::load(path);
+    let Some(global) = loaded.global else {
+        return super::load_config(path).map(|config| (config, Vec::new()));
+    };
+    Ok((
+        Config {
+            global,
+            tenants: loaded.tenants,
+        },
+        loaded.problems,
+    ))
+}
+
+pub async fn run(config: &Config, args: &StatusArgs, problems: &[Problem]) -> Outcome {
     let tenants: Vec<&TenantConfig> = match &args.tenant {
         Some(id) => vec![tenant(config, id)?],
         None => config.tenants.values().collect(),
@@ -137,14 +154,29 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Outcome {
         for status in &statuses {
             print_text(status);
         }
-        if statuses.is_empty() {
+        if statuses.is_empty() && problems.is_empty() {
             println!(
                 "no tenants configured in {}",
                 config.global.tenants_dir.display()
             );
         }
     }
-    Ok(super::exit::SUCCESS)
+    if problems.is_empty() {
+        return Ok(super::exit::SUCCESS);
+    }
+    let mut files: Vec<&std::path::Path> = problems.iter().map(|p| p.file.as_path()).collect();
+    files.dedup();
+    for file in files {
+        eprintln!(
+            "dirsync: {} has problems, so its tenant is left out above (and not scheduled until it is fixed):",
+            file.display()
+        );
+        for problem in problems.iter().filter(|p| p.file == file) {
+            eprintln!("  {problem}");
+        }
+    }
+    eprintln!("(`dirsync check-config` lists every problem)");
+    Ok(super::exit::USAGE)
 }
 
 fn print_text(status: &TenantStatus) {

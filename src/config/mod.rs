@@ -5,6 +5,7 @@
 //!
 //! Must not: touch the network or the database.
 
+mod lenient;
 mod policy;
 mod sink;
 mod source;
@@ -55,23 +56,67 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// What validating found: problems (the file is refused) and warnings (it is used, but an
+/// operator should act, e.g. a secret file others can read).
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    pub(crate) problems: Vec<Problem>,
+    pub(crate) warnings: Vec<Problem>,
+}
+
 /// Collects problems while validating one file.
 pub(crate) struct Problems<'a> {
     file: &'a Path,
-    found: &'a mut Vec<Problem>,
+    found: &'a mut Findings,
+}
+
+/// What a secret file must hold, beyond being non-empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretShape {
+    /// A bearer token: visible ASCII without spaces (it goes into an `Authorization` header).
+    Token,
+    /// A whole HTTP header value: visible ASCII, spaces allowed inside.
+    HeaderValue,
+    /// Any text on one line (a password, a signing secret): no control characters.
+    Text,
 }
 
 impl<'a> Problems<'a> {
-    pub(crate) fn new(file: &'a Path, found: &'a mut Vec<Problem>) -> Self {
+    pub(crate) fn new(file: &'a Path, found: &'a mut Findings) -> Self {
         Self { file, found }
     }
 
+    /// Records a problem with `key`. One problem per key: a key already reported (say, as
+    /// having the wrong type) is not reported again as missing.
     pub(crate) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.found.push(Problem {
+        let key = key.into();
+        let file = self.file;
+        if self
+            .found
+            .problems
+            .iter()
+            .any(|p| p.file == file && p.key.as_deref() == Some(key.as_str()))
+        {
+            return;
+        }
+        self.found.problems.push(Problem {
+            file: file.to_owned(),
+            key: Some(key),
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.found.warnings.push(Problem {
             file: self.file.to_owned(),
             key: Some(key.into()),
             message: message.into(),
         });
+    }
+
+    /// How many problems (in every file) have been recorded so far.
+    pub(crate) fn count(&self) -> usize {
+        self.found.problems.len()
     }
 
     /// Resolves `path` against the folder of the file being validated.
@@ -79,8 +124,14 @@ impl<'a> Problems<'a> {
         resolve_relative(self.file, path)
     }
 
-    /// Reads a secret file (trimmed), or records why it cannot be read.
-    pub(crate) fn read_secret(&mut self, key: &str, path: &Path) -> Option<Secret> {
+    /// Reads a secret file (trimmed), or records why it cannot be read or does not hold what
+    /// `shape` says; warns when users other than its owner may read it.
+    pub(crate) fn read_secret(
+        &mut self,
+        key: &str,
+        path: &Path,
+        shape: SecretShape,
+    ) -> Option<Secret> {
         let resolved = self.resolve(path);
         match std::fs::read_to_string(&resolved) {
             Ok(text) if text.trim().is_empty() => {
@@ -90,11 +141,90 @@ impl<'a> Problems<'a> {
                 );
                 None
             }
-            Ok(text) => Some(Secret(text.trim().to_owned())),
+            Ok(text) => {
+                self.warn_if_shared(key, &resolved);
+                let secret = text.trim();
+                match secret_shape_problem(secret, shape) {
+                    Some(problem) => {
+                        self.add(key, format!("{} {problem}", resolved.display()));
+                        None
+                    }
+                    None => Some(Secret(secret.to_owned())),
+                }
+            }
             Err(err) => {
                 self.add(key, format!("cannot read {}: {err}", resolved.display()));
                 None
             }
+        }
+    }
+
+    /// Warns when a secret file may be read by users other than its owner.
+    pub(crate) fn warn_if_shared(&mut self, key: &str, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(metadata) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            self.warn(
+                key,
+                format!(
+                    "{} holds a secret but users other than its owner may read it (mode {mode:04o}): run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                ),
+            );
+        }
+    }
+}
+
+/// What is wrong with a (trimmed) secret for its use, if anything. Never quotes the secret.
+fn secret_shape_problem(secret: &str, shape: SecretShape) -> Option<String> {
+    let (position, c) = secret.char_indices().find(|(_, c)| match shape {
+        SecretShape::Token => !c.is_ascii_graphic(),
+        SecretShape::HeaderValue => !(c.is_ascii_graphic() || *c == ' ' || *c == '\t'),
+        SecretShape::Text => c.is_control(),
+    })?;
+    let what = match shape {
+        SecretShape::Token => "a token must be visible ASCII characters without spaces",
+        SecretShape::HeaderValue => "an HTTP header value must be visible ASCII characters",
+        SecretShape::Text => "a secret must be one line without control characters",
+    };
+    let found = if c.is_control() {
+        format!("a control character (U+{:04X})", u32::from(c))
+    } else if c == ' ' {
+        "a space".to_owned()
+    } else {
+        format!("a non-ASCII character (U+{:04X})", u32::from(c))
+    };
+    Some(format!(
+        "holds {found} at byte {position}: {what}; write only the secret (a trailing newline is fine)"
+    ))
+}
+
+/// `text` as an http(s) URL with a host, without a trailing slash; or the problem, recorded.
+pub(crate) fn http_url(text: &str, key: &str, p: &mut Problems<'_>) -> Option<String> {
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            Some(text.trim_end_matches('/').to_owned())
+        }
+        Ok(url) => {
+            p.add(
+                key,
+                format!(
+                    "{text:?} is a {}: URL; use an http:// or https:// URL with a host",
+                    url.scheme()
+                ),
+            );
+            None
+        }
+        Err(err) => {
+            p.add(
+                key,
+                format!("{text:?} is not a URL ({err}); use an http:// or https:// URL"),
+            );
+            None
         }
     }
 }
@@ -175,13 +305,11 @@ struct RawTenant {
     schedule: Option<String>,
     enabled: Option<bool>,
     source: Option<toml::Value>,
-    #[serde(default)]
-    guard: RawGuard,
+    guard: Option<toml::Value>,
     filters: Option<toml::Value>,
     roles: Option<toml::Value>,
     attributes: Option<toml::Value>,
-    #[serde(default)]
-    sinks: Vec<toml::Value>,
+    sinks: Option<Vec<toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,11 +383,15 @@ pub fn config_path(flag: Option<&Path>) -> PathBuf {
 }
 
 /// Outcome of loading: the config that is valid, and every problem found. A tenant file with a
-/// problem is left out of `tenants` (the daemon keeps its previous version on reload).
+/// problem is left out of `tenants` (the daemon keeps its previous version on reload); a global
+/// file with a problem leaves `global` empty (its tenant files are still checked).
 pub struct Loaded {
     pub global: Option<GlobalConfig>,
     pub tenants: BTreeMap<String, TenantConfig>,
     pub problems: Vec<Problem>,
+    /// Not problems (nothing is refused) but worth an operator's attention: secret files that
+    /// other users may read, an example key still in place.
+    pub warnings: Vec<Problem>,
 }
 
 impl Loaded {
@@ -279,91 +411,27 @@ impl Loaded {
 
 /// Loads and validates the global file and every tenant file, reporting every problem.
 pub fn load(path: &Path) -> Loaded {
-    let mut problems = Vec::new();
-    let global = load_global(path, &mut problems);
+    let mut found = Findings::default();
+    let global = load_global(path, &mut found);
     let mut tenants = BTreeMap::new();
-    if let Some(global) = &global {
-        for file in tenant_files(global, &mut problems) {
-            if let Some(tenant) = load_tenant(&file, &mut problems) {
+    if let Some((global, _)) = &global {
+        for file in tenant_files(global, &mut found.problems) {
+            if let Some(tenant) = tenant(&file, &mut found) {
                 tenants.insert(tenant.id.clone(), tenant);
             }
         }
     }
     Loaded {
-        global,
+        global: global.and_then(|(global, valid)| valid.then_some(global)),
         tenants,
-        problems,
+        problems: found.problems,
+        warnings: found.warnings,
     }
 }
 
 /// Loads and validates strictly: any problem anywhere is an error.
 pub fn load_strict(path: &Path) -> Result<Config, ConfigError> {
     load(path).into_result()
-}
-
-/// The top-level keys of the global file and of a tenant file: anything else is reported, one
-/// problem per key, and the rest of the file is still checked (so one stray key does not hide
-/// the other problems, nor, in the global file, every tenant file's).
-const GLOBAL_KEYS: &[&str] = &[
-    "state_dir",
-    "tenants_dir",
-    "control_socket",
-    "http_listen",
-    "log_format",
-    "events_api_token_file",
-    "event_retention_days",
-];
-const TENANT_KEYS: &[&str] = &[
-    "schedule",
-    "enabled",
-    "source",
-    "guard",
-    "filters",
-    "roles",
-    "attributes",
-    "sinks",
-];
-
-/// Reads a TOML file whose top-level keys must be among `known`. Each unknown key is its own
-/// problem, and the file is then checked without them; the second value is how many there were.
-fn read_toml_known<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    known: &[&str],
-    problems: &mut Vec<Problem>,
-) -> Option<(T, usize)> {
-    let text = read_text(file, problems)?;
-    let mut table: toml::Table = parse_toml(file, &text, problems)?;
-    let unknown: Vec<String> = table
-        .keys()
-        .filter(|key| !known.contains(&key.as_str()))
-        .cloned()
-        .collect();
-    if unknown.is_empty() {
-        // The whole text again, for errors that carry their line.
-        return parse_toml(file, &text, problems).map(|raw| (raw, 0));
-    }
-    for key in &unknown {
-        table.remove(key);
-        problems.push(Problem {
-            file: file.to_owned(),
-            key: Some(key.clone()),
-            message: format!(
-                "unknown key; remove it or fix its spelling (the keys of this file: {})",
-                known.join(", ")
-            ),
-        });
-    }
-    match T::deserialize(toml::Value::Table(table)) {
-        Ok(raw) => Some((raw, unknown.len())),
-        Err(err) => {
-            problems.push(Problem {
-                file: file.to_owned(),
-                key: None,
-                message: format!("invalid TOML: {}", err.message()),
-            });
-            None
-        }
-    }
 }
 
 fn read_text(file: &Path, problems: &mut Vec<Problem>) -> Option<String> {
@@ -380,13 +448,10 @@ fn read_text(file: &Path, problems: &mut Vec<Problem>) -> Option<String> {
     }
 }
 
-fn parse_toml<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    text: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<T> {
-    match toml::from_str::<T>(text) {
-        Ok(raw) => Some(raw),
+/// The file as a TOML table; a syntax error is reported with its line.
+fn parse_toml(file: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<toml::Value> {
+    match toml::from_str::<toml::Table>(text) {
+        Ok(table) => Some(toml::Value::Table(table)),
         Err(err) => {
             let message = err.message().to_owned();
             let location = err
@@ -406,10 +471,12 @@ fn parse_toml<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn load_global(file: &Path, problems: &mut Vec<Problem>) -> Option<GlobalConfig> {
+/// The global file, as far as it could be read, and whether it had no problem. Even a file
+/// with problems yields its `tenants_dir`, so the tenant files are checked too.
+fn load_global(file: &Path, found: &mut Findings) -> Option<(GlobalConfig, bool)> {
     if let Err(err) = std::fs::metadata(file) {
         if err.kind() == std::io::ErrorKind::NotFound {
-            problems.push(Problem {
+            found.problems.push(Problem {
                 file: file.to_owned(),
                 key: None,
                 message: format!(
@@ -419,15 +486,25 @@ fn load_global(file: &Path, problems: &mut Vec<Problem>) -> Option<GlobalConfig>
             return None;
         }
     }
-    // Unknown keys are reported but do not stop the tenant files from being checked.
-    let (raw, _unknown): (RawGlobal, usize) = read_toml_known(file, GLOBAL_KEYS, problems)?;
-    let before = problems.len();
-    let mut p = Problems::new(file, problems);
+    let before = found.problems.len();
+    let text = read_text(file, &mut found.problems)?;
+    let value = parse_toml(file, &text, &mut found.problems)?;
+    let mut p = Problems::new(file, found);
+    let raw: RawGlobal = lenient::table(value, "", "the global file", &[], &mut p)?;
     let state_dir = p.resolve(
         raw.state_dir
             .as_deref()
             .unwrap_or(Path::new("/var/lib/dirsync")),
     );
+    if state_dir.exists() && !state_dir.is_dir() {
+        p.add(
+            "state_dir",
+            format!(
+                "{} is not a directory: point state_dir at a directory dirsync may write (it is created when missing)",
+                state_dir.display()
+            ),
+        );
+    }
     let tenants_dir = p.resolve(raw.tenants_dir.as_deref().unwrap_or(Path::new("tenants")));
     let control_socket = p.resolve(
         raw.control_socket
@@ -450,7 +527,7 @@ fn load_global(file: &Path, problems: &mut Vec<Problem>) -> Option<GlobalConfig>
     let events_api_token = raw
         .events_api_token_file
         .as_deref()
-        .and_then(|path| p.read_secret("events_api_token_file", path));
+        .and_then(|path| p.read_secret("events_api_token_file", path, SecretShape::Token));
     if raw.event_retention_days == Some(0) {
         p.add(
             "event_retention_days",
@@ -471,7 +548,8 @@ fn load_global(file: &Path, problems: &mut Vec<Problem>) -> Option<GlobalConfig>
         events_api_token,
         event_retention,
     };
-    (problems.len() == before).then_some(global)
+    let valid = found.problems.len() == before;
+    Some((global, valid))
 }
 
 fn tenant_files(global: &GlobalConfig, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
@@ -495,16 +573,23 @@ fn tenant_files(global: &GlobalConfig, problems: &mut Vec<Problem>) -> Vec<PathB
     files
 }
 
-/// Loads and validates one tenant file.
+/// Loads and validates one tenant file (its warnings are dropped: `load` reports them).
 pub fn load_tenant(file: &Path, problems: &mut Vec<Problem>) -> Option<TenantConfig> {
-    let before = problems.len();
+    let mut found = Findings::default();
+    let tenant = tenant(file, &mut found);
+    problems.append(&mut found.problems);
+    tenant
+}
+
+fn tenant(file: &Path, found: &mut Findings) -> Option<TenantConfig> {
+    let before = found.problems.len();
     let id = file
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_owned();
     if !valid_tenant_id(&id) {
-        problems.push(Problem {
+        found.problems.push(Problem {
             file: file.to_owned(),
             key: None,
             message: format!(
@@ -512,17 +597,13 @@ pub fn load_tenant(file: &Path, problems: &mut Vec<Problem>) -> Option<TenantCon
             ),
         });
     }
-    let (raw, _unknown): (RawTenant, usize) = read_toml_known(file, TENANT_KEYS, problems)?;
-    let mut p = Problems::new(file, problems);
+    let text = read_text(file, &mut found.problems)?;
+    let value = parse_toml(file, &text, &mut found.problems)?;
+    let mut p = Problems::new(file, found);
+    let raw: RawTenant = lenient::table(value, "", "a tenant file", &[], &mut p)?;
 
     let schedule_text = raw.schedule.unwrap_or_else(|| "0 */15 * * * *".to_owned());
-    let schedule = match cron::Schedule::from_str(&schedule_text) {
-        Ok(schedule) => Some(schedule),
-        Err(err) => {
-            p.add("schedule", format!("{schedule_text:?} is not a cron expression with seconds (e.g. \"0 */15 * * * *\"): {err}"));
-            None
-        }
-    };
+    let schedule = validate_schedule(&schedule_text, &mut p);
     let source = match raw.source {
         Some(value) => source::validate(value, &mut p),
         None => {
@@ -533,23 +614,27 @@ pub fn load_tenant(file: &Path, problems: &mut Vec<Problem>) -> Option<TenantCon
             None
         }
     };
+    let raw_guard: RawGuard = match raw.guard {
+        Some(value) => lenient::table(value, "guard", "[guard]", &[], &mut p).unwrap_or_default(),
+        None => RawGuard::default(),
+    };
     let guard = GuardConfig {
-        max_delete_percent: raw.guard.max_delete_percent.unwrap_or(20.0),
-        min_deletes: raw.guard.min_deletes.unwrap_or(10),
+        max_delete_percent: raw_guard.max_delete_percent.unwrap_or(20.0),
+        min_deletes: raw_guard.min_deletes.unwrap_or(10),
     };
     if !(0.0..=100.0).contains(&guard.max_delete_percent) {
         p.add("guard.max_delete_percent", "must be between 0 and 100");
     }
-    let filters = policy::validate_filters(raw.filters, &mut p);
+    let source_kind = source.as_ref().map(SourceConfig::kind);
+    let filters = policy::validate_filters(raw.filters, source_kind, &mut p);
     let roles = policy::validate_roles(raw.roles, &mut p);
     if let (Some(filters), Some(roles)) = (&filters, &roles) {
         policy::check_roles_against_filters(filters, roles, &mut p);
     }
-    let source_kind = source.as_ref().map(SourceConfig::kind);
     let attributes = policy::validate_attributes(raw.attributes, source_kind, &mut p);
-    let sinks = sink::validate(raw.sinks, &mut p);
+    let sinks = sink::validate(raw.sinks.unwrap_or_default(), &mut p);
 
-    if problems.len() != before {
+    if found.problems.len() != before {
         return None;
     }
     Some(TenantConfig {
@@ -567,16 +652,26 @@ pub fn load_tenant(file: &Path, problems: &mut Vec<Problem>) -> Option<TenantCon
     })
 }
 
-/// Deserializes a section given as a `toml::Value`, recording a problem on failure.
-pub(crate) fn section<T: serde::de::DeserializeOwned>(
-    value: toml::Value,
-    key: &str,
-    p: &mut Problems<'_>,
-) -> Option<T> {
-    match T::deserialize(value) {
-        Ok(parsed) => Some(parsed),
+/// A cron expression with seconds that fires at least once more.
+fn validate_schedule(text: &str, p: &mut Problems<'_>) -> Option<cron::Schedule> {
+    match cron::Schedule::from_str(text) {
+        Ok(schedule) if schedule.upcoming(chrono::Utc).next().is_none() => {
+            p.add(
+                "schedule",
+                format!("{text:?} never fires again (every time it names is in the past or does not exist): fix the date fields"),
+            );
+            None
+        }
+        Ok(schedule) => Some(schedule),
         Err(err) => {
-            p.add(key, err.message().to_owned());
+            // The cron crate's bound is inclusive though it words it "less than".
+            let err = err
+                .to_string()
+                .replace(" must be less than ", " must be at most ");
+            p.add(
+                "schedule",
+                format!("{text:?} is not a cron expression with seconds (e.g. \"0 */15 * * * *\"): {err}"),
+            );
             None
         }
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{section, Problems};
+use super::{lenient, Problems};
 use crate::attribute_path::AttributePath;
 use crate::event::SourceKind;
 use crate::glob::glob_matches;
@@ -49,13 +49,21 @@ impl FiltersConfig {
 
 pub(super) fn validate_filters(
     value: Option<toml::Value>,
+    source: Option<SourceKind>,
     p: &mut Problems<'_>,
 ) -> Option<FiltersConfig> {
     let raw: RawFilters = match value {
-        Some(value) => section(value, "filters", p)?,
+        Some(value) => lenient::table(value, "filters", "[filters]", &[], p)?,
         None => RawFilters::default(),
     };
     let mut ok = true;
+    if source == Some(SourceKind::Scim) && !raw.org_units.is_empty() {
+        p.add(
+            "filters.org_units",
+            "a SCIM source has no org units (its users carry no org-unit path), so this filter would drop every user: remove it and filter by [filters] groups instead",
+        );
+        ok = false;
+    }
     for (index, org_unit) in raw.org_units.iter().enumerate() {
         if !org_unit.starts_with('/') {
             p.add(
@@ -105,14 +113,14 @@ pub(super) fn validate_roles(
     p: &mut Problems<'_>,
 ) -> Option<RolesConfig> {
     let table: BTreeMap<String, String> = match value {
-        Some(value) => section(value, "roles", p)?,
+        Some(value) => lenient::string_map(value, "roles", "the role name", p)?,
         None => return Some(RolesConfig::default()),
     };
     let mut roles = RolesConfig::default();
     for (group, role) in table {
         if role.trim().is_empty() {
             p.add(format!("roles.\"{group}\""), "the role name is empty");
-            return None;
+            continue;
         }
         if group == "default_role" {
             roles.default_role = Some(role);
@@ -158,7 +166,7 @@ pub(super) fn validate_attributes(
     p: &mut Problems<'_>,
 ) -> Option<AttributeMapping> {
     let table: BTreeMap<String, String> = match value {
-        Some(value) => section(value, "attributes", p)?,
+        Some(value) => lenient::string_map(value, "attributes", "an attribute path", p)?,
         None => BTreeMap::new(),
     };
     let mut mapping = default_attributes(source);

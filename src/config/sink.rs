@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{section, Problems};
+use super::{http_url, lenient, Problems, SecretShape};
 use crate::signing::SigningKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -28,8 +28,7 @@ struct RawSink {
     secret_file: Option<PathBuf>,
     path: Option<PathBuf>,
     batch_size: Option<usize>,
-    #[serde(default)]
-    on_reject: RejectPolicy,
+    on_reject: Option<RejectPolicy>,
     timeout_seconds: Option<u64>,
     max_backoff_seconds: Option<u64>,
     max_attempts: Option<u32>,
@@ -80,11 +79,10 @@ impl SinkConfig {
 
 pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option<Vec<SinkConfig>> {
     let mut sinks: Vec<SinkConfig> = Vec::new();
-    let mut ok = true;
+    let before = p.count();
     for (index, value) in values.into_iter().enumerate() {
         let key = format!("sinks[{index}]");
-        let Some(raw) = section::<RawSink>(value, &key, p) else {
-            ok = false;
+        let Some(raw) = lenient::table::<RawSink>(value, &key, "a [[sinks]] entry", &[], p) else {
             continue;
         };
         let kind_name = raw.kind.clone().unwrap_or_default();
@@ -95,6 +93,8 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                 ("url", raw.url.is_some()),
                 ("secret_file", raw.secret_file.is_some()),
                 ("timeout_seconds", raw.timeout_seconds.is_some()),
+                // A file never rejects an event: there is nothing for it to decide.
+                ("on_reject", raw.on_reject.is_some()),
             ],
             _ => &[],
         };
@@ -103,19 +103,20 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                 format!("{key}.{name}"),
                 format!("not a key of a {kind_name} sink: remove it (or fix `type`)"),
             );
-            ok = false;
         }
         let kind = match kind_name.as_str() {
             "webhook" => {
-                let url = raw.url.clone().filter(|url| url::Url::parse(url).is_ok());
-                if url.is_none() {
-                    p.add(
-                        format!("{key}.url"),
-                        "missing or not a URL: where to POST events",
-                    );
-                }
+                let url = match &raw.url {
+                    Some(url) => http_url(url, &format!("{key}.url"), p),
+                    None => {
+                        p.add(format!("{key}.url"), "missing: where to POST events");
+                        None
+                    }
+                };
                 let secret = match &raw.secret_file {
-                    Some(path) => p.read_secret(&format!("{key}.secret_file"), path),
+                    Some(path) => {
+                        p.read_secret(&format!("{key}.secret_file"), path, SecretShape::Text)
+                    }
                     None => {
                         p.add(
                             format!("{key}.secret_file"),
@@ -133,11 +134,12 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                         }
                     });
                 match (url, signing_key) {
-                    (Some(url), Some(signing_key)) => Some(SinkKind::Webhook(WebhookSinkConfig {
-                        url,
+                    (Some(_), Some(signing_key)) => Some(SinkKind::Webhook(WebhookSinkConfig {
+                        // As written: a trailing slash may matter to the receiver.
+                        url: raw.url.clone().unwrap_or_default(),
                         key: signing_key,
                         timeout: Duration::from_secs(raw.timeout_seconds.unwrap_or(30)),
-                        on_reject: raw.on_reject,
+                        on_reject: raw.on_reject.unwrap_or_default(),
                     })),
                     _ => None,
                 }
@@ -171,21 +173,18 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                 format!("{key}.name"),
                 format!("{name:?} is used by another sink of this tenant"),
             );
-            ok = false;
         }
         if raw.max_attempts == Some(0) {
             p.add(
                 format!("{key}.max_attempts"),
                 "must be at least 1 (leave it out to retry forever)",
             );
-            ok = false;
         }
         if raw.max_backoff_seconds == Some(0) {
             p.add(
                 format!("{key}.max_backoff_seconds"),
                 "must be at least 1 second",
             );
-            ok = false;
         }
         match kind {
             Some(kind) => {
@@ -202,10 +201,10 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                     kind,
                 })
             }
-            None => ok = false,
+            None => {}
         }
     }
-    ok.then_some(sinks)
+    (p.count() == before).then_some(sinks)
 }
 
 #[cfg(test)]
@@ -218,10 +217,10 @@ mod tests {
         let file = dir.join("acme.toml");
         let table: toml::Table = toml::from_str(text).unwrap();
         let sinks = table["sinks"].as_array().unwrap().clone();
-        let mut found = Vec::new();
+        let mut found = crate::config::Findings::default();
         let mut p = Problems::new(&file, &mut found);
         let validated = validate(sinks, &mut p);
-        (validated, found)
+        (validated, found.problems)
     }
 
     #[test]

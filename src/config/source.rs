@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{section, Problems, Secret};
+use super::{http_url, lenient, Problems, Secret, SecretShape};
 use crate::event::SourceKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -171,12 +171,37 @@ pub(super) fn validate(value: toml::Value, p: &mut Problems<'_>) -> Option<Sourc
     };
     let kind = table.remove("type");
     match kind.as_ref().and_then(toml::Value::as_str) {
-        Some("google") => validate_google(section(toml::Value::Table(table), "source", p)?, p),
-        Some("scim") => validate_scim(section(toml::Value::Table(table), "source", p)?, p),
+        Some("google") => validate_google(
+            lenient::table(
+                toml::Value::Table(table),
+                "source",
+                "a [source] of type \"google\"",
+                &["type"],
+                p,
+            )?,
+            p,
+        ),
+        Some("scim") => validate_scim(
+            lenient::table(
+                toml::Value::Table(table),
+                "source",
+                "a [source] of type \"scim\"",
+                &["type"],
+                p,
+            )?,
+            p,
+        ),
         Some(other) => {
             p.add(
                 "source.type",
                 format!("{other:?} is not a source type: use \"google\" or \"scim\""),
+            );
+            None
+        }
+        None if kind.is_some() => {
+            p.add(
+                "source.type",
+                "must be a string: type = \"google\" or \"scim\"",
             );
             None
         }
@@ -198,16 +223,26 @@ fn validate_google(raw: RawGoogle, p: &mut Problems<'_>) -> Option<SourceConfig>
             None
         }
     };
-    let service_account_key =
-        credentials_file
-            .as_ref()
-            .and_then(|path| match read_service_account_key(path) {
-                Ok(key) => Some(key),
-                Err(message) => {
-                    p.add("source.credentials_file", message);
-                    None
-                }
-            });
+    let service_account_key = credentials_file.as_ref().and_then(|path| {
+        p.warn_if_shared("source.credentials_file", path);
+        match read_key(path) {
+            Ok((key, KeyState::Usable)) => Some(key),
+            Ok((key, KeyState::ExamplePlaceholder)) => {
+                p.warn(
+                    "source.credentials_file",
+                    format!(
+                        "{}: `private_key` is the example's placeholder: download the service-account key JSON from Google Cloud and put it here (syncs fail until then)",
+                        path.display()
+                    ),
+                );
+                Some(key)
+            }
+            Err(message) => {
+                p.add("source.credentials_file", message);
+                None
+            }
+        }
+    });
     let subject = match raw.subject {
         Some(subject) if subject.contains('@') => Some(subject),
         Some(subject) => {
@@ -228,7 +263,7 @@ fn validate_google(raw: RawGoogle, p: &mut Problems<'_>) -> Option<SourceConfig>
     let api_base = raw
         .api_base
         .unwrap_or_else(|| "https://admin.googleapis.com".to_owned());
-    let api_base = check_url(&api_base, "source.api_base", p)?;
+    let api_base = http_url(&api_base, "source.api_base", p);
     let max_concurrency = raw.max_concurrency.unwrap_or(8);
     if max_concurrency == 0 {
         p.add("source.max_concurrency", "must be at least 1");
@@ -239,7 +274,7 @@ fn validate_google(raw: RawGoogle, p: &mut Problems<'_>) -> Option<SourceConfig>
         subject: subject?,
         customer: raw.customer.unwrap_or_else(|| "my_customer".to_owned()),
         domain: raw.domain,
-        api_base,
+        api_base: api_base?,
         suspended_users: raw.suspended_users,
         nested_groups: raw.nested_groups,
         max_concurrency: max_concurrency.max(1),
@@ -250,10 +285,31 @@ fn validate_google(raw: RawGoogle, p: &mut Problems<'_>) -> Option<SourceConfig>
     }))
 }
 
-/// Reads a service-account key file, saying precisely what is wrong with it.
+/// Reads a service-account key file, saying precisely what is wrong with it: everything a
+/// sync needs from it is checked here (the token endpoint, the RSA key), so a bad key fails
+/// `check-config`, not the first run.
 pub fn read_service_account_key(
     path: &std::path::Path,
 ) -> Result<yup_oauth2::ServiceAccountKey, String> {
+    match read_key(path)? {
+        (key, KeyState::Usable) => Ok(key),
+        (_, KeyState::ExamplePlaceholder) => Err(format!(
+            "{}: `private_key` is the example's placeholder: download the service-account key JSON from Google Cloud",
+            path.display()
+        )),
+    }
+}
+
+/// The shipped example key holds this instead of a key: a warning in `check-config` (so the
+/// example config still validates), an error wherever a key is actually used.
+const EXAMPLE_PLACEHOLDER: &str = "REPLACE-ME";
+
+enum KeyState {
+    Usable,
+    ExamplePlaceholder,
+}
+
+fn read_key(path: &std::path::Path) -> Result<(yup_oauth2::ServiceAccountKey, KeyState), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
@@ -276,30 +332,113 @@ pub fn read_service_account_key(
     }
     let key: yup_oauth2::ServiceAccountKey = serde_json::from_value(json)
         .map_err(|err| format!("{} is not a service-account key: {err}", path.display()))?;
-    if !key.private_key.contains("BEGIN PRIVATE KEY") {
-        return Err(format!(
-            "{}: `private_key` is not a PKCS#8 PEM key",
-            path.display()
-        ));
+    check_token_uri(&key.token_uri).map_err(|problem| {
+        format!(
+            "{}: `token_uri` {:?} {problem}",
+            path.display(),
+            key.token_uri
+        )
+    })?;
+    if key.private_key.contains(EXAMPLE_PLACEHOLDER) {
+        return Ok((key, KeyState::ExamplePlaceholder));
     }
-    Ok(key)
+    check_private_key(&key.private_key).map_err(|problem| {
+        format!(
+            "{}: `private_key` {problem}: download the service-account key JSON again",
+            path.display()
+        )
+    })?;
+    Ok((key, KeyState::Usable))
 }
 
-fn check_url(text: &str, key: &str, p: &mut Problems<'_>) -> Option<String> {
+/// The token endpoint must be an http(s) URL that the OAuth client can also parse (it uses
+/// `http::Uri`, which is stricter than a browser).
+fn check_token_uri(text: &str) -> Result<(), String> {
     match url::Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-            Some(text.trim_end_matches('/').to_owned())
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        Ok(url) => {
+            return Err(format!(
+                "is a {}: URL; the token endpoint must be an http:// or https:// URL",
+                url.scheme()
+            ))
         }
-        _ => {
-            p.add(key, format!("{text:?} is not an http(s) URL"));
-            None
+        Err(err) => {
+            return Err(format!(
+                "is not a URL ({err}); the token endpoint must be an http:// or https:// URL"
+            ))
         }
     }
+    match axum::http::Uri::try_from(text) {
+        Ok(uri) if uri.host().is_some() => Ok(()),
+        _ => Err("is not a valid http(s) URL (spaces or characters a URL may not hold)".into()),
+    }
+}
+
+/// The algorithm OIDs (DER) a PKCS#8 key may name, to say which kind of key it is.
+const RSA_OID: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
+const EC_OID: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// The private key must be a PEM RSA key that parses (PKCS#8 as Google issues it, or PKCS#1),
+/// as the token signer reads it.
+fn check_private_key(pem: &str) -> Result<(), String> {
+    use base64::Engine as _;
+    let begin = pem
+        .find("-----BEGIN ")
+        .ok_or("is not a PEM key (no -----BEGIN line)")?;
+    let rest = &pem[begin + "-----BEGIN ".len()..];
+    let label_end = rest
+        .find("-----")
+        .ok_or("is not a PEM key (a broken BEGIN line)")?;
+    let label = &rest[..label_end];
+    if !matches!(label, "PRIVATE KEY" | "RSA PRIVATE KEY") {
+        return Err(format!(
+            "is a {label:?} PEM block, not an RSA private key (\"PRIVATE KEY\")"
+        ));
+    }
+    let body_and_end = &rest[label_end + "-----".len()..];
+    let end_marker = format!("-----END {label}-----");
+    let body_end = body_and_end
+        .find(&end_marker)
+        .ok_or("is truncated (no -----END line)")?;
+    let body: String = body_and_end[..body_end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| "is damaged or truncated (its body is not base64)".to_owned())?;
+    let parsed = if label == "RSA PRIVATE KEY" {
+        aws_lc_rs::rsa::KeyPair::from_der(&der)
+    } else {
+        aws_lc_rs::rsa::KeyPair::from_pkcs8(&der)
+    };
+    match parsed {
+        Ok(_) => Ok(()),
+        Err(_) if contains(&der, EC_OID) => {
+            Err("is an EC key; a Google service account signs with RSA".into())
+        }
+        Err(_) if contains(&der, ED25519_OID) => {
+            Err("is an Ed25519 key; a Google service account signs with RSA".into())
+        }
+        Err(err) if label == "RSA PRIVATE KEY" || contains(&der, RSA_OID) => Err(format!(
+            "is an RSA key that does not parse ({err}): truncated or damaged"
+        )),
+        Err(err) => Err(format!("is not an RSA private key ({err})")),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 fn validate_scim(raw: RawScim, p: &mut Problems<'_>) -> Option<SourceConfig> {
     let base_url = match raw.base_url {
-        Some(url) => check_url(&url, "source.base_url", p),
+        Some(url) => http_url(&url, "source.base_url", p),
         None => {
             p.add(
                 "source.base_url",
@@ -311,7 +450,7 @@ fn validate_scim(raw: RawScim, p: &mut Problems<'_>) -> Option<SourceConfig> {
     let auth = match raw.auth.as_deref().unwrap_or("bearer") {
         "bearer" => match raw.token_file {
             Some(path) => p
-                .read_secret("source.token_file", &path)
+                .read_secret("source.token_file", &path, SecretShape::Token)
                 .map(ScimAuth::Bearer),
             None => {
                 p.add(
@@ -322,12 +461,22 @@ fn validate_scim(raw: RawScim, p: &mut Problems<'_>) -> Option<SourceConfig> {
             }
         },
         "basic" => {
-            let username = raw.username.clone();
-            if username.is_none() {
-                p.add("source.username", "missing: required with auth = \"basic\"");
-            }
+            let username = match raw.username.clone() {
+                Some(name) if name.contains(':') || name.chars().any(char::is_control) => {
+                    p.add(
+                        "source.username",
+                        "a basic-auth user name may hold no ':' and no control characters",
+                    );
+                    None
+                }
+                Some(name) => Some(name),
+                None => {
+                    p.add("source.username", "missing: required with auth = \"basic\"");
+                    None
+                }
+            };
             let password = match raw.password_file {
-                Some(path) => p.read_secret("source.password_file", &path),
+                Some(path) => p.read_secret("source.password_file", &path, SecretShape::Text),
                 None => {
                     p.add(
                         "source.password_file",
@@ -342,15 +491,25 @@ fn validate_scim(raw: RawScim, p: &mut Problems<'_>) -> Option<SourceConfig> {
             })
         }
         "header" => {
-            let name = raw.header_name.clone();
-            if name.is_none() {
-                p.add(
-                    "source.header_name",
-                    "missing: required with auth = \"header\"",
-                );
-            }
+            let name = match raw.header_name.clone() {
+                Some(name) if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() => {
+                    p.add(
+                        "source.header_name",
+                        format!("{name:?} is not an HTTP header name (letters, digits and -, no spaces or ':')"),
+                    );
+                    None
+                }
+                Some(name) => Some(name),
+                None => {
+                    p.add(
+                        "source.header_name",
+                        "missing: required with auth = \"header\"",
+                    );
+                    None
+                }
+            };
             let value = match raw.token_file {
-                Some(path) => p.read_secret("source.token_file", &path),
+                Some(path) => p.read_secret("source.token_file", &path, SecretShape::HeaderValue),
                 None => {
                     p.add(
                         "source.token_file",

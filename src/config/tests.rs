@@ -153,3 +153,373 @@ fn policy_sections_report_bad_paths_org_units_and_unsynced_role_groups() {
     ));
     assert!(found[0].contains("filters.org_units[0]"), "{found:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Every problem at once, in every section.
+
+fn keys_of(found: &[Problem]) -> Vec<String> {
+    found
+        .iter()
+        .map(|p| p.key.clone().unwrap_or_default())
+        .collect()
+}
+
+fn loaded(tenant: &str) -> (tempfile::TempDir, Loaded) {
+    let dir = setup(tenant);
+    let loaded = load(&dir.path().join("dirsync.toml"));
+    (dir, loaded)
+}
+
+#[test]
+fn a_bad_cron_a_missing_key_and_an_unknown_guard_key_are_all_reported() {
+    let (_dir, loaded) = loaded(
+        "schedule = \"not a cron\"\n[source]\ntype = \"google\"\nsubject = \"admin@acme.example\"\n[guard]\nmin_delete = 3\n",
+    );
+    let keys = keys_of(&loaded.problems);
+    for key in ["schedule", "source.credentials_file", "guard.min_delete"] {
+        assert!(
+            keys.contains(&key.to_owned()),
+            "{key}: {:?}",
+            loaded.problems
+        );
+    }
+    assert_eq!(keys.len(), 3, "{:?}", loaded.problems);
+    assert!(loaded
+        .problems
+        .iter()
+        .all(|p| p.file.ends_with("acme.toml")));
+    // A typo is matched to the key it meant.
+    let guard = &loaded.problems[keys.iter().position(|k| k == "guard.min_delete").unwrap()];
+    assert!(guard.message.contains("min_deletes"), "{guard}");
+}
+
+#[test]
+fn unknown_keys_in_the_source_hide_none_of_its_other_checks() {
+    let (_dir, loaded) = loaded(
+        "[source]\ntype = \"google\"\ncredentials_file = \"key.json\"\nflavour = 1\ncolour = 2\napi_base = \"ftp://x\"\nmax_concurrency = \"many\"\n",
+    );
+    let mut keys = keys_of(&loaded.problems);
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "source.api_base",
+            "source.colour",
+            "source.flavour",
+            "source.max_concurrency",
+            "source.subject"
+        ],
+        "{:?}",
+        loaded.problems
+    );
+}
+
+#[test]
+fn every_unknown_key_of_every_section_is_reported() {
+    let (_dir, loaded) = loaded(&format!(
+        "one = 1\ntwo = 2\n{SOURCE}[filters]\ngroup = []\nusers_ = \"all\"\n[[sinks]]\ntype = \"jsonl\"\npath = \"x\"\nbatch = 1\nsize = 2\n"
+    ));
+    let mut keys = keys_of(&loaded.problems);
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "filters.group",
+            "filters.users_",
+            "one",
+            "sinks[0].batch",
+            "sinks[0].size",
+            "two"
+        ],
+        "{:?}",
+        loaded.problems
+    );
+}
+
+#[test]
+fn a_global_file_with_a_problem_is_not_valid_but_its_tenants_are_checked() {
+    let dir = setup("schedule = \"nope\"\n");
+    write(
+        dir.path(),
+        "dirsync.toml",
+        "state_dir = \"state\"\ntenants_dir = \"tenants\"\ncolour = \"blue\"\nflavour = 1\n",
+    );
+    let loaded = load(&dir.path().join("dirsync.toml"));
+    assert!(loaded.global.is_none());
+    let keys = keys_of(&loaded.problems);
+    assert!(keys.contains(&"colour".to_owned()), "{keys:?}");
+    assert!(keys.contains(&"flavour".to_owned()), "{keys:?}");
+    assert!(keys.contains(&"schedule".to_owned()), "{keys:?}");
+}
+
+#[test]
+fn a_state_dir_that_is_a_file_is_a_problem() {
+    let dir = setup(SOURCE);
+    write(dir.path(), "state", "not a directory");
+    let loaded = load(&dir.path().join("dirsync.toml"));
+    assert!(loaded.global.is_none());
+    let found = loaded.problems;
+    assert!(
+        found.len() == 1
+            && found[0].key.as_deref() == Some("state_dir")
+            && found[0].message.contains("not a directory"),
+        "{found:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedules.
+
+#[test]
+fn a_cron_that_never_fires_again_is_refused() {
+    let found = problems(&format!("schedule = \"0 0 0 30 2 * 2020\"\n{SOURCE}"));
+    assert!(
+        found.len() == 1 && found[0].contains("`schedule`") && found[0].contains("never fires"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn an_out_of_range_cron_field_names_the_real_bound() {
+    let found = problems(&format!("schedule = \"61 * * * * *\"\n{SOURCE}"));
+    assert!(
+        found.len() == 1 && found[0].contains("at most 59") && !found[0].contains("less than 59"),
+        "{found:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources.
+
+const SCIM: &str = "[source]\ntype = \"scim\"\nbase_url = \"https://idp.example/scim/v2\"\ntoken_file = \"token\"\n";
+
+#[test]
+fn org_units_on_a_scim_tenant_are_refused() {
+    let dir = setup(&format!("{SCIM}[filters]\norg_units = [\"/\"]\n"));
+    write(&dir.path().join("tenants"), "token", "t0ken\n");
+    let found = load(&dir.path().join("dirsync.toml")).problems;
+    assert!(
+        found.len() == 1
+            && found[0].key.as_deref() == Some("filters.org_units")
+            && found[0].message.contains("SCIM"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_scim_token_with_control_characters_inside_is_refused() {
+    for token in ["abc\ndef\n", "abc\0def", "abc def", "tökén"] {
+        let dir = setup(SCIM);
+        write(&dir.path().join("tenants"), "token", token);
+        let found = load(&dir.path().join("dirsync.toml")).problems;
+        assert!(
+            found.len() == 1
+                && found[0].key.as_deref() == Some("source.token_file")
+                && found[0].message.contains("tenants/token")
+                && !found[0].message.contains("abc"),
+            "{token:?}: {found:?}"
+        );
+    }
+    // A trailing newline is what editors write: fine.
+    let dir = setup(SCIM);
+    write(&dir.path().join("tenants"), "token", "abc.def-ghi\n");
+    let found = load(&dir.path().join("dirsync.toml")).problems;
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn header_auth_needs_a_valid_header_name() {
+    let dir = setup(
+        "[source]\ntype = \"scim\"\nbase_url = \"https://idp.example\"\nauth = \"header\"\nheader_name = \"X Api Key\"\ntoken_file = \"token\"\n",
+    );
+    write(&dir.path().join("tenants"), "token", "value with spaces\n");
+    let found = load(&dir.path().join("dirsync.toml")).problems;
+    assert_eq!(keys_of(&found), vec!["source.header_name"], "{found:?}");
+}
+
+#[test]
+fn a_scim_base_url_must_be_http() {
+    let dir = setup(&SCIM.replace("https://idp.example/scim/v2", "not a url"));
+    write(&dir.path().join("tenants"), "token", "t0ken\n");
+    let found = load(&dir.path().join("dirsync.toml")).problems;
+    assert_eq!(keys_of(&found), vec!["source.base_url"], "{found:?}");
+}
+
+/// A service-account key JSON holding `private_key`, with `token_uri`.
+fn key_json(private_key: &str, token_uri: &str) -> String {
+    serde_json::json!({
+        "type": "service_account",
+        "project_id": "p",
+        "private_key_id": "k",
+        "private_key": private_key,
+        "client_email": "dirsync@p.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    })
+    .to_string()
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|chunk| std::str::from_utf8(chunk).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+fn rsa_pem() -> String {
+    use aws_lc_rs::encoding::AsDer;
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    pem("PRIVATE KEY", key.as_der().unwrap().as_ref())
+}
+
+/// The problems of a Google tenant whose key file holds `key`.
+fn key_problems(key: &str) -> Vec<Problem> {
+    let dir = setup(SOURCE);
+    write(&dir.path().join("tenants"), "key.json", key);
+    load(&dir.path().join("dirsync.toml")).problems
+}
+
+#[test]
+fn a_token_uri_that_is_not_an_http_url_is_refused() {
+    let good = rsa_pem();
+    assert!(
+        key_problems(&key_json(&good, "https://oauth2.googleapis.com/token")).is_empty(),
+        "a valid key must pass"
+    );
+    for uri in [
+        "file:///etc/passwd",
+        "not a url",
+        "https://exa mple.com/token",
+    ] {
+        let found = key_problems(&key_json(&good, uri));
+        assert!(
+            found.len() == 1
+                && found[0].key.as_deref() == Some("source.credentials_file")
+                && found[0].message.contains("token_uri")
+                && found[0].message.contains("key.json"),
+            "{uri}: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn a_private_key_that_is_not_a_usable_rsa_key_is_refused() {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let ec = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let ed = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let rsa = rsa_pem();
+    let truncated = format!("{}\n-----END PRIVATE KEY-----\n", &rsa[..rsa.len() / 2]);
+    let no_end = rsa[..rsa.len() / 2].to_owned();
+    for (name, key, needle) in [
+        ("EC", pem("PRIVATE KEY", ec.as_ref()), "EC key"),
+        ("Ed25519", pem("PRIVATE KEY", ed.as_ref()), "Ed25519"),
+        ("truncated", truncated, "private_key"),
+        ("no END line", no_end, "truncated"),
+        ("certificate", pem("CERTIFICATE", b"x"), "CERTIFICATE"),
+    ] {
+        let found = key_problems(&key_json(&key, "https://oauth2.googleapis.com/token"));
+        assert!(
+            found.len() == 1
+                && found[0].key.as_deref() == Some("source.credentials_file")
+                && found[0].message.contains(needle),
+            "{name}: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn the_example_placeholder_key_is_a_warning_not_a_problem() {
+    let loaded = load(&example_dir().join("dirsync.toml"));
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.key.as_deref() == Some("source.credentials_file")
+                && w.message.contains("placeholder")),
+        "{:?}",
+        loaded.warnings
+    );
+    // Where a key is used for real (setup), the placeholder is an error.
+    assert!(
+        read_service_account_key(&example_dir().join("tenants/acme-service-account.json")).is_err()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secret files others can read.
+
+#[test]
+fn a_secret_file_others_can_read_is_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = setup(SCIM);
+    let token = dir.path().join("tenants/token");
+    write(&dir.path().join("tenants"), "token", "t0ken\n");
+    let key = dir.path().join("tenants/key.json");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for (mode, warned) in [(0o644, true), (0o640, true), (0o600, false), (0o400, false)] {
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).unwrap();
+        let loaded = load(&dir.path().join("dirsync.toml"));
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let warnings: Vec<&Problem> = loaded
+            .warnings
+            .iter()
+            .filter(|w| w.key.as_deref() == Some("source.token_file"))
+            .collect();
+        assert_eq!(!warnings.is_empty(), warned, "{mode:o}: {warnings:?}");
+        if warned {
+            assert!(
+                warnings[0].message.contains(&format!("{mode:04o}"))
+                    && warnings[0].message.contains("chmod 600"),
+                "{warnings:?}"
+            );
+        }
+    }
+    // The service-account key and the events API token too.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    write(dir.path(), "api-token", "t0ken");
+    std::fs::set_permissions(
+        dir.path().join("api-token"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    write(
+        dir.path(),
+        "dirsync.toml",
+        "state_dir = \"state\"\ntenants_dir = \"tenants\"\nevents_api_token_file = \"api-token\"\n",
+    );
+    write(&dir.path().join("tenants"), "acme.toml", SOURCE);
+    let loaded = load(&dir.path().join("dirsync.toml"));
+    let keys = keys_of(&loaded.warnings);
+    assert!(
+        keys.contains(&"events_api_token_file".to_owned())
+            && keys.contains(&"source.credentials_file".to_owned()),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sinks.
+
+#[test]
+fn on_reject_on_a_jsonl_sink_is_refused() {
+    let found = problems(&format!(
+        "{SOURCE}[[sinks]]\ntype = \"jsonl\"\npath = \"x.jsonl\"\non_reject = \"park\"\n"
+    ));
+    assert!(
+        found.len() == 1 && found[0].contains("sinks[0].on_reject"),
+        "{found:?}"
+    );
+}

@@ -91,6 +91,7 @@ impl Store {
             source,
         })?;
         let store = Self::at(state_dir.join("dirsync.db"));
+        create_private(store.path())?;
         let mut conn = store.connect()?;
         migrations::migrate(&mut conn, store.path())?;
         store.put_back(conn);
@@ -205,6 +206,26 @@ impl Store {
                 }
             }
         }
+    }
+}
+
+/// Creates the database file, empty, readable by its owner only (it holds every tenant's
+/// directory), whatever the umask: SQLite then gives its `-wal` and `-shm` files the same mode.
+/// An existing file is left as it is.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::StateDir {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 

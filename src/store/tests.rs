@@ -535,3 +535,22 @@ fn a_lease_excludes_other_holders_until_released_and_a_lost_lease_cannot_commit(
     assert_eq!(last_seq(&conn, "acme").unwrap(), 0);
     assert!(load_snapshot(&conn, "acme").unwrap().users.is_empty());
 }
+
+#[test]
+fn the_database_and_its_side_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // A write with the connection still open: the -wal and -shm files exist.
+    let conn = store.connect().unwrap();
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    for name in ["dirsync.db", "dirsync.db-wal", "dirsync.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{name}: {mode:o}");
+    }
+}
