@@ -6,6 +6,8 @@
 
 mod support;
 
+// `check-config` and `status` on broken configuration.
+mod config_check;
 // The contract: CLI, config, exit codes and event JSON against an independent fake of Google.
 mod contract;
 // The daemon: schedules, control socket, HTTP listener, signals, systemd notify, extensions.
