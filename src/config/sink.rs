@@ -186,22 +186,19 @@ pub(super) fn validate(values: Vec<toml::Value>, p: &mut Problems<'_>) -> Option
                 "must be at least 1 second",
             );
         }
-        match kind {
-            Some(kind) => {
-                // A file is cheap to append to but each batch is fsynced: batch by default.
-                let default_batch = match kind {
-                    SinkKind::Webhook(_) => 1,
-                    SinkKind::Jsonl(_) => 500,
-                };
-                sinks.push(SinkConfig {
-                    name,
-                    batch_size: raw.batch_size.unwrap_or(default_batch).max(1),
-                    max_backoff: Duration::from_secs(raw.max_backoff_seconds.unwrap_or(300).max(1)),
-                    max_attempts: raw.max_attempts.filter(|n| *n > 0),
-                    kind,
-                })
-            }
-            None => {}
+        if let Some(kind) = kind {
+            // A file is cheap to append to but each batch is fsynced: batch by default.
+            let default_batch = match kind {
+                SinkKind::Webhook(_) => 1,
+                SinkKind::Jsonl(_) => 500,
+            };
+            sinks.push(SinkConfig {
+                name,
+                batch_size: raw.batch_size.unwrap_or(default_batch).max(1),
+                max_backoff: Duration::from_secs(raw.max_backoff_seconds.unwrap_or(300).max(1)),
+                max_attempts: raw.max_attempts.filter(|n| *n > 0),
+                kind,
+            })
         }
     }
     (p.count() == before).then_some(sinks)
