@@ -25,6 +25,8 @@
 //!   `attribute_path`, `glob`, `signing` (Standard Webhooks), `feed` (the per-tenant commit
 //!   feed), `telemetry` (the one metrics registry and Prometheus renderer), `mutex`
 //!   (poison-tolerant locking), `process_stats`.
+//! - `terminal`, the lowest leaf (even leaves may use it): escaping outside text for
+//!   human-readable output, the text log format's field formatter, colour on stderr.
 //!
 //! The Google Directory API emulator (tests, benchmarks, `dirsync emulator`, `dirsync demo`)
 //! is its own crate, `dirsync_emulator` (`crates/emulator`), which depends on no dirsync
@@ -52,3 +54,4 @@ pub mod source;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod terminal;

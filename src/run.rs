@@ -1,6 +1,7 @@
 //! What one run of one tenant did: its outcome, counts, requests, timing and error. The one
 //! shape of a run everywhere — the sync fills it in, the store records and reads it back,
-//! `sync --json`, `status` and the metrics show it. A leaf module: imports nothing of dirsync.
+//! `sync --json`, `status` and the metrics show it. A leaf module: imports nothing of dirsync
+//! but the `terminal` escaper.
 
 use std::collections::BTreeMap;
 
@@ -90,14 +91,29 @@ pub struct RunSummary {
     pub started_at: Millis,
     pub finished_at: Millis,
     pub duration_ms: u64,
-    /// Events committed (or, for a dry or refused run, that it would have emitted).
+    /// Events committed (or, for a dry or refused run, that it would have emitted); 0 for a
+    /// failed run, which committed nothing.
     pub events: u64,
     /// `events` by event type.
     pub counts: BTreeMap<String, u64>,
-    /// Upstream totals; `None` when the run failed before it knew them.
+    /// Events the run planned, committed or not; `None` when it failed before planning. A
+    /// failed run's `events` is 0 and this says how many it would have committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planned_events: Option<u64>,
+    /// Upstream totals, as the source listed them (before filters and policy); `None` when
+    /// the run failed before it knew them. `memberships` counts every direct membership
+    /// listed.
     pub users: Option<u64>,
     pub groups: Option<u64>,
     pub memberships: Option<u64>,
+    /// The totals after filters and policy (what the store holds once the run commits);
+    /// `None` when the run failed before planning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_users: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_groups: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_memberships: Option<u64>,
     pub api_requests: u64,
     pub retries: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,9 +140,13 @@ impl RunSummary {
             duration_ms: 0,
             events: 0,
             counts: BTreeMap::new(),
+            planned_events: None,
             users: None,
             groups: None,
             memberships: None,
+            stored_users: None,
+            stored_groups: None,
+            stored_memberships: None,
             api_requests: 0,
             retries: 0,
             first_seq: None,
@@ -146,9 +166,12 @@ impl RunSummary {
         self.outcome.exit_code()
     }
 
-    /// One readable line.
+    /// One readable line (two or three with an error or a warning). The error and warning
+    /// carry IdP text (an API error body): escaped, so they cannot forge a line or drive the
+    /// terminal.
     pub fn summary_line(&self) -> String {
-        let mut line = format!("tenant {}: {}", self.tenant, self.outcome.as_str());
+        use crate::terminal::escape;
+        let mut line = format!("tenant {}: {}", escape(&self.tenant), self.outcome.as_str());
         if let Some(id) = self.sync_id {
             line.push_str(&format!(" (sync {id})"));
         }
@@ -172,10 +195,10 @@ impl RunSummary {
         }
         line.push_str(&format!(", {:.1}s", self.duration_ms as f64 / 1000.0));
         if let Some(error) = &self.error {
-            line.push_str(&format!("\n  error: {error}"));
+            line.push_str(&format!("\n  error: {}", escape(error)));
         }
         if let Some(warning) = &self.warning {
-            line.push_str(&format!("\n  warning: {warning}"));
+            line.push_str(&format!("\n  warning: {}", escape(warning)));
         }
         line
     }

@@ -3,7 +3,8 @@
 //! `[roles]` mapping granted a role, which `[attributes]` path an attribute came from and which
 //! `[filters]` pattern let a group in.
 //!
-//! The JSON (`--json`) is the answer; the text form is rendered from it.
+//! The JSON (`--json`) is the answer; the text form is rendered from it, with every string
+//! escaped first (names and emails are IdP text and must not drive the terminal).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -35,7 +36,10 @@ pub async fn run(config: &Config, args: &InspectArgs) -> Outcome {
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        print_text(&args.who, &report);
+        print_text(
+            &crate::terminal::escape(&args.who),
+            &escaped(report.clone()),
+        );
     }
     Ok(if report["stored"].as_bool() == Some(true) {
         super::exit::SUCCESS
@@ -300,6 +304,22 @@ fn not_stored(conn: &Connection, tenant: &TenantConfig, who: &str) -> Result<Val
     Ok(
         json!({"kind": "unknown", "stored": false, "tenant": id, "reason": "never_seen", "why": why}),
     )
+}
+
+/// `report` with every string (keys included) escaped for the terminal.
+fn escaped(report: Value) -> Value {
+    use crate::terminal::escape;
+    match report {
+        Value::String(text) => Value::String(escape(&text).into_owned()),
+        Value::Array(items) => Value::Array(items.into_iter().map(escaped).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (escape(&key).into_owned(), escaped(value)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 fn print_text(who: &str, report: &Value) {

@@ -200,15 +200,21 @@ pub fn init_tracing(format: LogFormat, default_level: &str) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(crate::terminal::stderr_colour());
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        // IdP text in a message or field must not drive the terminal or forge a log line.
+        LogFormat::Text => builder
+            .fmt_fields(crate::terminal::EscapedFields)
+            .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }
 
-/// Prints a failure the contract's way: one readable line (or a few) on stderr.
+/// Prints a failure the contract's way: one readable line (or a few) on stderr, control
+/// characters (from an IdP's error body) escaped.
 pub fn report(failure: &Failure) -> ExitCode {
-    eprintln!("dirsync: {:#}", failure.error);
+    let text = format!("{:#}", failure.error);
+    eprintln!("dirsync: {}", crate::terminal::escape_lines(&text));
     ExitCode::from(failure.code)
 }

@@ -196,7 +196,7 @@ fn print_text(status: &TenantStatus) {
                 run.sync_id.unwrap_or_default()
             );
             if let Some(error) = &run.error {
-                println!("  last error:  {error}");
+                println!("  last error:  {}", crate::terminal::escape(error));
             }
         }
         None => println!("  last run:    never"),
@@ -266,8 +266,9 @@ fn print_sink(sink: &crate::sink::SinkStatus) {
     );
     if let Some(error) = &sink.last_error {
         println!(
-            "    last error ({}): {error}",
-            sink.last_error_at.as_deref().unwrap_or("-")
+            "    last error ({}): {}",
+            sink.last_error_at.as_deref().unwrap_or("-"),
+            crate::terminal::escape(error)
         );
     }
 }

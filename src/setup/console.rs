@@ -31,9 +31,14 @@ impl<'a> Console<'a> {
         self.input.is_some()
     }
 
-    /// Prints a line (or several). A closed stdout is not worth failing setup for.
+    /// Prints a line (or several), control characters from the IdP escaped. A closed stdout
+    /// is not worth failing setup for.
     pub fn say(&mut self, text: impl AsRef<str>) {
-        let _ = writeln!(self.output, "{}", text.as_ref());
+        let _ = writeln!(
+            self.output,
+            "{}",
+            crate::terminal::escape_lines(text.as_ref())
+        );
         let _ = self.output.flush();
     }
 

@@ -82,6 +82,11 @@ pub fn last_runs(
             users: row.get::<_, Option<i64>>(7)?.map(|v| v as u64),
             groups: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
             memberships: row.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+            // Not stored: the run's own report has them.
+            planned_events: None,
+            stored_users: None,
+            stored_groups: None,
+            stored_memberships: None,
             api_requests: row.get::<_, i64>(10)? as u64,
             retries: row.get::<_, i64>(11)? as u64,
             error: row.get(12)?,

@@ -125,6 +125,11 @@ async fn run_sync_inner(
             }
         }
         summary.error = Some(message);
+        if summary.outcome == RunOutcome::Failed {
+            // Nothing was committed; `planned_events` keeps what the run would have.
+            summary.events = 0;
+            summary.counts.clear();
+        }
     }
     if !summary.outcome.is_success() {
         summary.finish(Millis::now());
@@ -175,6 +180,7 @@ async fn plan_and_apply(
     let summary = &mut result.summary;
     summary.users = Some(fetched.users.len() as u64);
     summary.groups = Some(fetched.groups.len() as u64);
+    summary.memberships = Some(fetched.members.values().map(Vec::len).sum::<usize>() as u64);
     let source_kind = fetched.source;
     if cancel.is_cancelled() {
         return Err(SyncError::Source(SourceError::Cancelled));
@@ -194,11 +200,14 @@ async fn plan_and_apply(
         .await
         .map_err(|err| SyncError::Internal(format!("planning failed: {err}")))?;
     phase("diffed");
-    summary.memberships = Some(plan.after.membership_count() as u64);
+    summary.stored_users = Some(plan.after.users.len() as u64);
+    summary.stored_groups = Some(plan.after.groups.len() as u64);
+    summary.stored_memberships = Some(plan.after.membership_count() as u64);
 
     let counts = counts_by_type(&plan.changes);
     summary.counts = counts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
     summary.events = plan.changes.len() as u64;
+    summary.planned_events = Some(summary.events);
 
     if !options.allow_mass_delete {
         match plan.guard(&tenant.guard) {
@@ -283,13 +292,9 @@ fn phase(name: &str) {
 }
 
 /// Records a run that committed nothing. A refused run keeps the counts it would have
-/// committed; a failed one none.
+/// committed; a failed one has none (`run_sync_inner` cleared them).
 async fn record_uncommitted(store: &Store, summary: &mut RunSummary) {
-    let mut run = summary.clone();
-    if run.outcome != RunOutcome::Refused {
-        run.counts.clear();
-    }
-    match store.record_run(run).await {
+    match store.record_run(summary.clone()).await {
         Ok(id) => summary.sync_id = Some(id),
         Err(err) => warn!("cannot record the run: {err}"),
     }

@@ -36,5 +36,7 @@ mod sink_jsonl;
 mod sink_library;
 mod sink_scim;
 mod sink_webhook;
+// IdP text in human-readable output, log colour.
+mod terminal_text;
 // Whole syncs of the real binary against the emulator: changes, faults, guard, dry runs.
 mod sync_e2e;
