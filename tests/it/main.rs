@@ -36,6 +36,8 @@ mod sink_jsonl;
 mod sink_library;
 mod sink_scim;
 mod sink_webhook;
+// What a run reports.
+mod run_report;
 // IdP text in human-readable output, log colour.
 mod terminal_text;
 // Whole syncs of the real binary against the emulator: changes, faults, guard, dry runs.

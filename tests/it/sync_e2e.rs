@@ -44,6 +44,9 @@ fn fixture() -> Value {
 const USERS: usize = 31;
 const GROUPS: usize = 4;
 const MEMBERSHIPS: usize = 30 + 15 + 5 + 10;
+/// Direct member entries listed upstream (all-staff's external and customer members, eng's
+/// nested group): `sync --json`'s `memberships`, before policy.
+const UPSTREAM_MEMBERSHIPS: usize = 32 + 11 + 5 + 10;
 
 struct Env {
     emulator: EmulatorHandle,
@@ -208,8 +211,12 @@ async fn initial_sync_then_volatile_churn_emits_nothing() {
     assert_eq!(summary["tenant"], "acme");
     assert_eq!(summary["users"], USERS);
     assert_eq!(summary["groups"], GROUPS);
-    assert_eq!(summary["memberships"], MEMBERSHIPS);
+    assert_eq!(summary["memberships"], UPSTREAM_MEMBERSHIPS);
+    assert_eq!(summary["stored_users"], USERS);
+    assert_eq!(summary["stored_groups"], GROUPS);
+    assert_eq!(summary["stored_memberships"], MEMBERSHIPS);
     assert_eq!(summary["events"], USERS + GROUPS + MEMBERSHIPS);
+    assert_eq!(summary["planned_events"], USERS + GROUPS + MEMBERSHIPS);
     assert_eq!(summary["counts"]["user.created"], USERS);
     assert_eq!(summary["counts"]["group.user_added"], MEMBERSHIPS);
     // One users page, one groups page, one members page per group.
@@ -429,7 +436,8 @@ async fn transient_faults_are_retried_and_the_run_succeeds() {
     assert_eq!(summary["outcome"], "committed");
     assert!(summary["retries"].as_u64().unwrap() >= 6, "{summary}");
     assert_eq!(summary["groups"], GROUPS - 1);
-    assert_eq!(summary["memberships"], MEMBERSHIPS - 10);
+    assert_eq!(summary["memberships"], UPSTREAM_MEMBERSHIPS - 10);
+    assert_eq!(summary["stored_memberships"], MEMBERSHIPS - 10);
     assert_eq!(
         env.emulator
             .counters()
