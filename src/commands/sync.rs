@@ -34,14 +34,30 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
     };
     let store = open_store(config)?;
     let cancel = CancellationToken::new();
-    let ctrl_c = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            ctrl_c.cancel();
+    let stopped_by = std::sync::Arc::new(std::sync::OnceLock::new());
+    let listener = tokio::spawn({
+        let (cancel, stopped_by) = (cancel.clone(), stopped_by.clone());
+        async move {
+            // SIGTERM (systemd, `kill`, a CI timeout) like Ctrl-C: cancel the run, which then
+            // records itself and gives the lease back, instead of dying holding it.
+            let _ = stopped_by.set(stop_signal().await);
+            cancel.cancel();
         }
     });
     let result = run_sync(&store, tenant, options, &cancel).await;
+    listener.abort();
     let report = &result.summary;
+    if let Some(signal) = stopped_by.get() {
+        eprintln!(
+            "dirsync: {signal} received: the sync of tenant {} was {}; its lease is released",
+            crate::terminal::escape(&tenant.id),
+            if report.outcome.is_success() {
+                "already committing and finished"
+            } else {
+                "stopped, nothing was committed"
+            }
+        );
+    }
     if args.json {
         // In-process runs also report this process's figures (for benchmarks).
         let mut json = serde_json::to_value(report).unwrap_or_default();
@@ -60,6 +76,26 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
         print_report(&result, false);
     }
     Ok(report.exit_code())
+}
+
+/// Resolves with the signal's name on SIGTERM or SIGINT; never when neither can be watched.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!("cannot watch SIGTERM: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => "SIGTERM",
+        Ok(()) = tokio::signal::ctrl_c() => "SIGINT",
+    }
 }
 
 /// Prints a run's summary: JSON (`--json`) or text, and a dry run's events.

@@ -41,6 +41,19 @@ impl Store {
             .await
     }
 
+    /// Takes the lease from `from`, a holder known to be dead, if it still holds it.
+    pub async fn take_over_lease(
+        &self,
+        tenant: &str,
+        from: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let (tenant, from, holder) = (tenant.to_owned(), from.to_owned(), holder.to_owned());
+        self.run(move |conn| super::take_over_lease(conn, &tenant, &from, &holder, ttl))
+            .await
+    }
+
     pub async fn renew(&self, lease: &Lease) -> Result<(), StoreError> {
         let lease = lease.clone();
         self.run(move |conn| renew_lease(conn, &lease)).await

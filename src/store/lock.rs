@@ -2,6 +2,11 @@
 //! expiry so a crashed holder does not block the tenant forever; a live holder renews it, and
 //! the commit checks it in the same transaction, so a holder whose lease lapsed cannot commit
 //! a diff computed from a state someone else has since changed.
+//!
+//! A holder id names its process and host (`pid 4242 on web-1 (01J…)`), so a waiter on the
+//! same host can tell that the holder has died and take its lease over at once
+//! ([`take_over_lease`]) instead of waiting out the expiry. Deciding whether a process is gone
+//! is the caller's (`sync::lease`); this module only reads and writes the lease row.
 
 use std::time::Duration;
 
@@ -36,9 +41,36 @@ fn format_ms(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// A holder id unique to this process and call.
+/// A holder id unique to this process and call: `pid N on HOST (ULID)`.
 pub fn new_holder() -> String {
-    format!("pid {} ({})", std::process::id(), ulid::Ulid::new())
+    format!(
+        "pid {} on {} ({})",
+        std::process::id(),
+        host_name(),
+        ulid::Ulid::new()
+    )
+}
+
+/// This machine's host name, or `unknown-host` when it cannot be read (then no holder is ever
+/// judged to be on this host).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && !name.contains(['(', ')', ' ']))
+        .unwrap_or_else(|| UNKNOWN_HOST.to_owned())
+}
+
+const UNKNOWN_HOST: &str = "unknown-host";
+
+/// The process and host a holder id names; `None` for ids in another (older) form or from an
+/// unknown host.
+pub fn holder_process(holder: &str) -> Option<(u32, &str)> {
+    let rest = holder.strip_prefix("pid ")?;
+    let (pid, rest) = rest.split_once(" on ")?;
+    let (host, _ulid) = rest.split_once(" (")?;
+    let pid = pid.parse().ok()?;
+    (host != UNKNOWN_HOST).then_some((pid, host))
 }
 
 /// Takes the tenant's lease, or says who holds it.
@@ -78,6 +110,26 @@ pub fn acquire_lease(
         holder: holder.to_owned(),
         ttl,
     })
+}
+
+/// Gives the tenant's lease to `holder` if `from` still holds it (expired or not): for a
+/// holder known to be dead. `None` when someone else holds it by now.
+pub fn take_over_lease(
+    conn: &mut Connection,
+    tenant: &str,
+    from: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<Option<Lease>, StoreError> {
+    let changed = conn.execute(
+        "UPDATE leases SET holder = ?3, expires_at = ?4 WHERE tenant = ?1 AND holder = ?2",
+        params![tenant, from, holder, now_ms() + ttl.as_millis() as i64],
+    )?;
+    Ok((changed == 1).then(|| Lease {
+        tenant: tenant.to_owned(),
+        holder: holder.to_owned(),
+        ttl,
+    }))
 }
 
 /// Extends the lease; fails if it was lost.
@@ -123,4 +175,27 @@ pub fn release_lease(conn: &Connection, lease: &Lease) -> Result<(), StoreError>
         params![lease.tenant, lease.holder],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_id_names_its_process_and_host() {
+        let holder = new_holder();
+        let (pid, host) = holder_process(&holder).unwrap();
+        assert_eq!(pid, std::process::id());
+        assert_eq!(host, host_name());
+        assert_eq!(
+            holder_process("pid 12 on web-1 (01J0000000000000000000000)"),
+            Some((12, "web-1"))
+        );
+        // The old form, and a host that could not be read, name no host to check.
+        assert_eq!(holder_process("pid 12 (01J0000000000000000000000)"), None);
+        assert_eq!(
+            holder_process("pid 12 on unknown-host (01J0000000000000000000000)"),
+            None
+        );
+    }
 }

@@ -23,7 +23,10 @@ pub use cursors::{
     record_delivery_error, unpark, Cursor, Lag, PendingEvent,
 };
 pub use handle::Commit;
-pub use lock::{acquire_lease, new_holder, release_lease, renew_lease, Lease, LeaseError};
+pub use lock::{
+    acquire_lease, holder_process, host_name, new_holder, release_lease, renew_lease,
+    take_over_lease, Lease, LeaseError,
+};
 pub use outbox::{
     build_event, commit, events_after, last_seq, CommitSummary, NewEvents, NewExclusion,
 };

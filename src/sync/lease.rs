@@ -2,16 +2,20 @@
 //! it, renewing it in the background while the run works, and releasing it only after the
 //! renewal has stopped, so a renewal can never race the release (and report a lost lease that
 //! was in fact given back).
+//!
+//! While it waits it says so, and for whom, at `warn` (visible by default: a `dirsync sync`
+//! that seems to hang is the worst kind of silent). A holder on this host whose process is gone
+//! (killed, crashed) has its lease taken over at once rather than waited out.
 
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::SyncError;
 use crate::source::SourceError;
-use crate::store::{self, Lease, Store, StoreError};
+use crate::store::{self, Lease, LeaseError, Store, StoreError};
 
 /// How long a lease lasts without renewal; a crashed holder blocks its tenant this long.
 pub const LEASE_TTL: Duration = Duration::from_secs(60);
@@ -79,8 +83,21 @@ async fn wait_for_lease(
         match store.try_lease(tenant, &holder, LEASE_TTL).await {
             Ok(lease) => return Ok(lease),
             Err(StoreError::Lease(err)) => {
+                if let LeaseError::Held { holder: other, .. } = &err {
+                    if holder_is_gone(other) {
+                        if let Some(lease) = store
+                            .take_over_lease(tenant, other, &holder, LEASE_TTL)
+                            .await?
+                        {
+                            warn!(tenant, "took over the sync lease of {other}: that process is no longer running on this host");
+                            return Ok(lease);
+                        }
+                        // Someone else took it meanwhile: wait for them.
+                        continue;
+                    }
+                }
                 if !announced {
-                    info!(tenant, "waiting: {err}");
+                    warn!(tenant, "waiting for the sync lease: {err}");
                     announced = true;
                 }
             }
@@ -91,6 +108,25 @@ async fn wait_for_lease(
             () = cancel.cancelled() => return Err(SyncError::Source(SourceError::Cancelled)),
         }
         wait = (wait * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Whether `holder` names a process on this host that no longer runs (a zombie counts as
+/// gone). Only where `/proc` shows processes; anything unclear counts as alive.
+fn holder_is_gone(holder: &str) -> bool {
+    let Some((pid, host)) = store::holder_process(holder) else {
+        return false;
+    };
+    if host != store::host_name() || !std::path::Path::new("/proc/self/stat").exists() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may itself hold ")".
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| matches!(state, 'Z' | 'X')),
+        Err(err) => err.kind() == std::io::ErrorKind::NotFound,
     }
 }
 
