@@ -34,6 +34,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Validate every config file; --connect also reaches every tenant's source.
     CheckConfig(CheckConfigArgs),
+    /// Delete the stored data of a tenant whose config file is gone (extension).
+    Forget(ForgetArgs),
     /// Onboard a tenant: guided connection to Google Workspace or a SCIM server, verified.
     Setup(crate::setup::args::SetupArgs),
     /// A local Google Directory API + OAuth token endpoint for tests and demos.
@@ -82,8 +84,8 @@ pub struct SyncArgs {
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     pub tenant: String,
-    /// Only events with seq greater than this
-    #[arg(long, default_value_t = 0)]
+    /// Only events with seq greater than this (at most 2^63 − 1, the largest stored seq)
+    #[arg(long, default_value_t = 0, value_parser = parse_seq)]
     pub after: u64,
     /// At most this many events
     #[arg(long)]
@@ -95,6 +97,26 @@ pub struct EventsArgs {
     /// order, with their original ids; the sink's cursor does not move
     #[arg(long, value_name = "SINK", conflicts_with = "follow")]
     pub resend_to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The tenant id; its file `TENANT.toml` must no longer exist in tenants_dir
+    pub tenant: String,
+}
+
+/// A seq as SQLite stores it: larger values would wrap to negative ones.
+fn parse_seq(text: &str) -> Result<u64, String> {
+    let seq: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a non-negative integer"))?;
+    if seq > i64::MAX as u64 {
+        return Err(format!(
+            "{seq} is larger than {}, the largest seq dirsync stores",
+            i64::MAX
+        ));
+    }
+    Ok(seq)
 }
 
 #[derive(Debug, Args)]

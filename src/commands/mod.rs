@@ -5,6 +5,7 @@ mod check_config;
 mod deliver;
 mod demo;
 mod events;
+mod forget;
 mod inspect;
 mod run;
 mod setup;
@@ -106,6 +107,10 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             let config = load_config(&config_path)?;
             init_tracing(config.global.log_format, "info");
             deliver::run(&config, &args).await
+        }
+        Command::Forget(args) => {
+            init_tracing(LogFormat::Text, "warn");
+            forget::run(&config_path, &args).await
         }
         Command::Setup(args) => {
             init_tracing(LogFormat::Text, "warn");

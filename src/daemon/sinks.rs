@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use super::{Extension, ExtensionContext, TenantHook};
 use crate::config::GlobalConfig;
-use crate::sink::api::events_api_router;
+use crate::sink::api::{events_api_router, ServedTenants};
 use crate::sink::Deliveries;
 use crate::store::Store;
 use crate::telemetry::metrics::{Collector, Exposition};
 
 pub struct SinkExtension {
     retention: Option<Duration>,
+    /// The tenants the events API answers for: the running ones.
+    served: ServedTenants,
     /// Created with the first store the daemon hands over (it opens the store itself).
     deliveries: OnceLock<Deliveries>,
 }
@@ -23,6 +25,7 @@ impl SinkExtension {
     pub fn new(global: &GlobalConfig) -> Self {
         Self {
             retention: global.event_retention,
+            served: ServedTenants::default(),
             deliveries: OnceLock::new(),
         }
     }
@@ -39,15 +42,18 @@ impl Extension for SinkExtension {
             context.store.clone(),
             context.global.events_api_token.clone(),
             context.commits.clone(),
+            self.served.clone(),
         ))
     }
 
     fn start_tenant(&self, hook: TenantHook) {
+        self.served.insert(&hook.config.id);
         self.deliveries(&hook.store)
             .spawn(&hook.config, &hook.commits, &hook.stop, &hook.tracker);
     }
 
     fn stop_tenant(&self, tenant: &str) {
+        self.served.remove(tenant);
         if let Some(deliveries) = self.deliveries.get() {
             deliveries.stop(tenant);
         }

@@ -4,11 +4,16 @@
 //! cursor. With `wait`, an empty answer is held until an event is committed (woken by the
 //! process's commit feed, with a poll for commits made by other processes) or the wait ends.
 //!
-//! Protected by the bearer token of `events_api_token_file`; without one the API is disabled
-//! and answers 404. The daemon merges this router into its HTTP listener. Must not: write to
-//! the store, or read it other than through `Store::run`.
+//! Protected by the bearer token of `events_api_token_file` (the scheme is case-insensitive,
+//! RFC 9110); without one the API is disabled and answers 404. Only tenants with a
+//! configuration are served ([`ServedTenants`], kept by the daemon): a removed tenant's events
+//! stay in the store (until `dirsync forget`) but are not answered. `after` above the largest
+//! storable seq (2^63 − 1) and `limit=0` are refused with 400. The daemon merges this router
+//! into its HTTP listener. Must not: write to the store, or read it other than through
+//! `Store::run`.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -27,6 +32,8 @@ use crate::store::{self, Store};
 /// Events per answer unless `limit` says otherwise, and the most one answer holds.
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 1000;
+/// The largest `after`: seqs are stored as SQLite integers (i64).
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 /// The longest `wait` honoured, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 60;
 
@@ -34,16 +41,40 @@ struct ApiState {
     store: Store,
     token: Option<Secret>,
     commits: CommitFeed,
+    served: ServedTenants,
+}
+
+/// The tenants the events API answers for: those the daemon runs with a configuration. Shared
+/// with the daemon, which adds a tenant when it starts it and removes it when its file goes.
+#[derive(Debug, Clone, Default)]
+pub struct ServedTenants(Arc<Mutex<BTreeSet<String>>>);
+
+impl ServedTenants {
+    pub fn insert(&self, tenant: &str) {
+        crate::mutex::lock(&self.0).insert(tenant.to_owned());
+    }
+    pub fn remove(&self, tenant: &str) {
+        crate::mutex::lock(&self.0).remove(tenant);
+    }
+    pub fn contains(&self, tenant: &str) -> bool {
+        crate::mutex::lock(&self.0).contains(tenant)
+    }
 }
 
 /// The events API routes; merge into the daemon's HTTP router.
-pub fn events_api_router(store: Store, token: Option<Secret>, commits: CommitFeed) -> Router {
+pub fn events_api_router(
+    store: Store,
+    token: Option<Secret>,
+    commits: CommitFeed,
+    served: ServedTenants,
+) -> Router {
     Router::new()
         .route("/v1/tenants/{tenant}/events", get(list_events))
         .with_state(Arc::new(ApiState {
             store,
             token,
             commits,
+            served,
         }))
 }
 
@@ -61,13 +92,16 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
-    let Some(given) = headers
+    let Some((scheme, given)) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim_start().split_once(' '))
     else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
     aws_lc_rs::constant_time::verify_slices_are_equal(
         given.trim().as_bytes(),
         token.expose().as_bytes(),
@@ -104,10 +138,25 @@ async fn list_events(
             "after, limit and wait must be non-negative integers",
         );
     };
-    if !valid_tenant_id(&tenant) {
-        return error(StatusCode::NOT_FOUND, "no such tenant");
+    if query.after > MAX_SEQ {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("after must be at most {MAX_SEQ}, the largest seq dirsync stores"),
+        );
     }
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT) as usize;
+    if query.limit == Some(0) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("limit must be between 1 and {MAX_LIMIT} (larger values are capped)"),
+        );
+    }
+    if !valid_tenant_id(&tenant) || !state.served.contains(&tenant) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no such tenant (only tenants with a config file are served)",
+        );
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT) as usize;
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(query.wait.min(MAX_WAIT_SECONDS));
     // Subscribe before reading so a commit between the read and the wait is not missed.

@@ -35,7 +35,7 @@ pub enum LeaseError {
     Lost { tenant: String },
 }
 
-fn format_ms(ms: i64) -> String {
+pub(super) fn format_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| ms.to_string())

@@ -10,6 +10,7 @@
 //! (PostgreSQL) goes behind the same methods. Must not: import sources or sinks.
 
 pub mod cursors;
+mod forget;
 mod handle;
 mod lock;
 pub mod lookup;
@@ -22,6 +23,7 @@ pub use cursors::{
     advance_cursor, ensure_cursor, load_cursor, pending_events, prune_delivered,
     record_delivery_error, unpark, Cursor, Lag, PendingEvent,
 };
+pub use forget::{forget_tenant, Forgotten};
 pub use handle::Commit;
 pub use lock::{
     acquire_lease, holder_process, host_name, new_holder, release_lease, renew_lease,

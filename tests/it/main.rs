@@ -36,6 +36,10 @@ mod sink_jsonl;
 mod sink_library;
 mod sink_scim;
 mod sink_webhook;
+// Reading events at the edges: the events API and `events --after`, `forget`.
+mod events_access;
+// A stand-alone sync, signals and the tenant's lease.
+mod lease_signals;
 // What a run reports.
 mod run_report;
 // IdP text in human-readable output, log colour.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::support::*;
 use dirsync::config::{self, Secret};
 use dirsync::feed::CommitFeed;
-use dirsync::sink::api::events_api_router;
+use dirsync::sink::api::{events_api_router, ServedTenants};
 use dirsync::sink::Deliveries;
 use dirsync::telemetry::metrics::render;
 use dirsync_testkit::webhook::*;
@@ -242,12 +242,20 @@ async fn the_events_api_pages_authenticates_and_long_polls() {
     let store = env.store();
     env.commit_users("acme", 0..5);
     let commits = CommitFeed::default();
+    let served = ServedTenants::default();
+    served.insert("acme");
     let addr = spawn_api(events_api_router(
         store.clone(),
         Some(Secret::new("s3cret")),
         commits.clone(),
+        served.clone(),
     ));
-    let disabled = spawn_api(events_api_router(store.clone(), None, commits.clone()));
+    let disabled = spawn_api(events_api_router(
+        store.clone(),
+        None,
+        commits.clone(),
+        served.clone(),
+    ));
     let client = reqwest::Client::new();
     let url = |after: u64, extra: &str| {
         format!("http://{addr}/v1/tenants/acme/events?after={after}{extra}")
