@@ -3,8 +3,8 @@
 //! the commit checks it in the same transaction, so a holder whose lease lapsed cannot commit
 //! a diff computed from a state someone else has since changed.
 //!
-//! A holder id names its process and host (`pid 4242 on web-1 (01J…)`), so a waiter on the
-//! same host can tell that the holder has died and take its lease over at once
+//! A holder id names its process, user and host (`pid 4242 uid 998 on web-1 (01J…)`), so a
+//! waiter of the same user on the same host can tell that the holder has died and take its lease over at once
 //! ([`take_over_lease`]) instead of waiting out the expiry. Deciding whether a process is gone
 //! is the caller's (`sync::lease`); this module only reads and writes the lease row.
 
@@ -41,14 +41,21 @@ pub(super) fn format_ms(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// A holder id unique to this process and call: `pid N on HOST (ULID)`.
+/// A holder id unique to this process and call: `pid N uid U on HOST (ULID)`.
 pub fn new_holder() -> String {
     format!(
-        "pid {} on {} ({})",
+        "pid {} uid {} on {} ({})",
         std::process::id(),
+        process_uid().map_or_else(|| "?".to_owned(), |uid| uid.to_string()),
         host_name(),
         ulid::Ulid::new()
     )
+}
+
+/// This process's user id, where `/proc` shows it.
+pub fn process_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|meta| meta.uid())
 }
 
 /// This machine's host name, or `unknown-host` when it cannot be read (then no holder is ever
@@ -63,14 +70,27 @@ pub fn host_name() -> String {
 
 const UNKNOWN_HOST: &str = "unknown-host";
 
-/// The process and host a holder id names; `None` for ids in another (older) form or from an
-/// unknown host.
-pub fn holder_process(holder: &str) -> Option<(u32, &str)> {
+/// The process a holder id names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HolderProcess<'a> {
+    pub pid: u32,
+    pub uid: u32,
+    pub host: &'a str,
+}
+
+/// The process, user and host a holder id names; `None` for ids in another (older) form, or
+/// with an unknown user or host.
+pub fn holder_process(holder: &str) -> Option<HolderProcess<'_>> {
     let rest = holder.strip_prefix("pid ")?;
-    let (pid, rest) = rest.split_once(" on ")?;
+    let (pid, rest) = rest.split_once(" uid ")?;
+    let (uid, rest) = rest.split_once(" on ")?;
     let (host, _ulid) = rest.split_once(" (")?;
-    let pid = pid.parse().ok()?;
-    (host != UNKNOWN_HOST).then_some((pid, host))
+    let process = HolderProcess {
+        pid: pid.parse().ok()?,
+        uid: uid.parse().ok()?,
+        host,
+    };
+    (host != UNKNOWN_HOST).then_some(process)
 }
 
 /// Takes the tenant's lease, or says who holds it.
@@ -184,17 +204,26 @@ mod tests {
     #[test]
     fn a_holder_id_names_its_process_and_host() {
         let holder = new_holder();
-        let (pid, host) = holder_process(&holder).unwrap();
-        assert_eq!(pid, std::process::id());
-        assert_eq!(host, host_name());
+        let process = holder_process(&holder).unwrap();
+        assert_eq!(process.pid, std::process::id());
+        assert_eq!(Some(process.uid), process_uid());
+        assert_eq!(process.host, host_name());
         assert_eq!(
-            holder_process("pid 12 on web-1 (01J0000000000000000000000)"),
-            Some((12, "web-1"))
+            holder_process("pid 12 uid 998 on web-1 (01J0000000000000000000000)"),
+            Some(HolderProcess {
+                pid: 12,
+                uid: 998,
+                host: "web-1"
+            })
         );
-        // The old form, and a host that could not be read, name no host to check.
+        // The old form, and a user or host that could not be read, name nothing to check.
         assert_eq!(holder_process("pid 12 (01J0000000000000000000000)"), None);
         assert_eq!(
-            holder_process("pid 12 on unknown-host (01J0000000000000000000000)"),
+            holder_process("pid 12 uid ? on web-1 (01J0000000000000000000000)"),
+            None
+        );
+        assert_eq!(
+            holder_process("pid 12 uid 998 on unknown-host (01J0000000000000000000000)"),
             None
         );
     }

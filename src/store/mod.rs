@@ -26,8 +26,8 @@ pub use cursors::{
 pub use forget::{forget_tenant, Forgotten};
 pub use handle::Commit;
 pub use lock::{
-    acquire_lease, holder_process, host_name, new_holder, release_lease, renew_lease,
-    take_over_lease, Lease, LeaseError,
+    acquire_lease, holder_process, host_name, new_holder, process_uid, release_lease, renew_lease,
+    take_over_lease, HolderProcess, Lease, LeaseError,
 };
 pub use outbox::{
     build_event, commit, events_after, last_seq, CommitSummary, NewEvents, NewExclusion,

@@ -111,16 +111,21 @@ async fn wait_for_lease(
     }
 }
 
-/// Whether `holder` names a process on this host that no longer runs (a zombie counts as
-/// gone). Only where `/proc` shows processes; anything unclear counts as alive.
+/// Whether `holder` names a process of this user on this host that no longer runs (a zombie
+/// counts as gone). Only this user's: `/proc` may hide other users' processes (systemd's
+/// `ProtectProc=invisible`), and a hidden process must not look dead. Anything unclear counts
+/// as alive.
 fn holder_is_gone(holder: &str) -> bool {
-    let Some((pid, host)) = store::holder_process(holder) else {
+    let Some(process) = store::holder_process(holder) else {
         return false;
     };
-    if host != store::host_name() || !std::path::Path::new("/proc/self/stat").exists() {
+    if process.host != store::host_name()
+        || Some(process.uid) != store::process_uid()
+        || !std::path::Path::new("/proc/self/stat").exists()
+    {
         return false;
     }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+    match std::fs::read_to_string(format!("/proc/{}/stat", process.pid)) {
         // The state follows the parenthesised command name, which may itself hold ")".
         Ok(stat) => stat
             .rsplit_once(") ")
