@@ -38,6 +38,8 @@ mod sink_scim;
 mod sink_webhook;
 // Reading events at the edges: the events API and `events --after`, `forget`.
 mod events_access;
+// The shipped systemd unit against the example config.
+mod systemd_unit;
 // A stand-alone sync, signals and the tenant's lease.
 mod lease_signals;
 // What a run reports.
