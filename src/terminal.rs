@@ -153,6 +153,7 @@ impl tracing::field::Visit for EscapingVisitor<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

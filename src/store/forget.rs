@@ -68,6 +68,7 @@ pub fn forget_tenant(conn: &mut Connection, tenant: &str) -> Result<Forgotten, S
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -199,6 +199,7 @@ pub fn release_lease(conn: &Connection, lease: &Lease) -> Result<(), StoreError>
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
