@@ -7,6 +7,7 @@ use dirsync::cli::Cli;
 use dirsync::commands;
 
 fn main() -> ExitCode {
+    install_panic_hook();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -26,4 +27,24 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(failure) => commands::report(&failure),
     }
+}
+
+/// A panic is a bug: one log line saying where, not a backtrace (unless `RUST_BACKTRACE` asks
+/// for one). A panic inside a sync is caught and reported as that run's failure.
+fn install_panic_hook() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let message = dirsync::sync::unwind::panic_message(info.payload());
+        let location = info
+            .location()
+            .map(|at| format!("{}:{}", at.file(), at.line()))
+            .unwrap_or_default();
+        if tracing::dispatcher::has_been_set() {
+            tracing::error!("internal error (a bug): panic at {location}: {message}");
+        } else {
+            eprintln!("dirsync: internal error (a bug): panic at {location}: {message}");
+        }
+    }));
 }

@@ -198,8 +198,12 @@ pub fn open_store(config: &Config) -> Result<Store, Failure> {
         .map_err(Failure::run)
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the level.
+/// Logs go to stderr; `RUST_LOG` overrides the level, except for the HTTP and OAuth libraries,
+/// whose debug output can carry tokens and signed assertions: they log warnings at most,
+/// whatever `RUST_LOG` says.
 pub fn init_tracing(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -211,9 +215,24 @@ pub fn init_tracing(format: LogFormat, default_level: &str) {
         // IdP text in a message or field must not drive the terminal or forge a log line.
         LogFormat::Text => builder
             .fmt_fields(crate::terminal::EscapedFields)
+            .finish()
+            .with(no_secrets())
             .try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => builder.json().finish().with(no_secrets()).try_init(),
     };
+}
+
+/// A global filter: nothing below WARN from the libraries that see credentials on the wire.
+fn no_secrets<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber,
+{
+    const QUIET: &[&str] = &["yup_oauth2", "hyper", "hyper_util", "h2", "reqwest", "rustls"];
+    tracing_subscriber::filter::filter_fn(|metadata| {
+        let target = metadata.target();
+        let crate_name = target.split("::").next().unwrap_or(target);
+        *metadata.level() <= tracing::Level::WARN || !QUIET.contains(&crate_name)
+    })
 }
 
 /// Prints a failure the contract's way: one readable line (or a few) on stderr, control

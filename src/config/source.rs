@@ -51,6 +51,13 @@ impl SourceConfig {
         }
     }
 
+    pub fn max_run(&self) -> Duration {
+        match self {
+            SourceConfig::Google(google) => google.max_run,
+            SourceConfig::Scim(scim) => scim.max_run,
+        }
+    }
+
     pub fn nested_groups(&self) -> NestedGroups {
         match self {
             SourceConfig::Google(google) => google.nested_groups,
@@ -75,6 +82,7 @@ struct RawGoogle {
     requests_per_minute: Option<u32>,
     retry_max_seconds: Option<u64>,
     request_timeout_seconds: Option<u64>,
+    max_run_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +103,8 @@ pub struct GoogleSourceConfig {
     /// Retries of one request stop once this much time has passed.
     pub retry_max: Duration,
     pub request_timeout: Duration,
+    /// A whole run (lease wait, fetch, plan; not the commit) is abandoned after this long.
+    pub max_run: Duration,
     /// Ask for every scope of `google::SCOPES`, even those this tenant's policy does not need
     /// (`dirsync setup` verifies that the delegation entry is complete). Not a config key.
     pub all_scopes: bool,
@@ -132,6 +142,7 @@ struct RawScim {
     requests_per_minute: Option<u32>,
     retry_max_seconds: Option<u64>,
     request_timeout_seconds: Option<u64>,
+    max_run_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +170,8 @@ pub struct ScimSourceConfig {
     pub requests_per_minute: u32,
     pub retry_max: Duration,
     pub request_timeout: Duration,
+    /// A whole run (lease wait, fetch, plan; not the commit) is abandoned after this long.
+    pub max_run: Duration,
 }
 
 pub(super) fn validate(value: toml::Value, p: &mut Problems<'_>) -> Option<SourceConfig> {
@@ -210,6 +223,16 @@ pub(super) fn validate(value: toml::Value, p: &mut Problems<'_>) -> Option<Sourc
             None
         }
     }
+}
+
+/// One request gives up retrying after a minute: the daemon's run backoff retries the run.
+const DEFAULT_RETRY_MAX_SECONDS: u64 = 60;
+
+fn max_run(seconds: Option<u64>, p: &mut Problems<'_>) -> Duration {
+    if seconds == Some(0) {
+        p.add("source.max_run_seconds", "must be at least 1");
+    }
+    Duration::from_secs(seconds.unwrap_or(3600).max(1))
 }
 
 fn validate_google(raw: RawGoogle, p: &mut Problems<'_>) -> Option<SourceConfig> {
@@ -279,8 +302,9 @@ fn validate_google(raw: RawGoogle, p: &mut Problems<'_>) -> Option<SourceConfig>
         nested_groups: raw.nested_groups,
         max_concurrency: max_concurrency.max(1),
         requests_per_minute: raw.requests_per_minute.unwrap_or(2400),
-        retry_max: Duration::from_secs(raw.retry_max_seconds.unwrap_or(300)),
+        retry_max: Duration::from_secs(raw.retry_max_seconds.unwrap_or(DEFAULT_RETRY_MAX_SECONDS)),
         request_timeout: Duration::from_secs(raw.request_timeout_seconds.unwrap_or(60)),
+        max_run: max_run(raw.max_run_seconds, p),
         all_scopes: false,
     }))
 }
@@ -545,7 +569,8 @@ fn validate_scim(raw: RawScim, p: &mut Problems<'_>) -> Option<SourceConfig> {
         nested_groups: raw.nested_groups,
         max_concurrency: raw.max_concurrency.unwrap_or(4).max(1),
         requests_per_minute: raw.requests_per_minute.unwrap_or(0),
-        retry_max: Duration::from_secs(raw.retry_max_seconds.unwrap_or(300)),
+        retry_max: Duration::from_secs(raw.retry_max_seconds.unwrap_or(DEFAULT_RETRY_MAX_SECONDS)),
         request_timeout: Duration::from_secs(raw.request_timeout_seconds.unwrap_or(60)),
+        max_run: max_run(raw.max_run_seconds, p),
     }))
 }

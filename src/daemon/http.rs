@@ -1,5 +1,5 @@
 //! The optional HTTP listener (`http_listen`): `/healthz` (200 only while the scheduler is
-//! alive), `/metrics` (the process's metrics registry in the Prometheus text format), and
+//! alive and no tenant is wedged: a run past its max run time, a task stopped by a panic), `/metrics` (the process's metrics registry in the Prometheus text format), and
 //! whatever routes extensions merge in (the events API).
 //!
 //! Must not: run syncs or write to the store.
@@ -27,10 +27,17 @@ pub fn router(shared: Arc<Shared>, extra: Vec<Router>) -> Router {
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    if shared.alive() {
-        (StatusCode::OK, "ok\n")
+    if !shared.alive() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scheduler not running\n".to_owned(),
+        );
+    }
+    let wedged = shared.wedged();
+    if wedged.is_empty() {
+        (StatusCode::OK, "ok\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "scheduler not running\n")
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", wedged.join("\n")))
     }
 }
 

@@ -34,6 +34,7 @@ use crate::config::{self, Config, GlobalConfig, Problem, TenantConfig};
 use crate::feed::CommitFeed;
 use crate::mutex::lock;
 use crate::store::{Store, StoreError};
+use crate::sync::unwind::catch_unwind_future;
 use crate::telemetry::metrics::{Collector, Exposition, Registry};
 use metrics::{Metrics, Scheduled};
 use schedule::Clock;
@@ -140,6 +141,7 @@ pub struct Shared {
     pub(crate) extensions: Extensions,
     started: Instant,
     heartbeat_ms: AtomicU64,
+    clock: Clock,
 }
 
 impl Shared {
@@ -154,6 +156,17 @@ impl Shared {
         let last = self.heartbeat_ms.load(Ordering::Relaxed);
         !self.shutdown.is_cancelled()
             && now.saturating_sub(last) < HEARTBEAT_STALE.as_millis() as u64
+    }
+}
+
+impl Shared {
+    /// Tenants that are stuck: a run past its max run time, or a task stopped by a panic.
+    pub fn wedged(&self) -> Vec<String> {
+        let now = self.clock.now();
+        lock(&self.tenants)
+            .values()
+            .filter_map(|handle| handle.snapshot().wedged(now))
+            .collect()
     }
 }
 
@@ -186,6 +199,7 @@ pub async fn run(
         extensions: options.extensions.iter().cloned().collect(),
         started: Instant::now(),
         heartbeat_ms: AtomicU64::new(0),
+        clock: options.clock,
     });
     // Weak: the registry lives inside `Shared`.
     shared
@@ -422,7 +436,18 @@ impl Daemon {
             backoff: self.options.backoff,
             clock: self.options.clock,
         };
-        self.shared.tracker.spawn(task.run());
+        let watched = state.clone();
+        self.shared.tracker.spawn(async move {
+            // A panic outside a run (the runs catch their own) must not leave the tenant
+            // looking alive: `/healthz` reports it.
+            if let Err(message) = catch_unwind_future(task.run()).await {
+                error!(tenant = %lock(&watched).tenant, "the tenant's task panicked: {message}");
+                let mut state = lock(&watched);
+                state.running = None;
+                state.next_run = None;
+                state.task_panicked = Some(message);
+            }
+        });
         TenantHandle {
             config: config_tx,
             requests: requests_tx,

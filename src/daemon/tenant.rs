@@ -1,7 +1,9 @@
 //! One tenant inside the daemon: a task that sleeps until the tenant's next cron fire time (plus
 //! the tenant's stable offset, `schedule::offset_of`), runs one sync at a time, coalesces force requests that arrive while a run
 //! is in progress into the next run, and backs off after failures. Each tenant has its own task,
-//! so one tenant's slow or failing IdP never delays another.
+//! so one tenant's slow or failing IdP never delays another. A panic in a run fails that run
+//! (the tenant is scheduled again, with backoff); a run still going past its `max_run_seconds`
+//! plus [`COMMIT_GRACE`] marks the tenant wedged, which `/healthz` reports.
 //!
 //! Must not: touch SQL directly (that is `store`, reached through `sync`), or know about sockets.
 
@@ -25,7 +27,27 @@ use crate::feed::CommitFeed;
 use crate::mutex::lock;
 use crate::run::{RunOutcome, RunSummary};
 use crate::store::{self, Store};
+use crate::sync::unwind::catch_unwind_future;
 use crate::sync::{run_sync, RunResult, SyncOptions};
+
+/// The result of a run whose panic escaped `run_sync`: failed, with the panic's message.
+fn panicked_run(tenant: &str, message: &str) -> RunResult {
+    let now = crate::run::Millis::now();
+    let mut summary = RunSummary::begun(tenant, now);
+    summary.outcome = RunOutcome::Failed;
+    summary.error = Some(format!(
+        "internal error: the run panicked: {message}; this is a bug in dirsync or a library it uses: please report it with the log"
+    ));
+    summary.finish(now);
+    RunResult {
+        summary,
+        dry_run_events: Vec::new(),
+    }
+}
+
+/// How long a run may outlast its `max_run_seconds` (only its commit, never cut, can) before
+/// the tenant counts as wedged.
+pub const COMMIT_GRACE: Duration = Duration::from_secs(10 * 60);
 
 /// How long a failing tenant waits before its next scheduled attempt.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +113,31 @@ pub struct TenantState {
     pub last_error: Option<String>,
     /// Runs since the daemon started.
     pub runs: u64,
+    /// A run still going after this is wedged (not in `status`: it shows `running.since`).
+    #[serde(skip)]
+    pub wedged_after: Option<DateTime<Utc>>,
+    /// The tenant's task itself stopped on a panic: nothing is scheduled any more.
+    #[serde(skip)]
+    pub task_panicked: Option<String>,
+}
+
+impl TenantState {
+    /// Why the tenant is stuck at `now`, if it is: for `/healthz`.
+    pub fn wedged(&self, now: DateTime<Utc>) -> Option<String> {
+        if let Some(message) = &self.task_panicked {
+            return Some(format!(
+                "tenant {}: its task stopped on a panic ({message}); restart the daemon",
+                self.tenant
+            ));
+        }
+        match (&self.running, self.wedged_after) {
+            (Some(running), Some(after)) if now > after => Some(format!(
+                "tenant {}: a run started {} is still going, past its max_run_seconds",
+                self.tenant, running.since
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// A force sync asked for over the control socket.
@@ -266,9 +313,15 @@ impl TenantTask {
                 trigger,
                 dry_run: options.dry_run,
             });
+            state.wedged_after = chrono::Duration::from_std(config.source.max_run() + COMMIT_GRACE)
+                .ok()
+                .map(|limit| self.clock.now() + limit);
             state.next_run = None;
         }
-        let result = run_sync(&self.store, &config, options, &self.stop).await;
+        // run_sync catches panics in the run itself; this also covers its own bookkeeping.
+        let result = catch_unwind_future(run_sync(&self.store, &config, options, &self.stop))
+            .await
+            .unwrap_or_else(|message| panicked_run(&config.id, &message));
         let report: &RunSummary = &result.summary;
         let stopped = self.stop.is_cancelled();
         self.metrics.record_run(report, options.dry_run);
@@ -285,6 +338,7 @@ impl TenantTask {
 
         let mut state = lock(&self.state);
         state.running = None;
+        state.wedged_after = None;
         state.runs += 1;
         state.last_outcome = Some(report.outcome.as_str().to_owned());
         state.last_finished = Some(format_timestamp(self.clock.now()));

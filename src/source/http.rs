@@ -1,6 +1,9 @@
 //! HTTP plumbing shared by every source: one `send` that retries what can be retried
 //! (truncated exponential backoff with jitter, `Retry-After` honoured, a bounded total time)
-//! and paces requests under a per-tenant rate limit.
+//! and paces requests under a per-tenant rate limit. Each retry is a WARN line (shown by
+//! default), so a persistent failure is visible while it is retried. A response body larger
+//! than [`MAX_RESPONSE_BYTES`] (after decompression) fails the request: one page of a listing
+//! is never that big, and a hostile server must not make a run hold gigabytes.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,6 +14,10 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::{FetchStats, SourceError};
+
+/// The largest response body read (after decompression): 64 MiB, some 30 times a full page of
+/// 500 Google users with custom schemas.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// HTTP statuses (with Google's `errors[0].reason`) worth retrying.
 pub fn is_retryable_status(status: u16, reason: Option<&str>) -> bool {
@@ -97,6 +104,14 @@ pub struct Reply {
 /// Parses Google's / SCIM's error body for a reason and a message; tolerates non-JSON.
 pub fn error_details(body: &str) -> (Option<String>, String) {
     if let Ok(json) = serde_json::from_str::<serde_json::Value>(body) {
+        // OAuth (RFC 6749 §5.2): {"error": "invalid_grant", "error_description": "..."}
+        if let Some(code) = json.get("error").and_then(|e| e.as_str()) {
+            let description = json
+                .get("error_description")
+                .and_then(|d| d.as_str())
+                .unwrap_or("");
+            return (Some(code.to_owned()), description.chars().take(500).collect());
+        }
         if let Some(error) = json.get("error").filter(|e| e.is_object()) {
             let reason = error
                 .pointer("/errors/0/reason")
@@ -175,7 +190,16 @@ pub async fn send(
             Ok(response) => {
                 let status = response.status().as_u16();
                 let wait_hint = retry_after(&response);
-                match response.text().await {
+                match read_body(response).await {
+                    Err(BodyError::TooLarge) => {
+                        return Err(SourceError::InvalidResponse {
+                            url,
+                            message: format!(
+                                "HTTP {status}: the response is larger than {} MiB, more than any page dirsync reads; the server is misbehaving",
+                                MAX_RESPONSE_BYTES >> 20
+                            ),
+                        })
+                    }
                     Ok(body) if (200..300).contains(&status) => {
                         return Ok(Reply { status, body, url })
                     }
@@ -194,14 +218,14 @@ pub async fn send(
                     }
                     // A cut-off success is worth another try; a cut-off error body still
                     // carries its status, which decides.
-                    Err(err) if (200..300).contains(&status) => (
+                    Err(BodyError::Read(err)) if (200..300).contains(&status) => (
                         SourceError::Network {
                             url,
                             message: format!("reading the response: {}", network_message(&err)),
                         },
                         None,
                     ),
-                    Err(err) => (
+                    Err(BodyError::Read(err)) => (
                         SourceError::Http {
                             method,
                             url,
@@ -212,6 +236,14 @@ pub async fn send(
                         wait_hint,
                     ),
                 }
+            }
+            // A request that cannot even be built (a URL reqwest refuses) fails the same way
+            // every time.
+            Err(err) if err.is_builder() => {
+                return Err(SourceError::Protocol(format!(
+                    "cannot build the request {method} {url}: {}",
+                    network_message(&err)
+                )))
             }
             Err(err) => (
                 SourceError::Network {
@@ -231,10 +263,38 @@ pub async fn send(
         if started.elapsed() + wait > policy.max_elapsed {
             return Err(error);
         }
-        tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, error = %error, "retrying");
+        tracing::warn!(
+            "{error}; retry {attempt} in {:.1} s (gives up {} s after the first attempt: retry_max_seconds)",
+            wait.as_secs_f64(),
+            policy.max_elapsed.as_secs()
+        );
         stats.retries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(wait).await;
     }
+}
+
+enum BodyError {
+    TooLarge,
+    Read(reqwest::Error),
+}
+
+/// The body as text, refusing more than [`MAX_RESPONSE_BYTES`] before holding it.
+async fn read_body(mut response: reqwest::Response) -> Result<String, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8(body)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned()))
 }
 
 fn network_message(err: &reqwest::Error) -> String {

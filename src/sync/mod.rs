@@ -3,15 +3,21 @@
 //! and apply it — the new rows, every event and the run record in one transaction. Anything
 //! that fails before the commit leaves the store as it was and is recorded as a failed run.
 //!
+//! A run is bounded: the lease wait, the fetch and the plan together by the tenant's
+//! `max_run_seconds` (the commit, one transaction, is never cut), and a panic anywhere in it is
+//! caught and recorded as the run's failure (`unwind`), so the lease is given back and the
+//! caller (a daemon tenant task) goes on.
+//!
 //! Shared by `dirsync sync` (in-process) and the daemon. Must not: speak SQL (that is the
 //! store handle's), or know about schedules and sockets.
 
 mod confirm;
 mod lease;
 pub mod plan;
+pub mod unwind;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
@@ -50,6 +56,10 @@ pub enum SyncError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("the run was abandoned after max_run_seconds = {seconds} (while {phase}); nothing was committed. Check that the IdP answers promptly, or raise max_run_seconds in the tenant's [source] if the directory needs longer")]
+    TimedOut { seconds: u64, phase: &'static str },
+    #[error("internal error: the run panicked: {0}; nothing was committed. This is a bug in dirsync or a library it uses: please report it with the log")]
+    Panicked(String),
 }
 
 impl SyncError {
@@ -99,7 +109,12 @@ async fn run_sync_inner(
         dry_run_events: Vec::new(),
     };
 
-    let lease = match HeldLease::acquire(store, &tenant.id, cancel).await {
+    let max_run = tenant.source.max_run();
+    let deadline = tokio::time::Instant::now() + max_run;
+    let acquired = tokio::time::timeout_at(deadline, HeldLease::acquire(store, &tenant.id, cancel))
+        .await
+        .unwrap_or_else(|_| Err(timed_out(max_run, "waiting for the tenant's lease")));
+    let lease = match acquired {
         Ok(lease) => lease,
         Err(err) => {
             result.summary.error = Some(err.to_string());
@@ -108,7 +123,17 @@ async fn run_sync_inner(
         }
     };
 
-    let outcome = plan_and_apply(store, tenant, options, cancel, &stats, &lease, &mut result).await;
+    let outcome = unwind::catch_unwind_future(plan_and_apply(
+        store,
+        tenant,
+        options,
+        cancel,
+        (&stats, deadline),
+        &lease,
+        &mut result,
+    ))
+    .await
+    .unwrap_or_else(|message| Err(SyncError::Panicked(message)));
 
     let summary = &mut result.summary;
     summary.api_requests = stats.requests();
@@ -163,7 +188,75 @@ async fn run_sync_inner(
     result
 }
 
+fn timed_out(max_run: Duration, phase: &'static str) -> SyncError {
+    SyncError::TimedOut {
+        seconds: max_run.as_secs(),
+        phase,
+    }
+}
+
+/// What a real run commits, once planned.
+struct Planned {
+    plan: plan::Plan,
+    source_kind: crate::event::SourceKind,
+}
+
 async fn plan_and_apply(
+    store: &Store,
+    tenant: &TenantConfig,
+    options: SyncOptions,
+    cancel: &CancellationToken,
+    (stats, deadline): (&Arc<FetchStats>, tokio::time::Instant),
+    lease: &HeldLease,
+    result: &mut RunResult,
+) -> Result<(), SyncError> {
+    let planning = prepare(store, tenant, options, cancel, stats, lease, result);
+    let planned = tokio::time::timeout_at(deadline, planning)
+        .await
+        .unwrap_or_else(|_| {
+            Err(timed_out(
+                tenant.source.max_run(),
+                "fetching and planning",
+            ))
+        })?;
+    let Some(Planned { plan, source_kind }) = planned else {
+        return Ok(());
+    };
+    let summary = &mut result.summary;
+
+    // From here on the run is not cancellable: the commit is one transaction.
+    let mut run = summary.clone();
+    run.api_requests = stats.requests();
+    run.retries = stats.retries();
+    let committed = store
+        .commit(Commit {
+            tenant: tenant.id.clone(),
+            source: source_kind,
+            lease: lease.lease().clone(),
+            before: plan.previous,
+            after: plan.after,
+            changes: plan.changes,
+            run,
+            exclusions: plan.exclusions,
+            direct: Some(plan.direct),
+        })
+        .await?;
+    phase("committed");
+    summary.sync_id = Some(committed.sync_id);
+    summary.first_seq = committed.first_seq;
+    summary.last_seq = Some(committed.last_seq);
+    summary.outcome = if committed.events == 0 {
+        RunOutcome::NoChanges
+    } else {
+        RunOutcome::Committed
+    };
+    summary.finish(Millis::now());
+    Ok(())
+}
+
+/// Everything up to the commit: the source, the fetch, policy, the diff, the guard; a dry run
+/// ends here. `None`: nothing to commit (a dry run, done).
+async fn prepare(
     store: &Store,
     tenant: &TenantConfig,
     options: SyncOptions,
@@ -171,7 +264,7 @@ async fn plan_and_apply(
     stats: &Arc<FetchStats>,
     lease: &HeldLease,
     result: &mut RunResult,
-) -> Result<(), SyncError> {
+) -> Result<Option<Planned>, SyncError> {
     let source = Source::new(tenant, stats.clone()).await?;
     let index = store.index(&tenant.id).await?;
     phase("stored index loaded");
@@ -182,6 +275,7 @@ async fn plan_and_apply(
     summary.groups = Some(fetched.groups.len() as u64);
     summary.memberships = Some(fetched.members.values().map(Vec::len).sum::<usize>() as u64);
     let source_kind = fetched.source;
+    unwind::injected_panic(&tenant.id);
     if cancel.is_cancelled() {
         return Err(SyncError::Source(SourceError::Cancelled));
     }
@@ -249,37 +343,9 @@ async fn plan_and_apply(
             .collect::<Result<_, _>>()?;
         summary.outcome = RunOutcome::DryRun;
         result.dry_run_events = events;
-        return Ok(());
+        return Ok(None);
     }
-
-    // From here on the run is not cancellable: the commit is one transaction.
-    let mut run = summary.clone();
-    run.api_requests = stats.requests();
-    run.retries = stats.retries();
-    let committed = store
-        .commit(Commit {
-            tenant: tenant.id.clone(),
-            source: source_kind,
-            lease: lease.lease().clone(),
-            before: plan.previous,
-            after: plan.after,
-            changes: plan.changes,
-            run,
-            exclusions: plan.exclusions,
-            direct: Some(plan.direct),
-        })
-        .await?;
-    phase("committed");
-    summary.sync_id = Some(committed.sync_id);
-    summary.first_seq = committed.first_seq;
-    summary.last_seq = Some(committed.last_seq);
-    summary.outcome = if committed.events == 0 {
-        RunOutcome::NoChanges
-    } else {
-        RunOutcome::Committed
-    };
-    summary.finish(Millis::now());
-    Ok(())
+    Ok(Some(Planned { plan, source_kind }))
 }
 
 /// A debug trace of where a run's time and memory go.

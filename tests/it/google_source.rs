@@ -181,6 +181,7 @@ impl Fixture {
             requests_per_minute: 0,
             retry_max: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            max_run: Duration::from_secs(3600),
             all_scopes: false,
         }
     }

@@ -91,6 +91,7 @@ pub fn scim_config(base_url: &str, token: Option<&str>) -> ScimSourceConfig {
         requests_per_minute: 0,
         retry_max: Duration::from_secs(2),
         request_timeout: Duration::from_secs(10),
+        max_run: Duration::from_secs(3600),
     }
 }
 

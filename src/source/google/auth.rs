@@ -1,84 +1,103 @@
 //! Access tokens for the Directory API: a service account impersonating `source.subject`
-//! (domain-wide delegation) through yup-oauth2, which caches and refreshes the token. Turns the
-//! token endpoint's OAuth errors into errors that say what to fix in the Admin console or the
-//! tenant config. Must not log tokens.
+//! (domain-wide delegation), by the OAuth 2.0 JWT-bearer grant (RFC 7523) that Google's token
+//! endpoint speaks: an RS256-signed assertion POSTed to the key's `token_uri`, the token cached
+//! until shortly before it expires. Turns the token endpoint's OAuth errors into errors that
+//! say what to fix in the Admin console or the tenant config.
+//!
+//! dirsync signs and sends the assertion itself (instead of through yup-oauth2's flow) so the
+//! token request is an ordinary request of `source::http::send`: bounded by
+//! `request_timeout_seconds` for the whole exchange, body included; 5xx, 429 and connection
+//! failures retried like the API's; the status and host said when it fails; the body size
+//! capped; and nothing of it logged by a dependency. Must not log tokens or assertions.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::client::legacy::connect::HttpConnector;
-use yup_oauth2::authenticator::Authenticator;
-use yup_oauth2::error::{AuthError, AuthErrorCode};
-use yup_oauth2::hyper_rustls::HttpsConnector;
-use yup_oauth2::{CustomHyperClientBuilder, ServiceAccountAuthenticator, ServiceAccountKey};
+use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use base64::Engine;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use yup_oauth2::ServiceAccountKey;
 
 use super::console as messages;
-use crate::source::SourceError;
+use crate::source::http::{self, RateLimiter, RetryPolicy};
+use crate::source::{FetchStats, SourceError};
 
-/// yup-oauth2's default client needs the system's CA bundle even when `token_uri` is plain
-/// http (an emulator on loopback); a plain connector needs none.
-enum Inner {
-    Tls(Authenticator<HttpsConnector<HttpConnector>>),
-    Plain(Authenticator<HttpConnector>),
+const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The longest lifetime Google grants an assertion.
+const ASSERTION_LIFETIME_SECONDS: i64 = 3600;
+/// A cached token is renewed this long before it expires, so no request carries a token that
+/// expires in flight.
+const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(120);
+
+struct Cached {
+    token: String,
+    renew_at: Instant,
 }
 
 pub struct TokenSource {
-    inner: Inner,
-    token_uri: String,
+    http: reqwest::Client,
+    signer: RsaKeyPair,
+    token_uri: url::Url,
+    /// The key's `token_uri` exactly as written: the assertion's audience.
+    audience: String,
     subject: String,
     scopes: Vec<&'static str>,
     client_id: String,
     client_email: String,
+    private_key_id: Option<String>,
+    /// One token request at a time: concurrent member listings wait for the same token.
+    cached: Mutex<Option<Cached>>,
+    /// Token requests are not API requests: counted apart, never rate-limited.
+    stats: Arc<FetchStats>,
+    limiter: RateLimiter,
 }
 
 impl TokenSource {
-    pub async fn new(
-        key: ServiceAccountKey,
+    pub fn new(
+        key: &ServiceAccountKey,
         subject: &str,
         scopes: Vec<&'static str>,
-        timeout: Duration,
+        http: reqwest::Client,
     ) -> Result<Self, SourceError> {
-        let token_uri = key.token_uri.clone();
+        let token_uri = url::Url::parse(&key.token_uri)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+            .ok_or_else(|| SourceError::Auth {
+                message: format!(
+                    "the service-account key's token_uri {:?} is not an http(s) URL",
+                    key.token_uri
+                ),
+                hint: Some("download the service-account key (JSON) again; its token_uri is normally https://oauth2.googleapis.com/token".into()),
+            })?;
+        let signer = pkcs8_der(&key.private_key)
+            .and_then(|der| RsaKeyPair::from_pkcs8(&der).ok())
+            .ok_or_else(|| SourceError::Auth {
+                message: "the service-account key's `private_key` is not a usable RSA key".into(),
+                hint: Some(
+                    "download a new key (JSON) for the service account in the Cloud console"
+                        .into(),
+                ),
+            })?;
         let client_id = key
             .client_id
             .clone()
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| key.client_email.clone());
-        let client_email = key.client_email.clone();
-        let plain = url::Url::parse(&token_uri).is_ok_and(|url| url.scheme() == "http");
-        let inner = if plain {
-            let client = hyper_util::client::legacy::Client::builder(
-                hyper_util::rt::TokioExecutor::new(),
-            )
-            .build::<_, String>(HttpConnector::new());
-            ServiceAccountAuthenticator::with_client(key, CustomHyperClientBuilder::from(client))
-                .subject(subject)
-                .with_timeout(timeout)
-                .build()
-                .await
-                .map(Inner::Plain)
-        } else {
-            ServiceAccountAuthenticator::builder(key)
-                .subject(subject)
-                .with_timeout(timeout)
-                .build()
-                .await
-                .map(Inner::Tls)
-        }
-        .map_err(|err| SourceError::Auth {
-            message: format!("cannot set up the service-account token flow: {err}"),
-            hint: Some(if plain {
-                "the key's `private_key` is not usable: download a new key (JSON) for the service account".into()
-            } else {
-                "either the key's `private_key` is not usable (download a new key), or this machine has no CA certificates (install the ca-certificates package)".into()
-            }),
-        })?;
         Ok(Self {
-            inner,
+            http,
+            signer,
             token_uri,
+            audience: key.token_uri.clone(),
             subject: subject.to_owned(),
             scopes,
             client_id,
-            client_email,
+            client_email: key.client_email.clone(),
+            private_key_id: key.private_key_id.clone().filter(|id| !id.is_empty()),
+            cached: Mutex::new(None),
+            stats: Arc::new(FetchStats::default()),
+            limiter: RateLimiter::new(0),
         })
     }
 
@@ -91,131 +110,202 @@ impl TokenSource {
     }
 
     /// The cached token, or a new one when it is about to expire.
-    pub async fn token(&self) -> Result<String, SourceError> {
-        self.get(false).await
+    pub async fn token(&self, retry: &RetryPolicy) -> Result<String, SourceError> {
+        self.get(false, retry).await
     }
 
     /// A new token, whatever the cache holds (after the API answered 401).
-    pub async fn refreshed_token(&self) -> Result<String, SourceError> {
-        self.get(true).await
+    pub async fn refreshed_token(&self, retry: &RetryPolicy) -> Result<String, SourceError> {
+        self.get(true, retry).await
     }
 
-    async fn get(&self, force: bool) -> Result<String, SourceError> {
-        // Connection failures to the token endpoint are retried briefly: they are as transient
-        // as the API's, and one token failure otherwise fails the whole sync.
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result = match (&self.inner, force) {
-                (Inner::Tls(auth), false) => auth.token(&self.scopes).await,
-                (Inner::Tls(auth), true) => auth.force_refreshed_token(&self.scopes).await,
-                (Inner::Plain(auth), false) => auth.token(&self.scopes).await,
-                (Inner::Plain(auth), true) => auth.force_refreshed_token(&self.scopes).await,
-            };
-            let error = match result {
-                Ok(token) => {
-                    return match token.token() {
-                        Some(token) if !token.is_empty() => Ok(token.to_owned()),
-                        _ => Err(SourceError::InvalidResponse {
-                            url: self.token_uri.clone(),
-                            message: "the token endpoint answered without an access_token".into(),
-                        }),
-                    }
-                }
-                Err(err) => self.map_error(err),
-            };
-            if attempt >= 3 || !matches!(error, SourceError::Network { .. }) {
-                return Err(error);
+    async fn get(&self, force: bool, retry: &RetryPolicy) -> Result<String, SourceError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(current) = cached.as_ref() {
+            if !force && Instant::now() < current.renew_at {
+                return Ok(current.token.clone());
             }
-            tracing::debug!(attempt, error = %error, "retrying the token request");
-            tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
         }
+        let (token, lifetime) = self.request(retry).await?;
+        *cached = Some(Cached {
+            token: token.clone(),
+            renew_at: Instant::now() + lifetime.saturating_sub(RENEW_BEFORE_EXPIRY),
+        });
+        Ok(token)
+    }
+
+    /// One token exchange, retried like an API request.
+    async fn request(&self, retry: &RetryPolicy) -> Result<(String, Duration), SourceError> {
+        let assertion = self.assertion()?;
+        let form = [("grant_type", GRANT_TYPE), ("assertion", assertion.as_str())];
+        let reply = http::send(
+            || self.http.post(self.token_uri.clone()).form(&form),
+            &self.stats,
+            &self.limiter,
+            retry,
+        )
+        .await
+        .map_err(|err| self.map_error(err))?;
+        let body: Value = serde_json::from_str(&reply.body).map_err(|err| {
+            SourceError::InvalidResponse {
+                url: self.token_uri.to_string(),
+                message: format!(
+                    "the token endpoint {} answered HTTP {} with something that is not an OAuth token ({err})",
+                    self.token_host(),
+                    reply.status
+                ),
+            }
+        })?;
+        let token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| SourceError::InvalidResponse {
+                url: self.token_uri.to_string(),
+                message: format!(
+                    "the token endpoint {} answered without an access_token",
+                    self.token_host()
+                ),
+            })?;
+        let lifetime = body
+            .get("expires_in")
+            .and_then(|value| value.as_u64().or_else(|| value.as_str()?.parse().ok()))
+            .unwrap_or(3600);
+        Ok((token.to_owned(), Duration::from_secs(lifetime)))
+    }
+
+    /// The signed JWT: `iss` the service account, `sub` the impersonated admin, `aud` the
+    /// token endpoint.
+    fn assertion(&self) -> Result<String, SourceError> {
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now = chrono::Utc::now().timestamp();
+        let mut header = json!({"alg": "RS256", "typ": "JWT"});
+        if let Some(kid) = &self.private_key_id {
+            header["kid"] = json!(kid);
+        }
+        let claims = json!({
+            "iss": self.client_email,
+            "sub": self.subject,
+            "scope": self.scopes.join(" "),
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_SECONDS,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            engine.encode(header.to_string()),
+            engine.encode(claims.to_string())
+        );
+        let mut signature = vec![0; self.signer.public_modulus_len()];
+        self.signer
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| SourceError::Auth {
+                message: "cannot sign the token request with the service-account key".into(),
+                hint: Some("download a new key (JSON) for the service account".into()),
+            })?;
+        Ok(format!("{signing_input}.{}", engine.encode(signature)))
     }
 
     fn token_host(&self) -> String {
-        url::Url::parse(&self.token_uri)
-            .ok()
-            .and_then(|url| {
-                url.host_str().map(|host| match url.port() {
-                    Some(port) => format!("{host}:{port}"),
-                    None => host.to_owned(),
-                })
-            })
-            .unwrap_or_else(|| self.token_uri.clone())
-    }
-
-    fn map_error(&self, err: yup_oauth2::Error) -> SourceError {
-        use yup_oauth2::Error as E;
-        match err {
-            E::AuthError(auth) => self.map_auth_error(&auth),
-            E::HttpError(err) => SourceError::Network {
-                url: self.token_uri.clone(),
-                message: format!(
-                    "token endpoint host {} unreachable: {err}",
-                    self.token_host()
-                ),
-            },
-            E::HttpClientError(err) => SourceError::Network {
-                url: self.token_uri.clone(),
-                message: format!(
-                    "token endpoint host {} unreachable: {}",
-                    self.token_host(),
-                    error_chain(&err)
-                ),
-            },
-            E::JSONError(err) => SourceError::InvalidResponse {
-                url: self.token_uri.clone(),
-                message: format!("the token endpoint's answer is not an OAuth token ({err})"),
-            },
-            E::MissingAccessToken => SourceError::InvalidResponse {
-                url: self.token_uri.clone(),
-                message: "the token endpoint answered without an access_token".into(),
-            },
-            other => SourceError::Auth {
-                message: format!("cannot get an access token: {other}"),
-                hint: None,
-            },
+        match (self.token_uri.host_str(), self.token_uri.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            _ => self.token_uri.to_string(),
         }
     }
 
-    fn map_auth_error(&self, auth: &AuthError) -> SourceError {
-        let description = auth.error_description.clone().unwrap_or_default();
-        let message = format!("the token endpoint {} refused: {auth}", self.token_host());
-        let hint = match &auth.error {
-            AuthErrorCode::UnauthorizedClient => {
-                Some(messages::delegation_not_granted(&self.client_id))
+    fn map_error(&self, err: SourceError) -> SourceError {
+        match err {
+            // An OAuth error body (`{"error": "invalid_grant", ...}`): what to fix.
+            SourceError::Http {
+                status,
+                reason: Some(code),
+                message,
+                ..
+            } if (400..500).contains(&status) => self.auth_error(status, &code, &message),
+            SourceError::Network { url, message } => SourceError::Network {
+                url,
+                message: format!(
+                    "token endpoint host {} unreachable: {message}",
+                    self.token_host()
+                ),
+            },
+            other => other,
+        }
+    }
+
+    fn auth_error(&self, status: u16, code: &str, description: &str) -> SourceError {
+        let message = format!(
+            "the token endpoint {} refused (HTTP {status}): {code}{}",
+            self.token_host(),
+            if description.is_empty() {
+                String::new()
+            } else {
+                format!(": {description}")
             }
-            AuthErrorCode::InvalidGrant if description.contains("Invalid email or User ID") => {
-                Some(format!(
-                    "no such user: source.subject ({}) must be an existing admin user of the Workspace account",
-                    self.subject
-                ))
-            }
-            AuthErrorCode::InvalidGrant
-                if description.contains("short-lived") || description.contains("iat") =>
-            {
+        );
+        let hint = match code {
+            "unauthorized_client" => Some(messages::delegation_not_granted(&self.client_id)),
+            "invalid_grant" if description.contains("Invalid email or User ID") => Some(format!(
+                "no such user: source.subject ({}) must be an existing admin user of the Workspace account",
+                self.subject
+            )),
+            "invalid_grant" if description.contains("short-lived") || description.contains("iat") => {
                 Some("the token request was signed with a wrong time: check this machine's clock (NTP)".into())
             }
-            AuthErrorCode::InvalidGrant | AuthErrorCode::InvalidClient => {
-                Some(messages::key_rejected(&self.client_email))
-            }
-            AuthErrorCode::InvalidScope => Some(messages::unknown_scopes()),
+            "invalid_grant" | "invalid_client" => Some(messages::key_rejected(&self.client_email)),
+            "invalid_scope" => Some(messages::unknown_scopes()),
             _ => None,
         };
         SourceError::Auth { message, hint }
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
+/// The DER bytes of a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+fn pkcs8_der(pem: &str) -> Option<Vec<u8>> {
+    let begin = pem.find("-----BEGIN PRIVATE KEY-----")?;
+    let body = &pem[begin + "-----BEGIN PRIVATE KEY-----".len()..];
+    let end = body.find("-----END PRIVATE KEY-----")?;
+    let base64: String = body[..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_uri_that_is_not_a_url_is_an_error_not_a_panic() {
+        let key: ServiceAccountKey = serde_json::from_value(json!({
+            "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            "client_email": "a@b.iam.gserviceaccount.com",
+            "token_uri": "not a url",
+        }))
+        .unwrap();
+        for uri in ["not a url", "file:///etc/passwd"] {
+            let mut key = key.clone();
+            key.token_uri = uri.into();
+            let err = TokenSource::new(&key, "admin@x", vec![], reqwest::Client::new())
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("token_uri"), "{err}");
         }
-        source = cause.source();
+        let mut key = key;
+        key.token_uri = "https://oauth2.googleapis.com/token".into();
+        let err = TokenSource::new(&key, "admin@x", vec![], reqwest::Client::new())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("private_key"), "{err}");
     }
-    message
 }

@@ -117,16 +117,15 @@ impl GoogleSource {
                 SourceError::Protocol(format!("cannot set up the HTTP client: {err}"))
             })?;
         let tokens = TokenSource::new(
-            config.service_account_key.clone(),
+            &config.service_account_key,
             &config.subject,
             if config.all_scopes {
                 SCOPES.to_vec()
             } else {
                 scopes_for(filters)
             },
-            config.request_timeout,
-        )
-        .await?;
+            http.clone(),
+        )?;
         let scope = match &config.domain {
             Some(domain) => ("domain", domain.clone()),
             None => ("customer", config.customer.clone()),
@@ -157,7 +156,7 @@ impl GoogleSource {
 
     pub async fn fetch(&self) -> Result<Fetched, SourceError> {
         // One token up front: a credentials problem fails fast and once, not in every task.
-        self.api.tokens.token().await?;
+        self.api.tokens.token(&self.api.retry).await?;
         // Members are listed as soon as the groups are known, while users.list still pages:
         // which members are users of the directory is settled once both are done.
         let groups_and_members = async {
@@ -242,7 +241,7 @@ impl GoogleSource {
 
     /// A token and one page each of users and groups.
     pub async fn check(&self) -> Result<String, SourceError> {
-        self.api.tokens.token().await?;
+        self.api.tokens.token(&self.api.retry).await?;
         let mut description = format!(
             "token OK for {} (client {})",
             self.api.tokens.subject(),
@@ -523,11 +522,11 @@ impl Api {
         url: &url::Url,
         query: &[(&'static str, String)],
     ) -> Result<Map<String, Value>, SourceError> {
-        let token = self.tokens.token().await?;
+        let token = self.tokens.token(&self.retry).await?;
         let reply = match self.send(url, query, &token).await {
             Err(SourceError::Http { status: 401, .. }) => {
                 tracing::debug!(method, "HTTP 401: refreshing the access token once");
-                let token = self.tokens.refreshed_token().await?;
+                let token = self.tokens.refreshed_token(&self.retry).await?;
                 self.send(url, query, &token).await?
             }
             other => other?,

@@ -254,6 +254,7 @@ mod tests {
             requests_per_minute: 0,
             retry_max: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
+            max_run: Duration::from_secs(3600),
         }
     }
 
