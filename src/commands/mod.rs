@@ -227,7 +227,14 @@ fn no_secrets<S>() -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber,
 {
-    const QUIET: &[&str] = &["yup_oauth2", "hyper", "hyper_util", "h2", "reqwest", "rustls"];
+    const QUIET: &[&str] = &[
+        "yup_oauth2",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "reqwest",
+        "rustls",
+    ];
     tracing_subscriber::filter::filter_fn(|metadata| {
         let target = metadata.target();
         let crate_name = target.split("::").next().unwrap_or(target);

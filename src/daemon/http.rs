@@ -37,7 +37,10 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if wedged.is_empty() {
         (StatusCode::OK, "ok\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", wedged.join("\n")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", wedged.join("\n")),
+        )
     }
 }
 

@@ -110,7 +110,10 @@ pub fn error_details(body: &str) -> (Option<String>, String) {
                 .get("error_description")
                 .and_then(|d| d.as_str())
                 .unwrap_or("");
-            return (Some(code.to_owned()), description.chars().take(500).collect());
+            return (
+                Some(code.to_owned()),
+                description.chars().take(500).collect(),
+            );
         }
         if let Some(error) = json.get("error").filter(|e| e.is_object()) {
             let reason = error

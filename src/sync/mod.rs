@@ -213,12 +213,7 @@ async fn plan_and_apply(
     let planning = prepare(store, tenant, options, cancel, stats, lease, result);
     let planned = tokio::time::timeout_at(deadline, planning)
         .await
-        .unwrap_or_else(|_| {
-            Err(timed_out(
-                tenant.source.max_run(),
-                "fetching and planning",
-            ))
-        })?;
+        .unwrap_or_else(|_| Err(timed_out(tenant.source.max_run(), "fetching and planning")))?;
     let Some(Planned { plan, source_kind }) = planned else {
         return Ok(());
     };

@@ -82,6 +82,8 @@ struct Server {
     faults: HashMap<String, VecDeque<Canned>>,
     /// Set: the token endpoint answers this (status, body) instead of a token.
     token_error: Option<(u16, Value)>,
+    /// Served by the token endpoint first, in order, before `token_error` or a token.
+    token_faults: VecDeque<(u16, String)>,
     tokens_issued: u32,
     valid_tokens: HashSet<String>,
     /// Claims of every JWT assertion received.
@@ -255,6 +257,9 @@ async fn handle(
             .collect();
         let mut server = shared.server.lock().unwrap();
         server.assertions.push(jwt_claims(&form["assertion"]));
+        if let Some((status, body)) = server.token_faults.pop_front() {
+            return reply(status, &[], body);
+        }
         if let Some((status, body)) = &server.token_error {
             return reply(*status, &[], body.to_string());
         }
@@ -740,9 +745,80 @@ async fn token_errors_say_what_to_fix() {
     let err = source.check().await.unwrap_err();
     assert!(err.hint().unwrap().contains("new key"), "{err}");
 
+    // A 502 is retried like an API error, and its status and host are said when it persists.
     fx.server().token_error = Some((502, json!("<html>")));
+    let source = source.with_retry_policy(fast_retries(Duration::from_millis(100)));
     let err = source.check().await.unwrap_err();
-    assert!(matches!(err, SourceError::InvalidResponse { .. }), "{err}");
+    assert!(
+        matches!(err, SourceError::Http { status: 502, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&fx.addr.to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn transient_token_endpoint_failures_are_retried() {
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    fx.server()
+        .token_faults
+        .extend([(503, String::new()), (500, "<html>oops</html>".to_owned())]);
+    let (source, _) = fx.source(fx.config()).await;
+    let fetched = source.fetch().await.unwrap();
+    assert_eq!(fetched.users.len(), 3);
+    assert!(fx.server().token_faults.is_empty());
+}
+
+/// A token endpoint on loopback that accepts connections and then misbehaves for ever: with
+/// `drip`, it sends a response head and then one body byte at a time, never finishing.
+async fn stalling_token_endpoint(drip: bool) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                if drip {
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{";
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let mut tick = tokio::time::interval(Duration::from_millis(100));
+                    loop {
+                        tick.tick().await;
+                        if stream.write_all(b" ").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_never_answers_or_drips_is_bounded_by_the_request_timeout() {
+    for drip in [false, true] {
+        let fx = Fixture::start().await;
+        let stalling = stalling_token_endpoint(drip).await;
+        let mut config = fx.config_with_token_uri(&format!("http://{stalling}/token"));
+        config.request_timeout = Duration::from_millis(500);
+        let (source, _) = fx.source(config).await;
+        let source = source.with_retry_policy(fast_retries(Duration::from_millis(300)));
+        let err = tokio::time::timeout(Duration::from_secs(30), source.check())
+            .await
+            .unwrap_or_else(|_| panic!("the token request hung (drip: {drip})"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&stalling.to_string()),
+            "drip {drip}: {err}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -48,3 +48,5 @@ mod run_report;
 mod terminal_text;
 // Whole syncs of the real binary against the emulator: changes, faults, guard, dry runs.
 mod sync_e2e;
+// A hostile or broken IdP: panics, hangs, secrets in logs, unbounded work.
+mod hostile;

@@ -76,8 +76,7 @@ impl TokenSource {
             .ok_or_else(|| SourceError::Auth {
                 message: "the service-account key's `private_key` is not a usable RSA key".into(),
                 hint: Some(
-                    "download a new key (JSON) for the service account in the Cloud console"
-                        .into(),
+                    "download a new key (JSON) for the service account in the Cloud console".into(),
                 ),
             })?;
         let client_id = key
@@ -137,7 +136,10 @@ impl TokenSource {
     /// One token exchange, retried like an API request.
     async fn request(&self, retry: &RetryPolicy) -> Result<(String, Duration), SourceError> {
         let assertion = self.assertion()?;
-        let form = [("grant_type", GRANT_TYPE), ("assertion", assertion.as_str())];
+        let form = [
+            ("grant_type", GRANT_TYPE),
+            ("assertion", assertion.as_str()),
+        ];
         let reply = http::send(
             || self.http.post(self.token_uri.clone()).form(&form),
             &self.stats,
@@ -271,10 +273,7 @@ fn pkcs8_der(pem: &str) -> Option<Vec<u8>> {
     let begin = pem.find("-----BEGIN PRIVATE KEY-----")?;
     let body = &pem[begin + "-----BEGIN PRIVATE KEY-----".len()..];
     let end = body.find("-----END PRIVATE KEY-----")?;
-    let base64: String = body[..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let base64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD
         .decode(base64)
         .ok()
