@@ -1,6 +1,10 @@
 //! Sources: fetch a complete, normalized snapshot of a tenant's directory from its IdP. A
 //! fetch either returns every user, group and direct membership, or an error; never a part.
 //!
+//! Bounded whatever the IdP sends: a listing stops with an error past [`MAX_LISTED`] objects or
+//! [`MAX_PAGES`] pages, a response body past `http::MAX_RESPONSE_BYTES`, and one user's JSON
+//! past [`MAX_OBJECT_BYTES`] refuses the run naming the user (nothing is truncated silently).
+//!
 //! Must not: touch the store, apply tenant policy (that is `policy`), or emit events.
 
 pub mod google;
@@ -16,6 +20,66 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{SourceConfig, TenantConfig};
 use crate::event::SourceKind;
 use crate::model::{Group, Id, MemberKind, User};
+
+/// The most objects (users, groups, or one group's members) one listing may return: twice
+/// the largest directories dirsync is built for. More is a server that never ends a listing.
+pub const MAX_LISTED: usize = 2_000_000;
+/// The most pages one listing may take.
+pub const MAX_PAGES: u64 = 100_000;
+/// The largest JSON of one user (its attributes together): Google's and SCIM's real users are
+/// a few kilobytes; a bigger one would be stored and posted to every sink as one event.
+pub const MAX_OBJECT_BYTES: usize = 1 << 20;
+
+/// About how many bytes `value` takes as JSON (strings and keys counted, a little per item),
+/// without serializing it.
+pub fn json_size(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        Value::String(text) => text.len() + 2,
+        Value::Array(items) => items.iter().map(|item| json_size(item) + 1).sum::<usize>() + 2,
+        Value::Object(map) => {
+            map.iter()
+                .map(|(key, item)| key.len() + 4 + json_size(item))
+                .sum::<usize>()
+                + 2
+        }
+    }
+}
+
+/// Refuses one object larger than [`MAX_OBJECT_BYTES`], naming it.
+pub fn check_object_size(
+    url: &str,
+    what: &str,
+    value: &serde_json::Value,
+) -> Result<(), SourceError> {
+    let size = json_size(value);
+    if size <= MAX_OBJECT_BYTES {
+        return Ok(());
+    }
+    let id = value
+        .get("id")
+        .and_then(|id| id.as_str())
+        .unwrap_or("(no id)");
+    let email = value
+        .get("primaryEmail")
+        .or_else(|| value.get("userName"))
+        .and_then(|name| name.as_str())
+        .unwrap_or("");
+    let largest = value
+        .as_object()
+        .and_then(|map| map.iter().max_by_key(|(_, item)| json_size(item)))
+        .map(|(key, _)| key.as_str())
+        .unwrap_or("");
+    Err(SourceError::InvalidResponse {
+        url: url.to_owned(),
+        message: format!(
+            "{what} {id} {email} is {} KiB of JSON (its largest attribute: `{largest}`), more than the {} KiB dirsync accepts for one object; the run is refused rather than storing and sending it: fix the attribute in the IdP",
+            size >> 10,
+            MAX_OBJECT_BYTES >> 10
+        ),
+    })
+}
 
 /// A user as a source returned it: normalized, plus what policy needs to decide on it.
 #[derive(Debug, Clone)]

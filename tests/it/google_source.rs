@@ -92,6 +92,9 @@ struct Server {
     requests: Vec<(String, HashMap<String, String>)>,
     in_flight: usize,
     max_in_flight: usize,
+    /// Set: this path answers empty pages with a new `nextPageToken` for ever.
+    endless: Option<String>,
+    endless_pages: u64,
 }
 
 #[derive(Clone)]
@@ -312,6 +315,15 @@ async fn handle(
     let mut server = shared.server.lock().unwrap();
     if is_members {
         server.in_flight -= 1;
+    }
+    if server.endless.as_deref() == Some(path.as_str()) {
+        server.endless_pages += 1;
+        let next = format!("endless-{}", server.endless_pages);
+        return reply(
+            200,
+            &[],
+            json!({"kind": "admin#directory#users", "nextPageToken": next}).to_string(),
+        );
     }
     let key = (path.clone(), query.get("pageToken").cloned());
     match server.pages.get(&key) {
@@ -1014,4 +1026,117 @@ async fn users_missing_from_a_filtered_listing_are_read_by_id() {
     // An unfiltered listing is complete: nothing to look up.
     let (source, _) = fx.source(fx.config()).await;
     assert!(source.locate_users(&ids).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_null_or_missing_user_list_is_an_error_not_an_empty_directory() {
+    for body in [
+        json!({"kind": "admin#directory#users", "users": null}),
+        json!({}),
+        json!({"etag": "\"e\""}),
+    ] {
+        let fx = Fixture::start().await;
+        small_directory(&fx);
+        fx.page(USERS, None, body.clone());
+        let (source, _) = fx.source(fx.config()).await;
+        let err = source.fetch().await.unwrap_err();
+        assert!(
+            matches!(err, SourceError::InvalidResponse { .. }),
+            "{body}: {err}"
+        );
+        assert!(err.to_string().contains("users"), "{err}");
+    }
+    // A well-formed empty last page is an empty listing.
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    fx.page(
+        USERS,
+        None,
+        json!({"kind": "admin#directory#users", "etag": "\"e\""}),
+    );
+    let (source, _) = fx.source(fx.config()).await;
+    assert!(source.fetch().await.unwrap().users.is_empty());
+}
+
+#[tokio::test]
+async fn a_user_listed_twice_with_different_data_tears_the_listing() {
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    let mut alice_renamed = user_json("u1", "alice.new@example.com", "/Engineering");
+    alice_renamed["name"]["givenName"] = json!("Alicia");
+    fx.page(
+        USERS,
+        Some("users-2"),
+        json!({"kind": "admin#directory#users", "users": [alice_renamed]}),
+    );
+    let (source, _) = fx.source(fx.config()).await;
+    let err = source.fetch().await.unwrap_err();
+    assert!(err.to_string().contains("torn listing"), "{err}");
+    assert!(err.to_string().contains("u1"), "{err}");
+
+    // The same user again, unchanged (overlapping pages), is one user.
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    fx.page(
+        USERS,
+        Some("users-2"),
+        json!({"kind": "admin#directory#users",
+               "users": [user_json("u1", "Alice@Example.com", "/Engineering")]}),
+    );
+    let (source, _) = fx.source(fx.config()).await;
+    assert_eq!(source.fetch().await.unwrap().users.len(), 2);
+}
+
+#[tokio::test]
+async fn a_listing_whose_page_tokens_never_end_stops_with_an_error() {
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    fx.server().endless = Some(USERS.to_owned());
+    let (source, _) = fx.source(fx.config()).await;
+    let err = tokio::time::timeout(Duration::from_secs(60), source.fetch())
+        .await
+        .expect("the endless listing was followed for ever")
+        .unwrap_err();
+    assert!(err.to_string().contains("did not end"), "{err}");
+    assert!(
+        fx.server().endless_pages <= 101,
+        "{}",
+        fx.server().endless_pages
+    );
+}
+
+#[tokio::test]
+async fn a_response_body_over_the_cap_is_refused_and_not_retried() {
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    let huge = format!(
+        "{{\"kind\": \"admin#directory#users\", \"pad\": \"{}\"}}",
+        "x".repeat(dirsync::source::http::MAX_RESPONSE_BYTES + 1)
+    );
+    fx.fault(USERS, Canned::text(200, &huge));
+    let (source, stats) = fx.source(fx.config()).await;
+    let err = source.fetch().await.unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+    assert_eq!(stats.retries(), 0);
+}
+
+#[tokio::test]
+async fn a_user_over_the_object_size_cap_refuses_the_run_naming_the_user() {
+    let fx = Fixture::start().await;
+    small_directory(&fx);
+    let mut bloated = user_json("u3", "carol@example.com", "/");
+    bloated["notes"] = json!({"value": "x".repeat(dirsync::source::MAX_OBJECT_BYTES + 10)});
+    fx.page(
+        USERS,
+        Some("users-2"),
+        json!({"kind": "admin#directory#users", "users": [bloated]}),
+    );
+    let (source, _) = fx.source(fx.config()).await;
+    let err = source.fetch().await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("u3") && text.contains("carol@example.com"),
+        "{text}"
+    );
+    assert!(text.contains("`notes`"), "{text}");
 }

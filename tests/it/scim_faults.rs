@@ -388,3 +388,31 @@ async fn a_429_with_retry_after_is_retried() {
     assert_eq!(fetched.users.len(), 1);
     assert_eq!(stats.retries(), 1);
 }
+
+#[tokio::test]
+async fn a_total_beyond_any_real_directory_is_refused_before_paging() {
+    let pages = Arc::new(AtomicU64::new(0));
+    let counted = pages.clone();
+    let fixture = Fixture::start(move |request: &Request| match request.path.as_str() {
+        "/ServiceProviderConfig" => Answer::json(spc(small_index_pages(), false)),
+        "/Users" => {
+            // Fresh users on every page, for ever, claiming a trillion.
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            Answer::json(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                "totalResults": 1_000_000_000_000u64,
+                "Resources": [user(&format!("u{n}a"), json!(true)), user(&format!("u{n}b"), json!(true))],
+            }))
+        }
+        "/Groups" => empty_list(),
+        _ => Answer::not_found(),
+    })
+    .await;
+    let (source, _) = source(&fixture);
+    let err = tokio::time::timeout(Duration::from_secs(60), source.fetch())
+        .await
+        .expect("the endless listing was followed for ever")
+        .unwrap_err();
+    assert!(err.to_string().contains("totalResults"), "{err}");
+    assert!(pages.load(Ordering::SeqCst) <= 3);
+}

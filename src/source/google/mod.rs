@@ -39,7 +39,10 @@ use crate::config::{AttributeMapping, FiltersConfig, GoogleSourceConfig};
 use crate::event::SourceKind;
 use crate::model::{Group, Id};
 use crate::source::http::{self, RateLimiter, RetryPolicy};
-use crate::source::{FetchStats, Fetched, FetchedUser, MemberRef, OtherMember, SourceError};
+use crate::source::{
+    check_object_size, FetchStats, Fetched, FetchedUser, MemberRef, OtherMember, SourceError,
+    MAX_LISTED, MAX_PAGES,
+};
 use auth::TokenSource;
 use normalize::MemberEmails;
 
@@ -361,8 +364,8 @@ impl GoogleSource {
 
     async fn list_users(&self) -> Result<Vec<FetchedUser>, SourceError> {
         let url = self.api.url(&["users"])?;
-        let mut seen: HashSet<Id> = HashSet::new();
-        let mut users = Vec::new();
+        let mut seen: std::collections::HashMap<Id, usize> = std::collections::HashMap::new();
+        let mut users: Vec<FetchedUser> = Vec::new();
         for query in &self.user_queries {
             let mut params = vec![
                 self.scope.clone(),
@@ -372,11 +375,18 @@ impl GoogleSource {
             params.extend(query.clone().map(|q| ("query", q)));
             self.api
                 .list("users.list", &url, &params, "users", |item| {
+                    check_object_size(url.as_str(), "users.list: user", &item)?;
                     let user =
                         normalize::user(item).map_err(|err| invalid(&url, "users.list", &err))?;
-                    // Pages of a directory that changes while it is read may repeat a user.
-                    if seen.insert(user.user.id.clone()) {
-                        users.push(user);
+                    // Overlapping org-unit queries list a user twice, the same; a repeat with
+                    // other data is a listing torn by a change while it was read.
+                    match seen.get(&user.user.id) {
+                        None => {
+                            seen.insert(user.user.id.clone(), users.len());
+                            users.push(user);
+                        }
+                        Some(&index) if users[index].user == user.user => {}
+                        Some(_) => return Err(torn(&url, "users.list", "user", &user.user.id)),
                     }
                     Ok(())
                 })
@@ -390,7 +400,7 @@ impl GoogleSource {
     async fn list_groups(&self) -> Result<(Vec<Group>, Vec<u64>), SourceError> {
         let url = self.api.url(&["groups"])?;
         let params = [self.scope.clone(), ("maxResults", GROUPS_PAGE_SIZE.into())];
-        let mut seen: HashSet<Id> = HashSet::new();
+        let mut seen: std::collections::HashMap<Id, usize> = std::collections::HashMap::new();
         let mut groups = Vec::new();
         let mut sizes = Vec::new();
         self.api
@@ -404,9 +414,14 @@ impl GoogleSource {
                 });
                 let group =
                     normalize::group(item).map_err(|err| invalid(&url, "groups.list", &err))?;
-                if seen.insert(group.id.clone()) {
-                    groups.push(group);
-                    sizes.push(size);
+                match seen.get(&group.id) {
+                    None => {
+                        seen.insert(group.id.clone(), groups.len());
+                        groups.push(group);
+                        sizes.push(size);
+                    }
+                    Some(&index) if groups[index] == group => {}
+                    Some(_) => return Err(torn(&url, "groups.list", "group", &group.id)),
                 }
                 Ok(())
             })
@@ -495,6 +510,16 @@ fn user_queries(org_units: &[String]) -> Vec<Option<String>> {
         .collect()
 }
 
+/// The same object twice in one listing, with different data.
+fn torn(url: &url::Url, method: &str, what: &str, id: &str) -> SourceError {
+    SourceError::InvalidResponse {
+        url: url.to_string(),
+        message: format!(
+            "{method} returned {what} {id} twice with different data: the directory changed while it was listed (a torn listing); nothing is committed from it, the next run lists again"
+        ),
+    }
+}
+
 fn invalid(url: &url::Url, method: &str, err: &normalize::ItemError) -> SourceError {
     SourceError::InvalidResponse {
         url: url.to_string(),
@@ -565,15 +590,43 @@ impl Api {
         items_key: &str,
         mut each: impl FnMut(Value) -> Result<(), SourceError>,
     ) -> Result<(), SourceError> {
+        /// Google pages in a row with no item and yet a next page: a server stuck in a loop.
+        const MAX_EMPTY_PAGES: u64 = 100;
         let mut seen_tokens: HashSet<String> = HashSet::new();
         let mut page_token: Option<String> = None;
         let mut query: Vec<(&'static str, String)> = params.to_vec();
+        let mut listed = 0usize;
+        let mut empty_in_a_row = 0u64;
         for page in 1u64.. {
+            if page > MAX_PAGES || empty_in_a_row >= MAX_EMPTY_PAGES {
+                return Err(SourceError::Protocol(format!(
+                    "{method} of {url} did not end after {} pages ({empty_in_a_row} empty in a row): the API is misbehaving; nothing was committed",
+                    page - 1
+                )));
+            }
             query.truncate(params.len());
             query.extend(page_token.clone().map(|token| ("pageToken", token)));
             let mut body = self.get_object(method, url, &query).await?;
             let items = match body.remove(items_key) {
-                None | Some(Value::Null) => Vec::new(),
+                // Google leaves the list out of an empty page; a page that is not even a
+                // Directory API answer (no `kind`) must not pass for an empty directory.
+                None if body.get("kind").and_then(Value::as_str).is_some_and(|k| !k.is_empty()) => {
+                    Vec::new()
+                }
+                None => {
+                    return Err(SourceError::InvalidResponse {
+                        url: url.to_string(),
+                        message: format!(
+                            "{method} page {page} has no `{items_key}` and no `kind`: not a Directory API list page"
+                        ),
+                    })
+                }
+                Some(Value::Null) => {
+                    return Err(SourceError::InvalidResponse {
+                        url: url.to_string(),
+                        message: format!("{method} page {page}: `{items_key}` is null"),
+                    })
+                }
                 Some(Value::Array(items)) => items,
                 Some(_) => {
                     return Err(SourceError::InvalidResponse {
@@ -600,6 +653,17 @@ impl Api {
                 more = next.is_some(),
                 "page received"
             );
+            empty_in_a_row = if items.is_empty() {
+                empty_in_a_row + 1
+            } else {
+                0
+            };
+            listed += items.len();
+            if listed > MAX_LISTED {
+                return Err(SourceError::Protocol(format!(
+                    "{method} of {url} listed more than {MAX_LISTED} items: more than dirsync accepts from one listing; the API is misbehaving"
+                )));
+            }
             items.into_iter().try_for_each(&mut each)?;
             let Some(next) = next else {
                 return Ok(());

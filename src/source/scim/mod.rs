@@ -28,8 +28,7 @@ use normalize::RawMember;
 
 /// How often a listing torn by concurrent changes is started again before giving up.
 const MAX_LISTING_ATTEMPTS: u32 = 3;
-/// A listing that goes on for this many pages is a server that never ends it.
-const MAX_PAGES: u64 = 1_000_000;
+use super::{check_object_size, MAX_LISTED, MAX_PAGES};
 
 /// The SCIM resource type's name in messages ("users", "groups").
 fn resource_name(kind: MemberKind) -> &'static str {
@@ -106,6 +105,7 @@ impl ScimSource {
         let users = user_resources
             .iter()
             .map(|resource| {
+                check_object_size(&users_url, "user", resource)?;
                 normalize::user(resource).map_err(|bad| SourceError::InvalidResponse {
                     url: users_url.clone(),
                     message: bad.0,
@@ -494,6 +494,32 @@ impl Inner {
         }
     }
 
+    /// A listing past [`MAX_PAGES`] pages or [`MAX_LISTED`] resources is a server that never
+    /// ends it.
+    fn check_bounds(url: &str, collector: &Collector) -> Result<(), SourceError> {
+        if collector.pages >= MAX_PAGES || collector.ids().len() > MAX_LISTED {
+            return Err(SourceError::Protocol(format!(
+                "listing {url} did not end after {} pages and {} resources, more than dirsync accepts from one listing: the server is misbehaving; nothing was committed",
+                collector.pages,
+                collector.ids().len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// A reported `totalResults` beyond [`MAX_LISTED`] is refused before paging through it.
+    fn check_total(url: &str, total: Option<u64>) -> Result<(), SourceError> {
+        match total {
+            Some(total) if total > MAX_LISTED as u64 => Err(SourceError::InvalidResponse {
+                url: url.to_owned(),
+                message: format!(
+                    "totalResults is {total}, more than the {MAX_LISTED} resources dirsync lists from one server: refusing to page through it"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     async fn list_by_index(
         &self,
         url: &str,
@@ -502,13 +528,15 @@ impl Inner {
     ) -> Result<Collector, SourceError> {
         let mut collector = Collector::default();
         let mut start: u64 = 1;
-        while collector.pages < MAX_PAGES {
+        loop {
+            Self::check_bounds(url, &collector)?;
             let mut query = extra.to_vec();
             query.push(("startIndex".to_owned(), start.to_string()));
             query.push(("count".to_owned(), plan.page_size.to_string()));
             let page = self.get_page(url, &query).await?;
             let returned = page.resources.len() as u64;
             let total = page.total;
+            Self::check_total(url, total)?;
             collector
                 .add(page)
                 .map_err(|err| Self::page_error(url, err, &format!("startIndex={start}")))?;
@@ -534,11 +562,13 @@ impl Inner {
         let mut collector = Collector::default();
         let mut cursor = String::new();
         let mut seen_cursors = HashSet::new();
-        while collector.pages < MAX_PAGES {
+        loop {
+            Self::check_bounds(url, &collector)?;
             let mut query = extra.to_vec();
             query.push(("cursor".to_owned(), cursor.clone()));
             query.push(("count".to_owned(), plan.page_size.to_string()));
             let page = self.get_page(url, &query).await?;
+            Self::check_total(url, page.total)?;
             let next = page.next_cursor.clone();
             let position = if cursor.is_empty() {
                 "the first cursor page".to_owned()
