@@ -143,7 +143,7 @@ impl PausedTask {
 }
 
 /// Over a minute of a 5-second schedule the task runs once per fire time, never twice for one,
-/// and the next run it reports is always ahead of the clock.
+/// and the next run it reports is never behind the clock.
 #[tokio::test(start_paused = true)]
 async fn a_tenant_task_runs_once_per_fire_time_under_paused_time() {
     let task = PausedTask::start();
@@ -155,9 +155,10 @@ async fn a_tenant_task_runs_once_per_fire_time_under_paused_time() {
         seen_runs = snapshot.runs;
         if let Some(next) = snapshot.next_run.as_deref() {
             let next = chrono::DateTime::parse_from_rfc3339(next).unwrap();
+            // At the very instant of its run the state may still show it: not before.
             assert!(
-                next > task.clock.now(),
-                "next run {next} is not ahead of the clock"
+                next >= task.clock.now(),
+                "next run {next} is behind the clock"
             );
         }
     }
