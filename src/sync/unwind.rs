@@ -43,12 +43,13 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// The environment variable of the test-only fault: a run of the tenant it names panics
-/// (tests of panic survival; a genuine panic has no reproducible trigger once fixed).
+/// (tests of panic survival; a genuine panic has no reproducible trigger once fixed). Only
+/// debug builds (what the tests run) read it; a release binary has no such trigger.
 pub const PANIC_FAULT_ENV: &str = "DIRSYNC_TEST_PANIC_IN_RUN";
 
 /// Panics when [`PANIC_FAULT_ENV`] names `tenant`.
 pub fn injected_panic(tenant: &str) {
-    if std::env::var(PANIC_FAULT_ENV).is_ok_and(|value| value == tenant) {
+    if cfg!(debug_assertions) && std::env::var(PANIC_FAULT_ENV).is_ok_and(|value| value == tenant) {
         panic!("injected by {PANIC_FAULT_ENV} for tenant {tenant}");
     }
 }
