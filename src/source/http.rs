@@ -5,8 +5,9 @@
 //! than [`MAX_RESPONSE_BYTES`] (after decompression) fails the request: one page of a listing
 //! is never that big, and a hostile server must not make a run hold gigabytes.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rand::Rng;
@@ -14,6 +15,30 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::{FetchStats, SourceError};
+
+/// The HTTP client of every source in this process with this request timeout: one connection
+/// pool and one TLS root store for a daemon's thousands of runs, instead of a new client (and
+/// the system certificates read again) per run.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, SourceError> {
+    static CLIENTS: OnceLock<std::sync::Mutex<HashMap<Duration, reqwest::Client>>> =
+        OnceLock::new();
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(client) = clients.get(&timeout) {
+        return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("dirsync/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(15)))
+        .gzip(true)
+        .build()
+        .map_err(|err| SourceError::Protocol(format!("cannot set up the HTTP client: {err}")))?;
+    clients.insert(timeout, client.clone());
+    Ok(client)
+}
 
 /// The largest response body read (after decompression): 64 MiB, some 30 times a full page of
 /// 500 Google users with custom schemas.

@@ -10,7 +10,8 @@
 //! failures retried like the API's; the status and host said when it fails; the body size
 //! capped; and nothing of it logged by a dependency. Must not log tokens or assertions.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
@@ -36,6 +37,20 @@ struct Cached {
     renew_at: Instant,
 }
 
+/// A token cache shared by every run of this process that impersonates the same subject with
+/// the same key and scopes: a daemon asks the token endpoint about once an hour per tenant,
+/// not once a run (Google's tokens live an hour).
+type SharedCache = Arc<Mutex<Option<Cached>>>;
+
+fn shared_cache(key: String) -> SharedCache {
+    static CACHES: OnceLock<std::sync::Mutex<HashMap<String, SharedCache>>> = OnceLock::new();
+    let mut caches = CACHES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    caches.entry(key).or_default().clone()
+}
+
 pub struct TokenSource {
     http: reqwest::Client,
     signer: RsaKeyPair,
@@ -47,8 +62,9 @@ pub struct TokenSource {
     client_id: String,
     client_email: String,
     private_key_id: Option<String>,
-    /// One token request at a time: concurrent member listings wait for the same token.
-    cached: Mutex<Option<Cached>>,
+    /// One token request at a time: concurrent member listings (and runs of other tenants with
+    /// the same key and subject) wait for the same token.
+    cached: SharedCache,
     /// Token requests are not API requests: counted apart, never rate-limited.
     stats: Arc<FetchStats>,
     limiter: RateLimiter,
@@ -79,6 +95,14 @@ impl TokenSource {
                     "download a new key (JSON) for the service account in the Cloud console".into(),
                 ),
             })?;
+        let cache_key = format!(
+            "{}\n{}\n{}\n{}\n{}",
+            key.token_uri,
+            key.client_email,
+            key.private_key_id.as_deref().unwrap_or_default(),
+            subject,
+            scopes.join(" ")
+        );
         let client_id = key
             .client_id
             .clone()
@@ -94,7 +118,7 @@ impl TokenSource {
             client_id,
             client_email: key.client_email.clone(),
             private_key_id: key.private_key_id.clone().filter(|id| !id.is_empty()),
-            cached: Mutex::new(None),
+            cached: shared_cache(cache_key),
             stats: Arc::new(FetchStats::default()),
             limiter: RateLimiter::new(0),
         })

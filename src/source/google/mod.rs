@@ -29,7 +29,6 @@ pub mod normalize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
@@ -110,15 +109,7 @@ impl GoogleSource {
                 config.api_base
             ))
         })?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("dirsync/", env!("CARGO_PKG_VERSION")))
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout.min(Duration::from_secs(15)))
-            .gzip(true)
-            .build()
-            .map_err(|err| {
-                SourceError::Protocol(format!("cannot set up the HTTP client: {err}"))
-            })?;
+        let http = super::http::client(config.request_timeout)?;
         let tokens = TokenSource::new(
             &config.service_account_key,
             &config.subject,

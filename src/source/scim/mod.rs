@@ -73,14 +73,7 @@ enum MembersFrom {
 
 impl ScimSource {
     pub fn new(config: ScimSourceConfig, stats: Arc<FetchStats>) -> Result<Self, SourceError> {
-        let client = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .user_agent(concat!("dirsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| SourceError::Network {
-                url: config.base_url.clone(),
-                message: format!("cannot build the HTTP client: {err}"),
-            })?;
+        let client = super::http::client(config.request_timeout)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 limiter: RateLimiter::new(config.requests_per_minute),
