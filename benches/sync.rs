@@ -1,5 +1,8 @@
 //! `cargo bench --bench sync`: a full sync of a generated Google Workspace against the
-//! emulator, then a no-change resync, each measured end to end.
+//! emulator, then a no-change resync, each measured end to end, for two tenants: one that maps
+//! no custom schema (dirsync lists users with `projection=basic`) and one whose `[attributes]`
+//! map `customSchemas.HR.CostCenter` (`projection=full`: every generated user then carries its
+//! custom schemas, so the pages, the stored rows and the events are bigger).
 //!
 //! Both sides are real processes of the release binary: `dirsync emulator` serves the
 //! organisation, and `dirsync sync bench --json` runs against a throw-away config and state
@@ -17,12 +20,18 @@
 //! trigger, so a zero count means no row was written at all. The run record and the lease are
 //! the only rows a no-change resync is expected to write.
 //!
+//! Every target is a verdict that counts (`dirsync_testkit::bench::Targets`): the bench exits
+//! 1 when any target fails, and a figure that was not measured (a report without
+//! `peak_rss_bytes`, say, as when a daemon answered the sync) is a failure, not a zero. The
+//! smoke run enforces the same targets.
+//!
 //! ```text
 //! cargo bench --bench sync                                # 10k users, 1k groups, 100k memberships
 //! cargo bench --bench sync -- --scale 100k                # 100k users, 10k groups, 1M memberships
 //! cargo bench --bench sync -- --scale 100k --latency-ms 50
 //! cargo bench --bench sync -- --scale 100k --rpm 2400     # Google's default quota, enforced by the emulator too
 //! cargo bench --bench sync -- --users 5000 --groups 300 --members 20000 --concurrency 16
+//! cargo bench --bench sync -- --projection full           # only the custom-schema tenant
 //! ```
 #![allow(clippy::unwrap_used)]
 
@@ -30,6 +39,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use dirsync_testkit::bench::{Targets, MIB};
 use dirsync_testkit::emulator::EmulatorProcess;
 use dirsync_testkit::{ConfigDir, Dirsync};
 use rusqlite::Connection;
@@ -37,7 +47,35 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dirsync");
 const TENANT: &str = "bench";
-const MIB: f64 = 1024.0 * 1024.0;
+
+/// The custom attribute the `full` tenant maps; every generated user has it.
+const CUSTOM_SCHEMA_ATTRIBUTES: &str =
+    "[attributes]\ncost_center = \"customSchemas.HR.CostCenter\"\n";
+
+/// Which `users.list` projection a tenant makes dirsync use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Projection {
+    /// No `[attributes]` path reads `customSchemas`: the default tenant.
+    Basic,
+    /// An `[attributes]` path reads `customSchemas`.
+    Full,
+}
+
+impl Projection {
+    fn label(self) -> &'static str {
+        match self {
+            Projection::Basic => "basic",
+            Projection::Full => "full",
+        }
+    }
+
+    fn tenant_extra(self) -> &'static str {
+        match self {
+            Projection::Basic => "",
+            Projection::Full => CUSTOM_SCHEMA_ATTRIBUTES,
+        }
+    }
+}
 
 /// Tables a no-change resync must not write.
 const WATCHED: &[&str] = &[
@@ -62,6 +100,7 @@ struct Options {
     concurrency: usize,
     resync: bool,
     keep: bool,
+    projections: Vec<Projection>,
 }
 
 impl Options {
@@ -76,6 +115,7 @@ impl Options {
             concurrency: 8,
             resync: true,
             keep: false,
+            projections: vec![Projection::Basic, Projection::Full],
         };
         let mut args = std::env::args().skip(1);
         let mut benchmarking = false;
@@ -112,6 +152,14 @@ impl Options {
                     options.concurrency = number("--concurrency", value("--concurrency")) as usize
                 }
                 "--no-resync" => options.resync = false,
+                "--projection" => {
+                    options.projections = match value("--projection").as_str() {
+                        "basic" => vec![Projection::Basic],
+                        "full" => vec![Projection::Full],
+                        "both" => vec![Projection::Basic, Projection::Full],
+                        other => usage(&format!("--projection {other}: use basic, full or both")),
+                    }
+                }
                 "--keep" => options.keep = true,
                 // cargo bench passes --bench to every harness = false target.
                 "--bench" => benchmarking = true,
@@ -138,7 +186,8 @@ fn usage(problem: &str) -> ! {
     }
     eprintln!(
         "usage: cargo bench --bench sync -- [--scale 10k|100k] [--users N] [--groups N] [--members N] \
-         [--seed N] [--latency-ms MS] [--rpm N (0 = no limit)] [--concurrency N] [--no-resync] [--keep]"
+         [--seed N] [--latency-ms MS] [--rpm N (0 = no limit)] [--concurrency N] [--projection basic|full|both] \
+         [--no-resync] [--keep]"
     );
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }
@@ -201,7 +250,7 @@ impl Emulator {
 
 /// One `dirsync sync` as measured from outside and as it reported itself.
 struct Run {
-    label: &'static str,
+    label: String,
     wall: Duration,
     report: Value,
     /// Requests the emulator answered, by method (the token endpoint excluded).
@@ -212,13 +261,25 @@ struct Run {
 }
 
 impl Run {
-    fn field(&self, key: &str) -> u64 {
-        self.report.get(key).and_then(Value::as_u64).unwrap_or(0)
+    /// A figure of dirsync's report; `None` when the report lacks it (not measured).
+    fn field(&self, key: &str) -> Option<u64> {
+        self.report.get(key).and_then(Value::as_u64)
+    }
+
+    fn shown(&self, key: &str) -> String {
+        self.field(key)
+            .map_or_else(|| "—".to_owned(), |n| n.to_string())
     }
 }
 
-/// The bench's config folder: one Google tenant against the emulator.
-fn write_config(emulator: &Emulator, key_file: &Path, options: &Options) -> ConfigDir {
+/// The bench's config folder: one Google tenant against the emulator, listing users with
+/// `projection`.
+fn write_config(
+    emulator: &Emulator,
+    key_file: &Path,
+    options: &Options,
+    projection: Projection,
+) -> ConfigDir {
     let mut dirsync = Dirsync::new(BIN);
     // The testkit scrubs the environment; a log level asked for on the command line still
     // reaches the measured run.
@@ -231,17 +292,18 @@ fn write_config(emulator: &Emulator, key_file: &Path, options: &Options) -> Conf
         &format!(
             "schedule = \"0 0 * * * *\"\n\n[source]\ntype = \"google\"\ncredentials_file = {:?}\n\
              subject = \"admin@example.com\"\napi_base = {:?}\nmax_concurrency = {}\n\
-             requests_per_minute = {}\n",
+             requests_per_minute = {}\n\n{}",
             key_file.display().to_string(),
             emulator.base,
             options.concurrency,
             options.rpm,
+            projection.tenant_extra(),
         ),
     );
     config
 }
 
-async fn sync(emulator: &Emulator, config: &ConfigDir, label: &'static str) -> Run {
+async fn sync(emulator: &Emulator, config: &ConfigDir, label: String) -> Run {
     emulator
         .admin(reqwest::Method::POST, "counters/reset")
         .await;
@@ -308,16 +370,24 @@ fn read_write_counters(db: &Path) -> Vec<(String, u64)> {
     rows.collect::<Result<_, _>>().unwrap()
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.0} MiB", bytes as f64 / MIB)
+/// Stored users whose `raw_attributes` carry `customSchemas`: all of them under
+/// `projection=full`, none under `basic` — the check that each tenant measured the requests
+/// it claims to.
+fn users_with_custom_schemas(db: &Path) -> u64 {
+    let conn = Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM users WHERE tenant = ?1 AND instr(data, '\"customSchemas\"') > 0",
+        [TENANT],
+        |row| row.get::<_, i64>(0),
+    )
+    .unwrap() as u64
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "PASS"
-    } else {
-        "FAIL"
-    }
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(
+        || "—".to_owned(),
+        |bytes| format!("{:.0} MiB", bytes as f64 / MIB as f64),
+    )
 }
 
 fn main() {
@@ -326,17 +396,55 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(bench(options));
+    let code = runtime.block_on(bench(options));
+    // After the emulator and the temporary folders were dropped inside `bench`.
+    drop(runtime);
+    std::process::exit(code);
 }
 
-async fn bench(options: Options) {
+/// The runs of one tenant: its first sync and (unless `--no-resync`) a no-change resync.
+struct Scenario {
+    projection: Projection,
+    runs: Vec<Run>,
+    /// Stored users with `customSchemas` after the first sync, and all stored users.
+    custom_schema_users: u64,
+    config: ConfigDir,
+}
+
+async fn scenario(
+    emulator: &Emulator,
+    key_file: &Path,
+    options: &Options,
+    projection: Projection,
+) -> Scenario {
+    let config = write_config(emulator, key_file, options, projection);
+    let db = config.state_dir().join("dirsync.db");
+    let name = projection.label();
+    let mut runs = vec![sync(emulator, &config, format!("{name}: first sync")).await];
+    let custom_schema_users = users_with_custom_schemas(&db);
+    if options.resync {
+        install_write_counters(&db);
+        let mut resync = sync(emulator, &config, format!("{name}: no-change resync")).await;
+        resync.row_writes = Some(read_write_counters(&db));
+        runs.push(resync);
+    }
+    Scenario {
+        projection,
+        runs,
+        custom_schema_users,
+        config,
+    }
+}
+
+/// Returns the exit status: 0 when every target was measured and met.
+async fn bench(options: Options) -> i32 {
     let keys = tempfile::Builder::new()
         .prefix("dirsync-bench-")
         .tempdir()
         .unwrap();
     let key_file = keys.path().join("sa.json");
     eprintln!(
-        "sync bench: {} users, {} groups, {} memberships (seed {}), latency {} ms, {}, max_concurrency {}",
+        "sync bench: {} users, {} groups, {} memberships (seed {}), latency {} ms, {}, max_concurrency {}, projection {}",
         options.users,
         options.groups,
         options.members,
@@ -347,7 +455,13 @@ async fn bench(options: Options) {
         } else {
             format!("{} requests/min (dirsync and emulator quota)", options.rpm)
         },
-        options.concurrency
+        options.concurrency,
+        options
+            .projections
+            .iter()
+            .map(|p| p.label())
+            .collect::<Vec<_>>()
+            .join(" and ")
     );
     let built = Instant::now();
     let emulator = Emulator::start(&Dirsync::new(BIN), &options, &key_file);
@@ -362,15 +476,9 @@ async fn bench(options: Options) {
     let (users, groups) = (count("users"), count("groups"));
     let minimum = users.div_ceil(500).max(1) + groups.div_ceil(200).max(1) + count("member_pages");
 
-    let config = write_config(&emulator, &key_file, &options);
-    let db = config.state_dir().join("dirsync.db");
-
-    let mut runs = vec![sync(&emulator, &config, "first sync").await];
-    if options.resync {
-        install_write_counters(&db);
-        let mut resync = sync(&emulator, &config, "no-change resync").await;
-        resync.row_writes = Some(read_write_counters(&db));
-        runs.push(resync);
+    let mut scenarios = Vec::new();
+    for &projection in &options.projections {
+        scenarios.push(scenario(&emulator, &key_file, &options, projection).await);
     }
 
     println!();
@@ -386,7 +494,9 @@ async fn bench(options: Options) {
         count("member_pages")
     );
     println!(
-        "settings: latency {} ms, requests_per_minute {}, max_concurrency {}",
+        "settings: latency {} ms, requests_per_minute {}, max_concurrency {}; tenants: basic = no \
+         custom schema mapped (users.list projection=basic), full = [attributes] cost_center = \
+         \"customSchemas.HR.CostCenter\" (projection=full)",
         options.latency_ms,
         if options.rpm == 0 {
             "0 (lifted)".to_owned()
@@ -397,7 +507,7 @@ async fn bench(options: Options) {
     );
     println!();
     println!(
-        "{:<17} {:>8} {:>7} {:>11} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9}",
+        "{:<24} {:>8} {:>7} {:>11} {:>9} {:>8} {:>8} {:>8} {:>9} {:>10} {:>9}",
         "run",
         "users",
         "groups",
@@ -410,38 +520,51 @@ async fn bench(options: Options) {
         "events",
         "events/s"
     );
-    for run in &runs {
-        let events = run.field("events");
+    let runs = || scenarios.iter().flat_map(|s| &s.runs);
+    for run in runs() {
         println!(
-            "{:<17} {:>8} {:>7} {:>11} {:>9} {:>7.2}% {:>8.1} {:>8.1} {:>9} {:>10} {:>9.0}",
+            "{:<24} {:>8} {:>7} {:>11} {:>9} {:>7.2}% {:>8.1} {:>8} {:>9} {:>10} {:>9}",
             run.label,
-            run.field("users"),
-            run.field("groups"),
-            run.field("memberships"),
+            run.shown("users"),
+            run.shown("groups"),
+            run.shown("memberships"),
             run.requests,
             (run.requests as f64 / minimum as f64 - 1.0) * 100.0,
             run.wall.as_secs_f64(),
-            run.field("cpu_ms") as f64 / 1000.0,
+            run.field("cpu_ms")
+                .map_or_else(|| "—".to_owned(), |ms| format!("{:.1}", ms as f64 / 1000.0)),
             mib(run.field("peak_rss_bytes")),
-            events,
-            events as f64 / run.wall.as_secs_f64(),
+            run.shown("events"),
+            run.field("events").map_or_else(
+                || "—".to_owned(),
+                |events| format!("{:.0}", events as f64 / run.wall.as_secs_f64())
+            ),
         );
     }
     println!();
-    for run in &runs {
+    for scenario in &scenarios {
+        println!(
+            "{}: {} of {} stored users carry customSchemas in raw_attributes",
+            scenario.projection.label(),
+            scenario.custom_schema_users,
+            scenario.runs[0].shown("users"),
+        );
+    }
+    for run in runs() {
         let methods: Vec<String> = run
             .by_method
             .iter()
             .map(|(method, n)| format!("{method} {n}"))
             .collect();
         println!(
-            "{}: outcome {}, {} (dirsync counted {} requests, {} retried; in-process duration {:.1}s)",
+            "{}: outcome {}, {} (dirsync counted {} requests, {} retried; in-process duration {}s)",
             run.label,
             run.report["outcome"].as_str().unwrap_or("?"),
             methods.join(", "),
-            run.field("api_requests"),
-            run.field("retries"),
-            run.field("duration_ms") as f64 / 1000.0
+            run.shown("api_requests"),
+            run.shown("retries"),
+            run.field("duration_ms")
+                .map_or_else(|| "—".to_owned(), |ms| format!("{:.1}", ms as f64 / 1000.0)),
         );
         if let Some(writes) = &run.row_writes {
             let shown: Vec<String> = writes.iter().map(|(t, n)| format!("{t} {n}")).collect();
@@ -449,72 +572,114 @@ async fn bench(options: Options) {
         }
     }
 
+    let targets = judge(&options, &scenarios, minimum);
     println!();
-    println!("targets:");
-    for run in &runs {
-        let requests_ok = run.requests as f64 <= minimum as f64 * 1.01;
-        println!(
-            "  {} {}: requests {} within 1% of the minimum {}",
-            verdict(requests_ok),
-            run.label,
-            run.requests,
-            minimum
-        );
-        let wall = run.wall.as_secs_f64();
-        if options.rpm > 0 {
-            let floor = run.requests as f64 / (f64::from(options.rpm) / 60.0);
-            println!(
-                "  {} {}: wall {:.1}s within 5% of the quota floor {:.1}s ({:+.1}%)",
-                verdict(wall <= floor * 1.05),
-                run.label,
-                wall,
-                floor,
-                (wall / floor - 1.0) * 100.0
+    print!("{}", targets.report());
+    if options.keep {
+        println!();
+        for scenario in scenarios {
+            let projection = scenario.projection.label();
+            println!("kept {projection}: {}", scenario.config.keep().display());
+        }
+        println!("kept the key: {}", keys.keep().display());
+    }
+    targets.exit_code()
+}
+
+/// The targets of the sync-core issue, for every run.
+fn judge(options: &Options, scenarios: &[Scenario], minimum: u64) -> Targets {
+    let mut targets = Targets::new();
+    let seconds = |s: f64| format!("{s:.1}s");
+    let mib_limit = |m: f64| format!("{:.0} MiB", m / MIB as f64);
+    for scenario in scenarios {
+        let name = scenario.projection.label();
+        for run in &scenario.runs {
+            let label = &run.label;
+            targets.at_most(
+                &format!("{label}: requests within 1% of the minimum {minimum}"),
+                Some(run.requests as f64),
+                minimum as f64 * 1.01,
+                |n| format!("{n:.0}"),
             );
-        } else if options.latency_ms > 0 {
-            let ideal = run.requests as f64 * options.latency_ms as f64
-                / 1000.0
-                / options.concurrency as f64;
-            println!(
-                "  {} {}: wall {:.1}s within 1.5x of requests x latency / concurrency = {:.1}s ({:.2}x)",
-                verdict(wall <= ideal * 1.5),
-                run.label,
-                wall,
-                ideal,
-                wall / ideal
+            let wall = run.wall.as_secs_f64();
+            if options.rpm > 0 {
+                let floor = run.requests as f64 / (f64::from(options.rpm) / 60.0);
+                targets.at_most(
+                    &format!(
+                        "{label}: wall within 5% of the quota floor {floor:.1}s ({:+.1}%)",
+                        (wall / floor - 1.0) * 100.0
+                    ),
+                    Some(wall),
+                    floor * 1.05,
+                    seconds,
+                );
+            } else if options.latency_ms > 0 {
+                let ideal = run.requests as f64 * options.latency_ms as f64
+                    / 1000.0
+                    / options.concurrency as f64;
+                targets.at_most(
+                    &format!(
+                        "{label}: wall within 1.5x of requests x latency / concurrency = {ideal:.1}s ({:.2}x)",
+                        wall / ideal
+                    ),
+                    Some(wall),
+                    ideal * 1.5,
+                    seconds,
+                );
+            }
+        }
+        if let Some(first) = scenario.runs.first() {
+            targets.at_most(
+                &format!("{name}: first sync: peak RSS under 1 GiB"),
+                first.field("peak_rss_bytes").map(|b| b as f64),
+                (1024 * MIB) as f64,
+                mib_limit,
+            );
+            let stored = first.field("users");
+            let carried = scenario.custom_schema_users;
+            match scenario.projection {
+                Projection::Basic => targets.check(
+                    "basic: no stored user carries customSchemas (projection=basic)",
+                    Some(carried as f64),
+                    |n| n == 0.0,
+                    |n| format!("{n:.0} do"),
+                ),
+                Projection::Full => targets.check(
+                    "full: every stored user carries customSchemas (projection=full)",
+                    stored.map(|stored| carried as f64 / stored.max(1) as f64),
+                    |share| share >= 0.99,
+                    |_| format!("{carried} of {}", first.shown("users")),
+                ),
+            };
+        }
+        if let Some(resync) = scenario.runs.get(1) {
+            targets.at_most(
+                &format!("{name}: no-change resync: peak RSS under 400 MiB"),
+                resync.field("peak_rss_bytes").map(|b| b as f64),
+                (400 * MIB) as f64,
+                mib_limit,
+            );
+            let written: Option<u64> = resync
+                .row_writes
+                .as_ref()
+                .map(|writes| writes.iter().map(|(_, n)| n).sum());
+            let events = resync.field("events");
+            targets.check(
+                &format!(
+                    "{name}: no-change resync: no events and no rows written to {}",
+                    WATCHED.join("/")
+                ),
+                events.zip(written).map(|(e, w)| (e + w) as f64),
+                |n| n == 0.0,
+                |_| {
+                    format!(
+                        "{} events, {} rows",
+                        resync.shown("events"),
+                        written.unwrap_or_default()
+                    )
+                },
             );
         }
     }
-    if let Some(first) = runs.first() {
-        let rss = first.field("peak_rss_bytes");
-        println!(
-            "  {} first sync: peak RSS {} under 1 GiB",
-            verdict(rss < 1024 * 1024 * 1024),
-            mib(rss)
-        );
-    }
-    if let Some(resync) = runs.get(1) {
-        let rss = resync.field("peak_rss_bytes");
-        println!(
-            "  {} no-change resync: peak RSS {} under 400 MiB",
-            verdict(rss < 400 * 1024 * 1024),
-            mib(rss)
-        );
-        let written: u64 = resync.row_writes.iter().flatten().map(|(_, n)| n).sum();
-        println!(
-            "  {} no-change resync: {} events, {} rows written to {}",
-            verdict(resync.field("events") == 0 && written == 0),
-            resync.field("events"),
-            written,
-            WATCHED.join("/")
-        );
-    }
-    if options.keep {
-        let kept = config.keep();
-        println!(
-            "\nkept {} (the key: {})",
-            kept.display(),
-            keys.keep().display()
-        );
-    }
+    targets
 }

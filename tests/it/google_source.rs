@@ -941,23 +941,8 @@ async fn the_rate_limit_paces_every_request() {
     assert!(started.elapsed() >= Duration::from_millis(50 * (requests - 1)));
 }
 
-#[tokio::test]
-async fn an_https_token_endpoint_needs_ca_certificates_or_says_so() {
-    let fx = Fixture::start().await;
-    let config = fx.config_with_token_uri("https://oauth2.googleapis.com/token");
-    // Building contacts nobody: it only loads the system's CA bundle.
-    match GoogleSource::new(
-        config,
-        &FiltersConfig::default(),
-        &AttributeMapping::default(),
-        Arc::new(FetchStats::default()),
-    )
-    .await
-    {
-        Ok(_) => {}
-        Err(err) => assert!(err.hint().unwrap().contains("ca-certificates"), "{err}"),
-    }
-}
+// The CA-bundle check (`an_https_token_endpoint_needs_ca_certificates_or_says_so`) runs the
+// binary with SSL_CERT_FILE set both ways: tests/it/sync_e2e.rs.
 
 #[tokio::test]
 async fn a_404_that_is_not_google_s_group_not_found_fails_the_fetch() {

@@ -763,3 +763,302 @@ async fn credential_and_api_failures_fail_the_run_with_the_fix() {
     );
     other.shutdown().await;
 }
+
+/// Adds `n` users (`bulk000@…`) so that users.list takes more than one page of 500.
+fn add_users(env: &Env, n: usize) {
+    for i in 0..n {
+        env.emulator
+            .directory()
+            .insert_user(&json!({
+                "primaryEmail": format!("bulk{i:03}@example.com"),
+                "name": {"givenName": format!("Bulk{i}"), "familyName": "Example"},
+            }))
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_page_token_fails_the_run_naming_it_and_the_next_run_catches_up() {
+    // Google answers 400 "Invalid Value" to a page token that expired mid-listing. dirsync
+    // does not re-list from the first page: the run fails (nothing committed) naming the
+    // request, and the next run (the daemon's backoff, or the operator) lists afresh.
+    let env = Env::start().await;
+    add_users(&env, 600);
+    env.fault(FaultRule {
+        method: Some("users.list".into()),
+        fault: FaultKind::ExpirePageToken,
+        ..FaultRule::default()
+    });
+    let (code, stdout, stderr) = env.dirsync(&["sync", "acme"]).await;
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    for needle in ["tenant acme", "400", "Invalid Value", "pageToken"] {
+        assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
+    }
+    assert_eq!(last_seq(env.dir.path()), 0, "a failed run commits nothing");
+    let counters = env.emulator.counters().snapshot();
+    assert_eq!(
+        counters.status("users.list", 400),
+        1,
+        "not retried: {counters:?}"
+    );
+    assert_eq!(env.status("acme").await["last_run"]["outcome"], "failed");
+
+    // The rule fired once and retired: the next run lists every page.
+    let (code, summary) = env.sync("acme", &[]).await;
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["users"], USERS + 600);
+    assert_eq!(summary["memberships"], MEMBERSHIPS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_response_past_the_request_timeout_is_retried_and_the_run_succeeds() {
+    let env = Env::start().await;
+    env.tenant("acme", "request_timeout_seconds = 1");
+    // One members.list answer 3 s late: the client gives up after 1 s and asks again.
+    env.fault(FaultRule {
+        method: Some("members.list".into()),
+        fault: FaultKind::Delay,
+        latency_ms: Some(3_000),
+        ..FaultRule::default()
+    });
+    // And a delay within the timeout, which is just slow, not a failure.
+    env.fault(FaultRule {
+        method: Some("groups.list".into()),
+        fault: FaultKind::Delay,
+        latency_ms: Some(300),
+        ..FaultRule::default()
+    });
+    let started = std::time::Instant::now();
+    let (code, summary) = env.sync("acme", &[]).await;
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["outcome"], "committed");
+    assert_eq!(
+        summary["retries"], 1,
+        "only the timed-out request: {summary}"
+    );
+    assert_eq!(summary["users"], USERS);
+    assert_eq!(summary["groups"], GROUPS);
+    assert_eq!(summary["memberships"], MEMBERSHIPS);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1_300));
+    let counters = env.emulator.counters().snapshot();
+    // Four groups, one page each, plus the request that timed out (still answered, late).
+    assert_eq!(
+        counters.method("members.list"),
+        GROUPS as u64 + 1,
+        "{counters:?}"
+    );
+    assert_eq!(counters.method("groups.list"), 1, "{counters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_the_token_endpoint_rejects_fails_the_run_naming_source_subject() {
+    let env = Env::start().await;
+    assert_eq!(env.sync("acme", &[]).await.0, 0);
+    env.emulator
+        .directory()
+        .delete_user("u03@example.com")
+        .unwrap();
+    env.fault(FaultRule {
+        method: Some("oauth.token".into()),
+        fault: FaultKind::RejectSubject,
+        times: 0,
+        ..FaultRule::default()
+    });
+    expect_failure(
+        &env,
+        None,
+        1,
+        &[
+            "tenant acme",
+            "invalid_grant",
+            "Invalid email or User ID",
+            "source.subject (admin@example.com) must be an existing admin user",
+        ],
+    )
+    .await;
+    let counters = env.emulator.counters().snapshot();
+    assert!(counters.status("oauth.token", 400) >= 1, "{counters:?}");
+    assert_eq!(
+        counters.method("users.list"),
+        1,
+        "only the first run listed: {counters:?}"
+    );
+
+    // Once the subject is accepted again the deletion that was waiting goes through.
+    env.emulator.faults().clear();
+    let (code, summary) = env.sync("acme", &[]).await;
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["users"], USERS - 1);
+}
+
+/// Whether this test runs as root, whom permission bits do not stop (CAP_DAC_OVERRIDE).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// `program ARGS` as a process that file permissions apply to. As root it runs under
+/// `setpriv` with every capability dropped (bounding and inheritable sets): still uid 0, so it
+/// owns and can read the test's files, but a directory without the write bit stops it as it
+/// stops the `dirsync` service user. (`chattr +i` would stop root too, but only on file
+/// systems with that attribute and with CAP_LINUX_IMMUTABLE; a read-only bind mount needs
+/// mount rights.)
+fn unprivileged(program: &std::ffi::OsStr) -> std::process::Command {
+    if !running_as_root() {
+        return std::process::Command::new(program);
+    }
+    let mut command = std::process::Command::new("setpriv");
+    command
+        .args(["--inh-caps=-all", "--bounding-set=-all", "--"])
+        .arg(program);
+    command
+}
+
+/// `dirsync ARGS` (the testkit's command: scrubbed environment, `--config`) unprivileged.
+fn without_privileges(env: &Env, args: &[&str]) -> std::process::Command {
+    let dirsync = env.dir.command(args);
+    let mut command = unprivileged(dirsync.get_program());
+    command
+        .env_clear()
+        .envs(
+            dirsync
+                .get_envs()
+                .filter_map(|(name, value)| Some((name, value?))),
+        )
+        .args(dirsync.get_args())
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+fn run_without_privileges(env: &Env, args: &[&str]) -> (i32, String) {
+    let output = without_privileges(env, args).output().unwrap_or_else(|err| {
+        panic!("cannot run dirsync without privileges (as root this needs `setpriv`, util-linux): {err}")
+    });
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_state_dir_that_is_not_writable_fails_the_run_naming_it() {
+    let env = Env::start().await;
+    let state = env.dir.state_dir();
+    std::fs::create_dir_all(&state).unwrap();
+    // The check that the setup really denies writes (as root too).
+    set_mode(&state, 0o555);
+    let probe = state.join("probe");
+    let touch = unprivileged("touch".as_ref()).arg(&probe).status().unwrap();
+    assert!(
+        !touch.success() && !probe.exists(),
+        "the state dir is still writable"
+    );
+
+    // An empty state dir: the database cannot be created in it.
+    let (code, stderr) = run_without_privileges(&env, &["sync", "acme"]);
+    assert_eq!(code, 1, "{stderr}");
+    for needle in ["state_dir", &state.display().to_string(), "writable"] {
+        assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A state dir that holds the database of earlier runs, then lost its write bit: SQLite
+    // cannot create its journal (-wal, -shm) next to the database.
+    set_mode(&state, 0o755);
+    assert_eq!(env.sync("acme", &[]).await.0, 0);
+    env.emulator
+        .directory()
+        .delete_user("u04@example.com")
+        .unwrap();
+    let seq = last_seq(env.dir.path());
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert!(
+            name == "dirsync.db",
+            "a clean exit leaves only the database: {name:?}"
+        );
+    }
+    set_mode(&state, 0o555);
+    let (code, stderr) = run_without_privileges(&env, &["sync", "acme"]);
+    set_mode(&state, 0o755);
+    assert_eq!(code, 1, "{stderr}");
+    for needle in ["state_dir", &state.display().to_string()] {
+        assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(last_seq(env.dir.path()), seq, "nothing committed");
+    // Writable again, the run that failed goes through.
+    let (code, summary) = env.sync("acme", &[]).await;
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["users"], USERS - 1);
+}
+
+/// A self-signed CA certificate (its key was thrown away): a CA bundle that loads, so the TLS
+/// client can be built, and trusts nothing a test connects to.
+const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBxjCCAW2gAwIBAgIUHELP+VCUwOzri0YPJ89znG0yw8EwCgYIKoZIzj0EAwIw
+MDEuMCwGA1UEAwwlZGlyc3luYyB0ZXN0IENBIChubyBwcml2YXRlIGtleSBrZXB0
+KTAgFw0yNjEyMDIwMTQzNDlaGA8yMTI2MTEwODAxNDM0OVowMDEuMCwGA1UEAwwl
+ZGlyc3luYyB0ZXN0IENBIChubyBwcml2YXRlIGtleSBrZXB0KTBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABGSKAWTuYtk0nt2/Q2sJ3fe7Bc7UgEise9mhbQd320gj
+UHJIrv2f+B5zcpnDYnzp+xhL4xPWgppllo2dgpWhgx2jYzBhMB0GA1UdDgQWBBTE
+B+4iSeXBviFOkVMmZOKU0XXxEzAfBgNVHSMEGDAWgBTEB+4iSeXBviFOkVMmZOKU
+0XXxEzAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB/wQEAwICBDAKBggqhkjOPQQD
+AgNHADBEAiAjCLMqd8Ptl6nA9XDTBku/S4JU9VklCjwO1YoVmVCVOgIgFJapWog+
+hlg4Y2u+CBzRU1eg2Cs1y4RtCzsbjdGctvQ=
+-----END CERTIFICATE-----
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_token_endpoint_needs_ca_certificates_or_says_so() {
+    // Both sides on every machine: which CA bundle dirsync loads is set per process with
+    // SSL_CERT_FILE / SSL_CERT_DIR (then the system's locations are not read).
+    let env = Env::start().await;
+    let refusing = dirsync_testkit::closed_port();
+    let mut key: Value = serde_json::from_str(
+        &std::fs::read_to_string(env.dir.path().join("tenants/key.json")).unwrap(),
+    )
+    .unwrap();
+    key["token_uri"] = json!(format!("https://127.0.0.1:{}/token", refusing.port));
+    env.dir.write("tenants/key.json", key.to_string());
+    let empty_dir = env.dir.path().join("no-certs");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    let empty_file = env.dir.write("no-certs.pem", "");
+    let bundle = env.dir.write("ca.pem", TEST_CA_PEM);
+    let sync = |cert_file: &Path| {
+        let output = env
+            .dir
+            .command(&["sync", "acme"])
+            .env("SSL_CERT_FILE", cert_file)
+            .env("SSL_CERT_DIR", &empty_dir)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    // No CA certificate at all: the fix is named before any connection is tried.
+    let (code, stderr) = sync(&empty_file);
+    assert_eq!(code, 1, "{stderr}");
+    for needle in ["tenant acme", "install the ca-certificates package"] {
+        assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
+    }
+
+    // With a CA bundle the token flow is built and the token endpoint is contacted (it
+    // refuses the connection here): the failure names the host, not CA certificates.
+    let (code, stderr) = sync(&bundle);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("tenant acme") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ca-certificates"), "{stderr}");
+    assert_eq!(last_seq(env.dir.path()), 0);
+}

@@ -5,7 +5,7 @@
 //! test peers ([`python()`]), deadline waits ([`wait_for`], [`wait_until`]), the daemon as a
 //! child process, the Google emulator in-process or as a subprocess, and the fake servers
 //! (an independent fake of Google, a gated and a scripted SCIM server, the real
-//! `scim2-server`, a webhook receiver).
+//! `scim2-server`, a webhook receiver), and the benchmarks' PASS/FAIL verdicts ([`bench`]).
 //!
 //! It depends on no dirsync crate but the emulator: tests talk to the product through its
 //! binary, its files and its wire protocols, and whatever needs the library's types stays in
@@ -15,6 +15,7 @@
 //! `Dirsync::new(env!("CARGO_BIN_EXE_dirsync"))`.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod bench;
 pub mod config_dir;
 pub mod daemon;
 pub mod emulator;
