@@ -35,7 +35,15 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, SourceError> {
         .connect_timeout(timeout.min(Duration::from_secs(15)))
         .gzip(true)
         .build()
-        .map_err(|err| SourceError::Protocol(format!("cannot set up the HTTP client: {err}")))?;
+        .map_err(|err| {
+            // Building fails when no CA certificate loads (even for a plain-http base URL).
+            let cause = std::error::Error::source(&err)
+                .map(|cause| format!(" ({cause})"))
+                .unwrap_or_default();
+            SourceError::Protocol(format!(
+                "cannot set up the HTTP client: {err}{cause}: if this machine has no CA certificates, install the ca-certificates package"
+            ))
+        })?;
     clients.insert(timeout, client.clone());
     Ok(client)
 }
