@@ -225,7 +225,7 @@ impl Source {
     pub async fn new(tenant: &TenantConfig, stats: Arc<FetchStats>) -> Result<Self, SourceError> {
         match &tenant.source {
             SourceConfig::Google(config) => Ok(Source::Google(
-                google::GoogleSource::new(
+                google::GoogleSource::sharing_tokens(
                     config.clone(),
                     &tenant.filters,
                     &tenant.attributes,

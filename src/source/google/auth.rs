@@ -42,7 +42,7 @@ struct Cached {
 /// not once a run (Google's tokens live an hour).
 type SharedCache = Arc<Mutex<Option<Cached>>>;
 
-fn shared_cache(key: String) -> SharedCache {
+fn process_cache(key: String) -> SharedCache {
     static CACHES: OnceLock<std::sync::Mutex<HashMap<String, SharedCache>>> = OnceLock::new();
     let mut caches = CACHES
         .get_or_init(Default::default)
@@ -65,6 +65,8 @@ pub struct TokenSource {
     /// One token request at a time: concurrent member listings (and runs of other tenants with
     /// the same key and subject) wait for the same token.
     cached: SharedCache,
+    /// What identifies this token among the process's: key, subject, scopes, endpoint.
+    cache_key: String,
     /// Token requests are not API requests: counted apart, never rate-limited.
     stats: Arc<FetchStats>,
     limiter: RateLimiter,
@@ -118,10 +120,18 @@ impl TokenSource {
             client_id,
             client_email: key.client_email.clone(),
             private_key_id: key.private_key_id.clone().filter(|id| !id.is_empty()),
-            cached: shared_cache(cache_key),
+            cached: Arc::default(),
+            cache_key,
             stats: Arc::new(FetchStats::default()),
             limiter: RateLimiter::new(0),
         })
+    }
+
+    /// The same source, its token cached for the whole process (see [`SharedCache`]) rather
+    /// than for this source alone.
+    pub fn shared_across_runs(mut self) -> Self {
+        self.cached = process_cache(self.cache_key.clone());
+        self
     }
 
     pub fn client_id(&self) -> &str {

@@ -97,11 +97,33 @@ struct Api {
 }
 
 impl GoogleSource {
+    /// A source whose token lives as long as it does.
     pub async fn new(
         config: GoogleSourceConfig,
         filters: &FiltersConfig,
         attributes: &AttributeMapping,
         stats: Arc<FetchStats>,
+    ) -> Result<Self, SourceError> {
+        Self::build(config, filters, attributes, stats, false).await
+    }
+
+    /// A source whose token is shared with every later run of this process for the same key
+    /// and subject (the daemon's runs: one token request an hour, not one a run).
+    pub async fn sharing_tokens(
+        config: GoogleSourceConfig,
+        filters: &FiltersConfig,
+        attributes: &AttributeMapping,
+        stats: Arc<FetchStats>,
+    ) -> Result<Self, SourceError> {
+        Self::build(config, filters, attributes, stats, true).await
+    }
+
+    async fn build(
+        config: GoogleSourceConfig,
+        filters: &FiltersConfig,
+        attributes: &AttributeMapping,
+        stats: Arc<FetchStats>,
+        share_tokens: bool,
     ) -> Result<Self, SourceError> {
         let base = url::Url::parse(&config.api_base).map_err(|err| {
             SourceError::Protocol(format!(
@@ -120,6 +142,11 @@ impl GoogleSource {
             },
             http.clone(),
         )?;
+        let tokens = if share_tokens {
+            tokens.shared_across_runs()
+        } else {
+            tokens
+        };
         let scope = match &config.domain {
             Some(domain) => ("domain", domain.clone()),
             None => ("customer", config.customer.clone()),
