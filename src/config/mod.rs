@@ -276,6 +276,10 @@ struct RawGlobal {
     events_api_token_file: Option<PathBuf>,
     /// Delete events acknowledged by every sink once older than this many days.
     event_retention_days: Option<u64>,
+    /// Runs of all tenants at once in one daemon; due runs beyond it wait, oldest first.
+    max_concurrent_runs: Option<usize>,
+    /// Runs kept in each tenant's history.
+    run_history: Option<u32>,
 }
 
 /// The validated global file.
@@ -291,7 +295,17 @@ pub struct GlobalConfig {
     /// Events older than this, once every sink of their tenant acknowledged them, are pruned
     /// from the outbox. `None` (the default) keeps every event forever.
     pub event_retention: Option<std::time::Duration>,
+    /// At most this many runs at once in one daemon (default [`DEFAULT_MAX_CONCURRENT_RUNS`]).
+    pub max_concurrent_runs: usize,
+    /// Runs kept per tenant in the run history (default [`DEFAULT_RUN_HISTORY`]).
+    pub run_history: u32,
 }
+
+/// Runs at once in one daemon: enough to keep a few slow IdPs from holding up everyone, few
+/// enough that a burst of due runs does not starve the control socket on a small machine.
+pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 16;
+/// Runs kept per tenant: a few days of a 15-minute schedule.
+pub const DEFAULT_RUN_HISTORY: u32 = 1000;
 
 impl GlobalConfig {
     pub fn database_path(&self) -> PathBuf {
@@ -538,6 +552,15 @@ fn load_global(file: &Path, found: &mut Findings) -> Option<(GlobalConfig, bool)
         .event_retention_days
         .filter(|days| *days > 0)
         .map(|days| std::time::Duration::from_secs(days.saturating_mul(86_400)));
+    if raw.max_concurrent_runs == Some(0) {
+        p.add("max_concurrent_runs", "must be at least 1");
+    }
+    if raw.run_history == Some(0) {
+        p.add(
+            "run_history",
+            "must be at least 1: the last run is what `status` shows",
+        );
+    }
     let global = GlobalConfig {
         file: file.to_owned(),
         state_dir,
@@ -547,6 +570,11 @@ fn load_global(file: &Path, found: &mut Findings) -> Option<(GlobalConfig, bool)
         log_format: raw.log_format.unwrap_or_default(),
         events_api_token,
         event_retention,
+        max_concurrent_runs: raw
+            .max_concurrent_runs
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS)
+            .clamp(1, 100_000),
+        run_history: raw.run_history.unwrap_or(DEFAULT_RUN_HISTORY).max(1),
     };
     let valid = found.problems.len() == before;
     Some((global, valid))

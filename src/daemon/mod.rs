@@ -139,6 +139,8 @@ pub struct Shared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) extensions: Extensions,
+    /// Run slots of the whole daemon (`max_concurrent_runs`).
+    pub(crate) run_slots: Arc<tokio::sync::Semaphore>,
     started: Instant,
     heartbeat_ms: AtomicU64,
     clock: Clock,
@@ -188,6 +190,7 @@ pub async fn run(
         tokio::task::spawn_blocking(move || Store::open(&state_dir))
             .await
             .map_err(|err| StoreError::Corrupt(format!("opening the store failed: {err}")))??
+            .keep_run_history(config.global.run_history)
     };
     let shared = Arc::new(Shared {
         tenants: Mutex::new(BTreeMap::new()),
@@ -197,6 +200,9 @@ pub async fn run(
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
         extensions: options.extensions.iter().cloned().collect(),
+        run_slots: Arc::new(tokio::sync::Semaphore::new(
+            config.global.max_concurrent_runs,
+        )),
         started: Instant::now(),
         heartbeat_ms: AtomicU64::new(0),
         clock: options.clock,
@@ -435,6 +441,7 @@ impl Daemon {
             extensions: self.shared.extensions.clone(),
             backoff: self.options.backoff,
             clock: self.options.clock,
+            run_slots: self.shared.run_slots.clone(),
         };
         let watched = state.clone();
         self.shared.tracker.spawn(async move {

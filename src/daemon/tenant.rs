@@ -185,6 +185,9 @@ pub struct TenantTask {
     pub extensions: Extensions,
     pub backoff: BackoffPolicy,
     pub clock: Clock,
+    /// The daemon's bound on runs at once (`max_concurrent_runs`): a due run waits for a slot,
+    /// and slots go to the runs that waited longest (the semaphore is fair).
+    pub run_slots: Arc<tokio::sync::Semaphore>,
 }
 
 fn same_options(a: SyncOptions, b: SyncOptions) -> bool {
@@ -306,6 +309,11 @@ impl TenantTask {
         backoff_until: &mut Option<DateTime<Utc>>,
     ) -> RunResult {
         let config = self.config.borrow().clone();
+        // Stopping while waiting goes on without a slot: the run then ends at once.
+        let _slot = tokio::select! {
+            slot = self.run_slots.clone().acquire_owned() => slot.ok(),
+            () = self.stop.cancelled() => None,
+        };
         {
             let mut state = lock(&self.state);
             state.running = Some(RunningState {

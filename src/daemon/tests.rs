@@ -120,6 +120,7 @@ impl PausedTask {
                 cap: Duration::ZERO,
             },
             clock,
+            run_slots: Arc::new(tokio::sync::Semaphore::new(1)),
         };
         Self {
             _dir: dir,

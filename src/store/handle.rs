@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::{
-    acquire_lease, commit, last_seq, load_index, load_objects, record_run, release_lease,
-    renew_lease, CommitSummary, Lease, NewEvents, NewExclusion, Store, StoreError,
+    acquire_lease, commit, last_seq, load_index, load_objects, prune_runs, record_run,
+    release_lease, renew_lease, CommitSummary, Lease, NewEvents, NewExclusion, Store, StoreError,
 };
 use crate::diff::Needed;
 use crate::event::{Change, SourceKind};
@@ -84,7 +84,9 @@ impl Store {
 
     /// Commits the change, its events and its run in one transaction, under the lease.
     pub async fn commit(&self, change: Commit) -> Result<CommitSummary, StoreError> {
+        let keep = self.run_history();
         self.run(move |conn| {
+            let tenant = change.tenant.clone();
             let input = NewEvents {
                 tenant: &change.tenant,
                 source: change.source,
@@ -96,13 +98,25 @@ impl Store {
                 exclusions: change.exclusions,
                 direct: change.direct.as_ref(),
             };
-            commit(conn, input)
+            let summary = commit(conn, input)?;
+            // After the commit, not in it: a commit must not fail for the history's sake.
+            if let Err(err) = prune_runs(conn, &tenant, keep) {
+                tracing::warn!(tenant, "cannot prune the run history: {err}");
+            }
+            Ok(summary)
         })
         .await
     }
 
-    /// Records a run that committed nothing; returns its id.
+    /// Records a run that committed nothing; returns its id. The tenant's history is kept to
+    /// the configured length (`run_history`).
     pub async fn record_run(&self, run: RunSummary) -> Result<i64, StoreError> {
-        self.run(move |conn| record_run(conn, &run)).await
+        let keep = self.run_history();
+        self.run(move |conn| {
+            let id = record_run(conn, &run)?;
+            prune_runs(conn, &run.tenant, keep)?;
+            Ok(id)
+        })
+        .await
     }
 }

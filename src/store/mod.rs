@@ -32,10 +32,11 @@ pub use lock::{
 pub use outbox::{
     build_event, commit, events_after, last_seq, CommitSummary, NewEvents, NewExclusion,
 };
-pub use runs::{last_runs, record_run};
+pub use runs::{last_runs, prune_runs, record_run};
 pub use snapshot::{load_index, load_objects, load_snapshot, stored_counts, StoredCounts};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -82,6 +83,8 @@ struct Inner {
     path: PathBuf,
     /// Connections kept open between calls; at most [`IDLE_CONNECTIONS`].
     idle: Mutex<Vec<Connection>>,
+    /// Runs kept per tenant; older ones are deleted as new ones are recorded.
+    run_history: AtomicU32,
 }
 
 /// Open connections kept for reuse: enough for a run, its lease renewal and a few delivery
@@ -121,12 +124,23 @@ impl Store {
             inner: Arc::new(Inner {
                 path,
                 idle: Mutex::new(Vec::new()),
+                run_history: AtomicU32::new(u32::MAX),
             }),
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Keeps at most `runs` runs per tenant in the run history (config `run_history`).
+    pub fn keep_run_history(self, runs: u32) -> Self {
+        self.inner.run_history.store(runs.max(1), Ordering::Relaxed);
+        self
+    }
+
+    pub fn run_history(&self) -> u32 {
+        self.inner.run_history.load(Ordering::Relaxed)
     }
 
     /// Runs `work` with a pooled connection on the blocking pool: the gateway through which

@@ -57,6 +57,15 @@ pub fn record_run(conn: &Connection, run: &RunSummary) -> Result<i64, StoreError
     insert_run(conn, run, None)
 }
 
+/// Deletes the tenant's runs beyond its `keep` most recent; how many went.
+pub fn prune_runs(conn: &Connection, tenant: &str, keep: u32) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM runs WHERE tenant = ?1 AND id <= (
+             SELECT id FROM runs WHERE tenant = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![tenant, keep],
+    )?)
+}
+
 /// The tenant's most recent runs, newest first.
 pub fn last_runs(
     conn: &Connection,

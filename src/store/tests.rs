@@ -554,3 +554,27 @@ fn the_database_and_its_side_files_are_private_to_their_owner() {
         assert_eq!(mode, 0o600, "{name}: {mode:o}");
     }
 }
+
+#[tokio::test]
+async fn the_run_history_keeps_the_configured_number_of_runs_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap().keep_run_history(3);
+    for tenant in ["acme", "globex"] {
+        for n in 0..5 {
+            let mut run = crate::run::RunSummary::begun(tenant, crate::run::Millis(n));
+            run.error = Some(format!("run {n}"));
+            store.record_run(run).await.unwrap();
+        }
+    }
+    let conn = store.connect().unwrap();
+    for tenant in ["acme", "globex"] {
+        let runs = last_runs(&conn, tenant, 100).unwrap();
+        let errors: Vec<_> = runs.iter().map(|r| r.error.clone().unwrap()).collect();
+        assert_eq!(errors, ["run 4", "run 3", "run 2"], "{tenant}");
+    }
+    // Ids are never reused after pruning.
+    let mut run = crate::run::RunSummary::begun("acme", crate::run::Millis(9));
+    run.error = Some("run 9".into());
+    let id = store.record_run(run).await.unwrap();
+    assert_eq!(id, 11);
+}

@@ -6,7 +6,7 @@
 use dirsync::daemon::tenant::Trigger;
 use dirsync_testkit::daemon::{Daemon, GatedScim, NotifySocket, TOKEN};
 use dirsync_testkit::scim as scim_support;
-use dirsync_testkit::{http_get, wait_for};
+use dirsync_testkit::{http_get, wait_for, ConfigDir};
 use scim_support::{ScimServer, Spc};
 
 use crate::support::{config_dir, DaemonControl};
@@ -362,4 +362,56 @@ async fn sigterm_during_a_slow_fetch_exits_promptly_and_commits_nothing() {
     assert!(status["last_success"].is_null(), "{status}");
     assert_eq!(status["last_run"]["outcome"], "failed", "{status}");
     assert!(status.get("daemon").is_none(), "{status}");
+}
+
+/// Issue 18: `max_concurrent_runs` bounds the runs of the whole daemon; due runs wait for a
+/// slot (and are not skipped), then run when one frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_runs_beyond_max_concurrent_runs_wait_for_a_slot() {
+    let idp = GatedScim::start(false, false).await;
+    let setup = ConfigDir::builder(crate::support::dirsync())
+        .global("max_concurrent_runs = 1\n")
+        .build();
+    for tenant in ["one", "two", "three"] {
+        setup.scheduled_scim_tenant(tenant, &idp.base_url, TOKEN, EVERY_SECOND, "");
+    }
+    let _daemon = Daemon::start(&setup, None).await;
+
+    // One run held at the IdP, the two others due and waiting for the slot, not running.
+    wait_for(
+        20,
+        "one run at the IdP and two due runs waiting for a slot",
+        || async {
+            let Some(states) = setup.daemon_states().await else {
+                return false;
+            };
+            let now = chrono::Utc::now();
+            let running = states.iter().filter(|s| s.running.is_some()).count();
+            let waiting = states
+                .iter()
+                .filter(|s| s.running.is_none())
+                .filter(|s| {
+                    s.next_run.as_deref().is_some_and(|at| {
+                        chrono::DateTime::parse_from_rfc3339(at).is_ok_and(|at| at < now)
+                    })
+                })
+                .count();
+            running == 1 && waiting == 2 && idp.waiting() == 1
+        },
+    )
+    .await;
+    assert_eq!(
+        idp.waiting(),
+        1,
+        "only the run holding the slot reached the IdP"
+    );
+
+    idp.open();
+    wait_for(30, "every tenant ran", || async {
+        setup
+            .daemon_states()
+            .await
+            .is_some_and(|states| states.len() == 3 && states.iter().all(|s| s.runs >= 1))
+    })
+    .await;
 }
