@@ -409,6 +409,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_run_past_its_limit_or_a_stopped_task_is_wedged_and_says_which_tenant() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        let mut state = TenantState {
+            tenant: "acme".into(),
+            running: Some(RunningState {
+                since: "2026-12-02T10:00:00.000Z".into(),
+                trigger: Trigger::Schedule,
+                dry_run: false,
+            }),
+            wedged_after: Some(at("2026-12-02T11:10:00Z")),
+            ..TenantState::default()
+        };
+        assert_eq!(state.wedged(at("2026-12-02T11:00:00Z")), None);
+        let wedged = state.wedged(at("2026-12-02T11:10:01Z")).unwrap();
+        assert!(wedged.contains("tenant acme") && wedged.contains("2026-12-02T10:00:00.000Z"));
+        // A finished run is not wedged, whatever the limit said.
+        state.running = None;
+        assert_eq!(state.wedged(at("2026-12-02T12:00:00Z")), None);
+        state.task_panicked = Some("boom".into());
+        assert!(state.wedged(at("2026-12-02T12:00:00Z")).unwrap().contains("boom"));
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         let policy = BackoffPolicy {
             base: Duration::from_secs(10),
