@@ -410,7 +410,11 @@ mod tests {
 
     #[test]
     fn a_run_past_its_limit_or_a_stopped_task_is_wedged_and_says_which_tenant() {
-        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
         let mut state = TenantState {
             tenant: "acme".into(),
             running: Some(RunningState {
@@ -428,7 +432,10 @@ mod tests {
         state.running = None;
         assert_eq!(state.wedged(at("2026-12-02T12:00:00Z")), None);
         state.task_panicked = Some("boom".into());
-        assert!(state.wedged(at("2026-12-02T12:00:00Z")).unwrap().contains("boom"));
+        assert!(state
+            .wedged(at("2026-12-02T12:00:00Z"))
+            .unwrap()
+            .contains("boom"));
     }
 
     #[test]
