@@ -24,7 +24,8 @@
 //! - Leaves any layer may use, importing nothing of dirsync: `run` (one run's summary),
 //!   `attribute_path`, `glob`, `signing` (Standard Webhooks), `feed` (the per-tenant commit
 //!   feed), `telemetry` (the one metrics registry and Prometheus renderer), `mutex`
-//!   (poison-tolerant locking), `process_stats`.
+//!   (poison-tolerant locking), `process_stats`, `scim_protocol` (SCIM 2.0 filters, PATCH and
+//!   errors, for the push receiver).
 //! - `terminal`, the lowest leaf (even leaves may use it): escaping outside text for
 //!   human-readable output, the text log format's field formatter, colour on stderr.
 //!
