@@ -14,7 +14,7 @@ pub use policy::{default_attributes, AttributeMapping, FiltersConfig, RolesConfi
 pub use sink::{JsonlSinkConfig, RejectPolicy, SinkConfig, SinkKind, WebhookSinkConfig};
 pub use source::{
     read_service_account_key, GoogleSourceConfig, NestedGroups, ScimAuth, ScimPagination,
-    ScimSourceConfig, SourceConfig, SuspendedUsers,
+    ScimSourceConfig, ServiceAccountKey, SourceConfig, SuspendedUsers,
 };
 
 use std::collections::BTreeMap;

@@ -88,7 +88,7 @@ struct RawGoogle {
 #[derive(Debug, Clone)]
 pub struct GoogleSourceConfig {
     pub credentials_file: PathBuf,
-    pub service_account_key: yup_oauth2::ServiceAccountKey,
+    pub service_account_key: ServiceAccountKey,
     pub subject: String,
     pub customer: String,
     pub domain: Option<String>,
@@ -309,12 +309,39 @@ fn validate_google(raw: RawGoogle, p: &mut Problems<'_>) -> Option<SourceConfig>
     }))
 }
 
+/// A Google service-account key: the JSON file the Cloud console downloads (fields it has and
+/// dirsync does not use are ignored). `Debug` never prints the private key.
+#[derive(Clone, Deserialize)]
+pub struct ServiceAccountKey {
+    #[serde(rename = "type")]
+    pub key_type: Option<String>,
+    pub project_id: Option<String>,
+    pub private_key_id: Option<String>,
+    /// PEM: PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`).
+    pub private_key: String,
+    pub client_email: String,
+    pub client_id: Option<String>,
+    /// The OAuth token endpoint the JWT-bearer assertion is posted to (and its audience).
+    pub token_uri: String,
+}
+
+impl std::fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("project_id", &self.project_id)
+            .field("private_key_id", &self.private_key_id)
+            .field("private_key", &"…")
+            .field("client_email", &self.client_email)
+            .field("client_id", &self.client_id)
+            .field("token_uri", &self.token_uri)
+            .finish()
+    }
+}
+
 /// Reads a service-account key file, saying precisely what is wrong with it: everything a
 /// sync needs from it is checked here (the token endpoint, the RSA key), so a bad key fails
 /// `check-config`, not the first run.
-pub fn read_service_account_key(
-    path: &std::path::Path,
-) -> Result<yup_oauth2::ServiceAccountKey, String> {
+pub fn read_service_account_key(path: &std::path::Path) -> Result<ServiceAccountKey, String> {
     match read_key(path)? {
         (key, KeyState::Usable) => Ok(key),
         (_, KeyState::ExamplePlaceholder) => Err(format!(
@@ -333,7 +360,7 @@ enum KeyState {
     ExamplePlaceholder,
 }
 
-fn read_key(path: &std::path::Path) -> Result<(yup_oauth2::ServiceAccountKey, KeyState), String> {
+fn read_key(path: &std::path::Path) -> Result<(ServiceAccountKey, KeyState), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
@@ -354,7 +381,7 @@ fn read_key(path: &std::path::Path) -> Result<(yup_oauth2::ServiceAccountKey, Ke
             ));
         }
     }
-    let key: yup_oauth2::ServiceAccountKey = serde_json::from_value(json)
+    let key: ServiceAccountKey = serde_json::from_value(json)
         .map_err(|err| format!("{} is not a service-account key: {err}", path.display()))?;
     check_token_uri(&key.token_uri).map_err(|problem| {
         format!(

@@ -162,7 +162,7 @@ impl Fixture {
     }
 
     fn config_with_token_uri(&self, token_uri: &str) -> GoogleSourceConfig {
-        let key: yup_oauth2::ServiceAccountKey = serde_json::from_value(json!({
+        let key: dirsync::config::ServiceAccountKey = serde_json::from_value(json!({
             "type": "service_account",
             "project_id": "dirsync-test",
             "private_key_id": "k1",

@@ -19,9 +19,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
-use yup_oauth2::ServiceAccountKey;
 
 use super::console as messages;
+use crate::config::ServiceAccountKey;
 use crate::source::http::{self, RateLimiter, RetryPolicy};
 use crate::source::{FetchStats, SourceError};
 
