@@ -54,7 +54,10 @@ pub const MAX_SPREAD: Duration = Duration::from_secs(15 * 60);
 /// expression start spread over the interval instead of in the same second, and each tenant
 /// keeps the same offset across restarts and reloads.
 pub fn offset_of(tenant: &str, schedule: &cron::Schedule, around: DateTime<Utc>) -> Duration {
-    let spread = interval_of(schedule, around).min(MAX_SPREAD);
+    // The shortest gap, not the next one: an irregular schedule (`0,10 * * * * *`) would
+    // otherwise give a tenant a different offset from one run to the next, and a larger
+    // offset after a run could select the fire time just served again.
+    let spread = shortest_gap(schedule, around).min(MAX_SPREAD);
     if spread.is_zero() {
         return Duration::ZERO;
     }
@@ -65,6 +68,17 @@ pub fn offset_of(tenant: &str, schedule: &cron::Schedule, around: DateTime<Utc>)
             (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
         });
     Duration::from_millis(hash % spread.as_millis().max(1) as u64)
+}
+
+/// The shortest gap between the schedule's next 32 fire times after `around`; zero when it
+/// fires at most once more.
+fn shortest_gap(schedule: &cron::Schedule, around: DateTime<Utc>) -> Duration {
+    let fires: Vec<DateTime<Utc>> = schedule.after(&around).take(32).collect();
+    fires
+        .windows(2)
+        .filter_map(|pair| (pair[1] - pair[0]).to_std().ok())
+        .min()
+        .unwrap_or_default()
 }
 
 /// The gap between the schedule's next two fire times after `around`; zero when it fires at
@@ -148,6 +162,37 @@ mod tests {
         // A daily schedule spreads over at most 15 minutes.
         let daily = cron::Schedule::from_str("0 0 2 * * *").unwrap();
         assert!(offset_of("acme", &daily, now) < MAX_SPREAD);
+    }
+
+    #[test]
+    fn an_irregular_schedule_keeps_one_offset_and_serves_each_fire_time_once() {
+        let irregular = cron::Schedule::from_str("0,10 * * * * *").unwrap();
+        let offsets: Vec<Duration> = (0..60)
+            .map(|s| {
+                offset_of(
+                    "acme",
+                    &irregular,
+                    at("2026-12-02T10:00:00Z") + chrono::Duration::seconds(s),
+                )
+            })
+            .collect();
+        assert!(offsets
+            .iter()
+            .all(|o| *o == offsets[0] && *o < Duration::from_secs(10)));
+        // Served one after another, each fire time once.
+        let mut served = at("2026-12-02T10:00:00Z");
+        let mut runs = Vec::new();
+        for _ in 0..6 {
+            let offset = offset_of("acme", &irregular, served);
+            served = next_due(&irregular, served, offset).unwrap();
+            runs.push(served - chrono::Duration::from_std(offset).unwrap());
+        }
+        let fires: Vec<_> = irregular
+            .after(&at("2026-12-02T09:59:59Z"))
+            .take(7)
+            .collect();
+        assert!(runs.windows(2).all(|w| w[0] < w[1]), "{runs:?}");
+        assert!(runs.iter().all(|run| fires.contains(run)), "{runs:?}");
     }
 
     #[test]
