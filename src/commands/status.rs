@@ -36,8 +36,9 @@ pub fn tenant_status(
 ) -> Result<TenantStatus, store::StoreError> {
     let next_run = tenant
         .enabled
-        .then(|| tenant.schedule.upcoming(chrono::Utc).next())
-        .flatten()
+        .then_some(tenant.scheduled)
+        .filter(|scheduled| *scheduled)
+        .and_then(|_| tenant.schedule.upcoming(chrono::Utc).next())
         .map(crate::event::format_timestamp);
     let mut status = TenantStatus {
         tenant: tenant.id.clone(),

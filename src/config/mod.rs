@@ -13,8 +13,9 @@ mod source;
 pub use policy::{default_attributes, AttributeMapping, FiltersConfig, RolesConfig, UserScope};
 pub use sink::{JsonlSinkConfig, RejectPolicy, SinkConfig, SinkKind, WebhookSinkConfig};
 pub use source::{
-    read_service_account_key, GoogleSourceConfig, NestedGroups, ScimAuth, ScimPagination,
-    ScimSourceConfig, ServiceAccountKey, SourceConfig, SuspendedUsers,
+    read_service_account_key, EmailFrom, GoogleSourceConfig, NestedGroups, ScimAuth,
+    ScimPagination, ScimPushConfig, ScimSourceConfig, ServiceAccountKey, SourceConfig,
+    SuspendedUsers, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUED_WRITES,
 };
 
 use std::collections::BTreeMap;
@@ -363,6 +364,10 @@ pub struct TenantConfig {
     pub file: PathBuf,
     pub schedule: cron::Schedule,
     pub schedule_text: String,
+    /// Whether the daemon runs the tenant on `schedule`. A push tenant without a `schedule`
+    /// key is not: its IdP's writes keep it current, and a run (force, or a reload that
+    /// changed its policy) only re-applies policy to what was pushed.
+    pub scheduled: bool,
     pub enabled: bool,
     pub source: SourceConfig,
     pub guard: GuardConfig,
@@ -630,6 +635,7 @@ fn tenant(file: &Path, found: &mut Findings) -> Option<TenantConfig> {
     let mut p = Problems::new(file, found);
     let raw: RawTenant = lenient::table(value, "", "a tenant file", &[], &mut p)?;
 
+    let schedule_given = raw.schedule.is_some();
     let schedule_text = raw.schedule.unwrap_or_else(|| "0 */15 * * * *".to_owned());
     let schedule = validate_schedule(&schedule_text, &mut p);
     let source = match raw.source {
@@ -668,6 +674,7 @@ fn tenant(file: &Path, found: &mut Findings) -> Option<TenantConfig> {
     Some(TenantConfig {
         id,
         file: file.to_owned(),
+        scheduled: schedule_given || !source.as_ref().is_some_and(SourceConfig::is_push),
         schedule: schedule?,
         schedule_text,
         enabled: raw.enabled.unwrap_or(true),

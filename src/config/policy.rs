@@ -57,7 +57,8 @@ pub(super) fn validate_filters(
         None => RawFilters::default(),
     };
     let mut ok = true;
-    if source == Some(SourceKind::Scim) && !raw.org_units.is_empty() {
+    if matches!(source, Some(SourceKind::Scim | SourceKind::ScimPush)) && !raw.org_units.is_empty()
+    {
         p.add(
             "filters.org_units",
             "a SCIM source has no org units (its users carry no org-unit path), so this filter would drop every user: remove it and filter by [filters] groups instead",
@@ -196,7 +197,7 @@ pub fn default_attributes(source: Option<SourceKind>) -> AttributeMapping {
             ("employee_id", "externalIds[type=organization].value".into()),
             ("manager_email", "relations[type=manager].value".into()),
         ],
-        Some(SourceKind::Scim) => vec![
+        Some(SourceKind::Scim | SourceKind::ScimPush) => vec![
             ("job_title", "title".into()),
             ("department", format!("{ENTERPRISE}:department")),
             ("cost_center", format!("{ENTERPRISE}:costCenter")),

@@ -34,6 +34,8 @@ pub enum NestedGroups {
 pub enum SourceConfig {
     Google(GoogleSourceConfig),
     Scim(ScimSourceConfig),
+    /// The IdP provisions into dirsync (the SCIM push receiver): nothing to fetch.
+    ScimPush(ScimPushConfig),
 }
 
 impl SourceConfig {
@@ -41,6 +43,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Google(_) => SourceKind::Google,
             SourceConfig::Scim(_) => SourceKind::Scim,
+            SourceConfig::ScimPush(_) => SourceKind::ScimPush,
         }
     }
 
@@ -48,6 +51,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Google(google) => google.suspended_users,
             SourceConfig::Scim(scim) => scim.suspended_users,
+            SourceConfig::ScimPush(push) => push.suspended_users,
         }
     }
 
@@ -55,6 +59,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Google(google) => google.max_run,
             SourceConfig::Scim(scim) => scim.max_run,
+            SourceConfig::ScimPush(push) => push.max_run,
         }
     }
 
@@ -62,8 +67,109 @@ impl SourceConfig {
         match self {
             SourceConfig::Google(google) => google.nested_groups,
             SourceConfig::Scim(scim) => scim.nested_groups,
+            SourceConfig::ScimPush(push) => push.nested_groups,
         }
     }
+
+    pub fn is_push(&self) -> bool {
+        matches!(self, SourceConfig::ScimPush(_))
+    }
+}
+
+/// Which address becomes a pushed user's `email`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailFrom {
+    /// The primary email, else the `work` email, else the first, else `userName` when it is an
+    /// address. Entra's `userName` is the UPN, which differs from the mail address of
+    /// synchronized (on-premises) users: the mail address is the one the app knows.
+    #[default]
+    Emails,
+    /// `userName` when it is an address, else as `emails`.
+    #[serde(rename = "username")]
+    UserName,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScimPush {
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    suspended_users: SuspendedUsers,
+    #[serde(default)]
+    nested_groups: NestedGroups,
+    #[serde(default)]
+    email_from: EmailFrom,
+    max_queued_writes: Option<usize>,
+    max_body_bytes: Option<usize>,
+    max_run_seconds: Option<u64>,
+}
+
+/// `type = "scim_push"`: the tenant's IdP provisions into dirsync's SCIM endpoints.
+#[derive(Debug, Clone)]
+pub struct ScimPushConfig {
+    /// The bearer token the IdP sends.
+    pub token: Secret,
+    pub token_file: PathBuf,
+    pub suspended_users: SuspendedUsers,
+    pub nested_groups: NestedGroups,
+    pub email_from: EmailFrom,
+    /// Writes waiting for the tenant beyond this are answered `429` with `Retry-After`.
+    pub max_queued_writes: usize,
+    /// A request body over this is `413`.
+    pub max_body_bytes: usize,
+    /// A reconciling run (`dirsync sync` of a push tenant) is abandoned after this long.
+    pub max_run: Duration,
+}
+
+/// The defaults of a push tenant's bounds.
+pub const DEFAULT_MAX_QUEUED_WRITES: usize = 1024;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+fn validate_scim_push(raw: RawScimPush, p: &mut Problems<'_>) -> Option<SourceConfig> {
+    let token_file = match raw.token_file {
+        Some(path) => Some(p.resolve(&path)),
+        None => {
+            p.add(
+                "source.token_file",
+                "missing: a file holding the bearer token the IdP sends (`dirsync setup scim-push` writes one)",
+            );
+            None
+        }
+    };
+    let token = token_file
+        .as_ref()
+        .and_then(|path| p.read_secret("source.token_file", path, SecretShape::Token));
+    if let Some(token) = &token {
+        if token.expose().len() < 16 {
+            p.add(
+                "source.token_file",
+                "the token is shorter than 16 characters: use a long random token (`openssl rand -hex 32`)",
+            );
+        }
+    }
+    if raw.max_queued_writes == Some(0) {
+        p.add("source.max_queued_writes", "must be at least 1");
+    }
+    if raw.max_body_bytes.is_some_and(|bytes| bytes < 1024) {
+        p.add("source.max_body_bytes", "must be at least 1024");
+    }
+    Some(SourceConfig::ScimPush(ScimPushConfig {
+        token: token?,
+        token_file: token_file?,
+        suspended_users: raw.suspended_users,
+        nested_groups: raw.nested_groups,
+        email_from: raw.email_from,
+        max_queued_writes: raw
+            .max_queued_writes
+            .unwrap_or(DEFAULT_MAX_QUEUED_WRITES)
+            .max(1),
+        max_body_bytes: raw
+            .max_body_bytes
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES)
+            .max(1024),
+        max_run: max_run(raw.max_run_seconds, p),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,22 +310,37 @@ pub(super) fn validate(value: toml::Value, p: &mut Problems<'_>) -> Option<Sourc
             )?,
             p,
         ),
+        Some("scim_push") => validate_scim_push(
+            lenient::table(
+                toml::Value::Table(table),
+                "source",
+                "a [source] of type \"scim_push\"",
+                &["type"],
+                p,
+            )?,
+            p,
+        ),
         Some(other) => {
             p.add(
                 "source.type",
-                format!("{other:?} is not a source type: use \"google\" or \"scim\""),
+                format!(
+                    "{other:?} is not a source type: use \"google\", \"scim\" or \"scim_push\""
+                ),
             );
             None
         }
         None if kind.is_some() => {
             p.add(
                 "source.type",
-                "must be a string: type = \"google\" or \"scim\"",
+                "must be a string: type = \"google\", \"scim\" or \"scim_push\"",
             );
             None
         }
         None => {
-            p.add("source.type", "missing: set type = \"google\" or \"scim\"");
+            p.add(
+                "source.type",
+                "missing: set type = \"google\", \"scim\" or \"scim_push\"",
+            );
             None
         }
     }

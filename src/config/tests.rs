@@ -523,3 +523,55 @@ fn on_reject_on_a_jsonl_sink_is_refused() {
         "{found:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Push tenants.
+
+const PUSH: &str = "[source]\ntype = \"scim_push\"\ntoken_file = \"push-token\"\n";
+
+#[test]
+fn a_push_tenant_needs_no_schedule_and_is_not_scheduled_without_one() {
+    let dir = setup(PUSH);
+    write(
+        &dir.path().join("tenants"),
+        "push-token",
+        "0123456789abcdef0123\n",
+    );
+    let loaded = load(&dir.path().join("dirsync.toml"));
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let tenant = &loaded.tenants["acme"];
+    assert!(!tenant.scheduled);
+    let SourceConfig::ScimPush(push) = &tenant.source else {
+        panic!("not a push source: {:?}", tenant.source);
+    };
+    assert_eq!(push.token.expose(), "0123456789abcdef0123");
+    assert_eq!(push.max_queued_writes, DEFAULT_MAX_QUEUED_WRITES);
+
+    let dir = setup(&format!("schedule = \"0 0 * * * *\"\n{PUSH}"));
+    write(
+        &dir.path().join("tenants"),
+        "push-token",
+        "0123456789abcdef0123\n",
+    );
+    let loaded = load(&dir.path().join("dirsync.toml"));
+    assert!(loaded.tenants["acme"].scheduled);
+}
+
+#[test]
+fn a_push_tenant_refuses_a_short_token_a_missing_file_and_unknown_keys() {
+    let dir = setup(PUSH);
+    write(&dir.path().join("tenants"), "push-token", "short\n");
+    let found = load(&dir.path().join("dirsync.toml")).problems;
+    assert_eq!(keys_of(&found), vec!["source.token_file"], "{found:?}");
+    assert!(found[0].message.contains("16 characters"), "{found:?}");
+
+    let found = load(
+        &setup(&format!("{PUSH}base_url = \"https://x\"\n"))
+            .path()
+            .join("dirsync.toml"),
+    )
+    .problems;
+    let keys = keys_of(&found);
+    assert!(keys.contains(&"source.base_url".to_owned()), "{found:?}");
+    assert!(keys.contains(&"source.token_file".to_owned()), "{found:?}");
+}

@@ -230,7 +230,7 @@ impl TenantTask {
             }
 
             let config = self.config.borrow_and_update().clone();
-            let due = if config.enabled {
+            let due = if config.enabled && config.scheduled {
                 let after = backoff_until.map_or(served, |until| until.max(served));
                 let offset = offset_of(&config.id, &config.schedule, after);
                 next_due(&config.schedule, after, offset)

@@ -123,6 +123,8 @@ impl Change {
 pub enum SourceKind {
     Google,
     Scim,
+    #[serde(rename = "scim_push")]
+    ScimPush,
 }
 
 impl SourceKind {
@@ -130,6 +132,7 @@ impl SourceKind {
         match self {
             SourceKind::Google => "google",
             SourceKind::Scim => "scim",
+            SourceKind::ScimPush => "scim_push",
         }
     }
 }

@@ -313,7 +313,7 @@ impl Explain for GoogleExplain {
                     host_of(url)
                 ),
             ),
-            SourceError::Protocol(_) | SourceError::Cancelled => (
+            SourceError::Protocol(_) | SourceError::Cancelled | SourceError::PushTenant => (
                 "connection".to_owned(),
                 err.hint()
                     .unwrap_or_else(|| "check the values given to setup".to_owned()),

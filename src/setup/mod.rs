@@ -287,6 +287,7 @@ fn with_short_retries(mut tenant: TenantConfig) -> TenantConfig {
             google.all_scopes = true;
         }
         config::SourceConfig::Scim(scim) => scim.retry_max = scim.retry_max.min(BUDGET),
+        config::SourceConfig::ScimPush(_) => {}
     }
     tenant
 }
@@ -358,6 +359,7 @@ fn summary(
     let rate = match &tenant.source {
         config::SourceConfig::Google(google) => google.requests_per_minute,
         config::SourceConfig::Scim(scim) => scim.requests_per_minute,
+        config::SourceConfig::ScimPush(_) => 0,
     };
     let pace = match first_sync_estimate(dry_run.api_requests, rate) {
         Some(estimate) => format!(

@@ -163,6 +163,8 @@ pub enum SourceError {
     Protocol(String),
     #[error("the fetch was cancelled")]
     Cancelled,
+    #[error("a scim_push tenant has no IdP to fetch from: its IdP provisions into dirsync's SCIM endpoints")]
+    PushTenant,
 }
 
 impl SourceError {
@@ -236,6 +238,7 @@ impl Source {
             SourceConfig::Scim(config) => {
                 Ok(Source::Scim(scim::ScimSource::new(config.clone(), stats)?))
             }
+            SourceConfig::ScimPush(_) => Err(SourceError::PushTenant),
         }
     }
 
