@@ -17,6 +17,7 @@ import sys
 LAYERS = [
     ["main", "lib", "commands", "cli"],
     ["setup"],
+    ["push"],
     ["daemon"],
     ["sync"],
     ["policy", "source", "sink"],

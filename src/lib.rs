@@ -46,6 +46,7 @@ pub mod model;
 pub mod mutex;
 pub mod policy;
 pub mod process_stats;
+pub mod push;
 pub mod run;
 pub mod scim_protocol;
 pub mod setup;

@@ -125,9 +125,10 @@ pub async fn dispatch(cli: Cli) -> Outcome {
 pub fn extensions(
     global: &config::GlobalConfig,
 ) -> Vec<std::sync::Arc<dyn crate::daemon::Extension>> {
-    vec![std::sync::Arc::new(
-        crate::daemon::sinks::SinkExtension::new(global),
-    )]
+    vec![
+        std::sync::Arc::new(crate::daemon::sinks::SinkExtension::new(global)),
+        std::sync::Arc::new(crate::push::PushExtension::default()),
+    ]
 }
 
 /// Loads the whole configuration strictly: every problem is reported, exit code 2.

@@ -126,20 +126,19 @@ pub struct ScimPushConfig {
 pub const DEFAULT_MAX_QUEUED_WRITES: usize = 1024;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+#[allow(clippy::needless_pass_by_value)] // as the other validators: raw values are consumed
 fn validate_scim_push(raw: RawScimPush, p: &mut Problems<'_>) -> Option<SourceConfig> {
-    let token_file = match raw.token_file {
-        Some(path) => Some(p.resolve(&path)),
-        None => {
-            p.add(
-                "source.token_file",
-                "missing: a file holding the bearer token the IdP sends (`dirsync setup scim-push` writes one)",
-            );
-            None
-        }
-    };
-    let token = token_file
+    if raw.token_file.is_none() {
+        p.add(
+            "source.token_file",
+            "missing: a file holding the bearer token the IdP sends (`dirsync setup scim-push` writes one)",
+        );
+    }
+    let token = raw
+        .token_file
         .as_ref()
         .and_then(|path| p.read_secret("source.token_file", path, SecretShape::Token));
+    let token_file = raw.token_file.as_ref().map(|path| p.resolve(path));
     if let Some(token) = &token {
         if token.expose().len() < 16 {
             p.add(

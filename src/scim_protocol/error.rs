@@ -49,6 +49,15 @@ impl ScimError {
         }
     }
 
+    /// Something failed on dirsync's side (the store): a 500 the IdP retries.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self {
+            status: 500,
+            scim_type: None,
+            detail: detail.into(),
+        }
+    }
+
     pub fn invalid_filter(detail: impl Into<String>) -> Self {
         Self::bad_request(ScimType::InvalidFilter, detail)
     }

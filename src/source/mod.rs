@@ -10,6 +10,7 @@
 pub mod google;
 pub mod http;
 pub mod scim;
+pub mod scim_push;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -221,6 +222,12 @@ impl SourceError {
 pub enum Source {
     Google(google::GoogleSource),
     Scim(scim::ScimSource),
+    /// A push tenant: what its IdP provisioned, read from the store.
+    Pushed {
+        store: crate::store::Store,
+        tenant: String,
+        email_from: crate::config::EmailFrom,
+    },
 }
 
 impl Source {
@@ -242,10 +249,23 @@ impl Source {
         }
     }
 
+    /// The source of a push tenant's runs: its pushed directory in `store`.
+    pub fn pushed(store: crate::store::Store, tenant: &TenantConfig) -> Option<Self> {
+        match &tenant.source {
+            SourceConfig::ScimPush(push) => Some(Source::Pushed {
+                store,
+                tenant: tenant.id.clone(),
+                email_from: push.email_from,
+            }),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> SourceKind {
         match self {
             Source::Google(_) => SourceKind::Google,
             Source::Scim(_) => SourceKind::Scim,
+            Source::Pushed { .. } => SourceKind::ScimPush,
         }
     }
 
@@ -255,6 +275,11 @@ impl Source {
             match self {
                 Source::Google(source) => source.fetch().await,
                 Source::Scim(source) => source.fetch().await,
+                Source::Pushed {
+                    store,
+                    tenant,
+                    email_from,
+                } => scim_push::fetch(store, tenant, *email_from).await,
             }
         };
         tokio::select! {
@@ -272,7 +297,8 @@ impl Source {
         ids: &[Id],
     ) -> Result<Vec<Id>, SourceError> {
         match self {
-            Source::Google(_) => Ok(ids.to_vec()),
+            // The store is read whole, in one transaction: absence is confirmation.
+            Source::Google(_) | Source::Pushed { .. } => Ok(ids.to_vec()),
             Source::Scim(source) => source.confirm_absent(kind, ids).await,
         }
     }
@@ -283,7 +309,7 @@ impl Source {
     pub async fn locate_users(&self, ids: &[Id]) -> Result<Vec<FetchedUser>, SourceError> {
         match self {
             Source::Google(source) => source.locate_users(ids).await,
-            Source::Scim(_) => Ok(Vec::new()),
+            Source::Scim(_) | Source::Pushed { .. } => Ok(Vec::new()),
         }
     }
 
@@ -292,6 +318,7 @@ impl Source {
         match self {
             Source::Google(source) => source.check().await,
             Source::Scim(source) => source.check().await,
+            Source::Pushed { .. } => Err(SourceError::PushTenant),
         }
     }
 }

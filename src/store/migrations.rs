@@ -146,6 +146,58 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_by_subject ON events (tenant, subject_id);
     CREATE UNIQUE INDEX events_by_id ON events (id);
     "#,
+    // 4: the SCIM push receiver. `scim_resources` holds what the IdP provisioned (the
+    // resource JSON without `id`, `meta`, `password` and group `members`), `scim_members` the
+    // direct members of its groups (a row per member, so one member's PATCH writes one row
+    // whatever the group's size), `push_requests` the per-tenant request log.
+    r#"
+    CREATE TABLE scim_resources (
+        tenant       TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        user_name    TEXT,
+        external_id  TEXT,
+        display_name TEXT,
+        created      INTEGER NOT NULL,
+        modified     INTEGER NOT NULL,
+        version      INTEGER NOT NULL,
+        data         TEXT NOT NULL,
+        UNIQUE (tenant, kind, id)
+    );
+    CREATE UNIQUE INDEX scim_resources_by_user_name ON scim_resources (tenant, kind, user_name)
+        WHERE user_name IS NOT NULL;
+    CREATE INDEX scim_resources_by_external_id ON scim_resources (tenant, kind, external_id)
+        WHERE external_id IS NOT NULL;
+    CREATE INDEX scim_resources_by_display_name ON scim_resources (tenant, kind, display_name);
+    CREATE TABLE scim_members (
+        tenant    TEXT NOT NULL,
+        group_id  TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        display   TEXT,
+        PRIMARY KEY (tenant, group_id, member_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX scim_members_by_member ON scim_members (tenant, member_id);
+    CREATE TABLE push_requests (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant        TEXT NOT NULL,
+        at            INTEGER NOT NULL,
+        method        TEXT NOT NULL,
+        path          TEXT NOT NULL,
+        status        INTEGER NOT NULL,
+        latency_us    INTEGER NOT NULL,
+        user_agent    TEXT,
+        resource_kind TEXT,
+        resource_id   TEXT,
+        detail        TEXT,
+        first_seq     INTEGER,
+        last_seq      INTEGER,
+        body          TEXT
+    );
+    CREATE INDEX push_requests_by_tenant ON push_requests (tenant, id);
+    CREATE INDEX push_requests_by_resource ON push_requests (tenant, resource_id)
+        WHERE resource_id IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this binary writes.

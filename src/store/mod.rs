@@ -16,6 +16,7 @@ mod lock;
 pub mod lookup;
 mod migrations;
 mod outbox;
+pub mod push;
 mod runs;
 mod snapshot;
 

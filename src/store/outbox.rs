@@ -137,7 +137,20 @@ fn commit_transaction(
         chrono::DateTime::from_timestamp_millis(now).unwrap_or_else(chrono::Utc::now),
     );
     let set_aside = set_aside_indexes(&tx, &bulk_inserts(&input), BULK_INSERT)?;
-    append_events(&tx, &input, previous_seq, sync_id, now, &occurred_at)?;
+    append_events(
+        &tx,
+        EventsOf {
+            tenant: input.tenant,
+            source: input.source,
+            before: input.before,
+            after: input.after,
+            changes: input.changes,
+        },
+        previous_seq,
+        sync_id,
+        now,
+        &occurred_at,
+    )?;
     write_changes(&tx, input.tenant, input.changes, input.after)?;
     if events > 0 {
         tx.execute(
@@ -163,6 +176,58 @@ fn commit_transaction(
         last_seq: previous_seq + events,
         events,
     })
+}
+
+/// The events of one change set, and what they render from.
+#[derive(Clone, Copy)]
+struct EventsOf<'a> {
+    tenant: &'a str,
+    source: SourceKind,
+    before: &'a Snapshot,
+    after: &'a Snapshot,
+    changes: &'a [Change],
+}
+
+/// Inside a caller's transaction: appends the events of `changes` after `previous_seq` and
+/// writes the stored rows they change (a push write's part of a commit). Returns the first
+/// and last seq. `changes` must not be empty.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn append_change_set(
+    tx: &Connection,
+    tenant: &str,
+    source: SourceKind,
+    before: &Snapshot,
+    after: &Snapshot,
+    changes: &[Change],
+    previous_seq: u64,
+    sync_id: i64,
+) -> Result<(u64, u64), StoreError> {
+    let now = now_ms();
+    let occurred_at = format_timestamp(
+        chrono::DateTime::from_timestamp_millis(now).unwrap_or_else(chrono::Utc::now),
+    );
+    append_events(
+        tx,
+        EventsOf {
+            tenant,
+            source,
+            before,
+            after,
+            changes,
+        },
+        previous_seq,
+        sync_id,
+        now,
+        &occurred_at,
+    )?;
+    write_changes(tx, tenant, changes, after)?;
+    let last = previous_seq + changes.len() as u64;
+    tx.prepare_cached(
+        "INSERT INTO tenants (tenant, last_seq) VALUES (?1, ?2)
+         ON CONFLICT (tenant) DO UPDATE SET last_seq = excluded.last_seq",
+    )?
+    .execute(params![tenant, last as i64])?;
+    Ok((previous_seq + 1, last))
 }
 
 /// Inserts into one table below which keeping its indexes costs less than rebuilding them.
@@ -226,9 +291,10 @@ pub(super) fn set_aside_indexes(
 /// Rendering an event's JSON and inserting it into SQLite each take about as long, so a second
 /// thread renders batches of bodies while this one inserts them: a first sync of a large
 /// directory commits a million events, and the commit is the part of it no API latency hides.
+#[allow(clippy::too_many_arguments)]
 fn append_events(
     tx: &Connection,
-    input: &NewEvents<'_>,
+    events: EventsOf<'_>,
     previous_seq: u64,
     sync_id: i64,
     now: i64,
@@ -243,7 +309,13 @@ fn append_events(
         id: String,
         body: String,
     }
-    let (tenant, source, before, after) = (input.tenant, input.source, input.before, input.after);
+    let EventsOf {
+        tenant,
+        source,
+        before,
+        after,
+        changes,
+    } = events;
     let mut insert = tx.prepare_cached(
         "INSERT INTO events (tenant, seq, id, type, subject_id, occurred_at, sync_id, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -252,7 +324,7 @@ fn append_events(
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Rendered>>(AHEAD);
         let renderer = scope.spawn(move || -> Result<(), serde_json::Error> {
             let mut renderer = EventRenderer::new(before, after);
-            for (batch_index, batch) in input.changes.chunks(BATCH).enumerate() {
+            for (batch_index, batch) in changes.chunks(BATCH).enumerate() {
                 let first_seq = previous_seq + 1 + (batch_index * BATCH) as u64;
                 let mut rendered = Vec::with_capacity(batch.len());
                 for (offset, change) in batch.iter().enumerate() {
@@ -269,7 +341,7 @@ fn append_events(
             }
             Ok(())
         });
-        let mut changes = input.changes.iter();
+        let mut changes = changes.iter();
         for batch in receiver {
             for (event, change) in batch.into_iter().zip(changes.by_ref()) {
                 insert.execute(params![

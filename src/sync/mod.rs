@@ -260,7 +260,10 @@ async fn prepare(
     lease: &HeldLease,
     result: &mut RunResult,
 ) -> Result<Option<Planned>, SyncError> {
-    let source = Source::new(tenant, stats.clone()).await?;
+    let source = match Source::pushed(store.clone(), tenant) {
+        Some(pushed) => pushed,
+        None => Source::new(tenant, stats.clone()).await?,
+    };
     let index = store.index(&tenant.id).await?;
     phase("stored index loaded");
     let fetched = confirm::fetch_confirmed(&source, &index, cancel).await?;

@@ -86,23 +86,7 @@ impl Draft {
             excluded_groups,
         } = self.applied;
         let changes = diff_indexed(stored, &previous, &after);
-        let mut exclusions: Vec<NewExclusion> = excluded_users
-            .into_iter()
-            .map(|user| NewExclusion {
-                detail: user.reason.detail(),
-                reason: user.reason.code(),
-                id: user.id.to_string(),
-                key: user.email,
-                kind: MemberKind::User,
-            })
-            .collect();
-        exclusions.extend(excluded_groups.into_iter().map(|group| NewExclusion {
-            id: group.id.to_string(),
-            key: group.key,
-            kind: MemberKind::Group,
-            reason: "group_filter",
-            detail: None,
-        }));
+        let exclusions = exclusions_of(excluded_users, excluded_groups);
         Plan {
             stored: self.stored,
             previous,
@@ -114,27 +98,64 @@ impl Draft {
     }
 }
 
+/// What policy left out, as the store records it for `inspect`.
+pub fn exclusions_of(
+    excluded_users: Vec<policy::ExcludedUser>,
+    excluded_groups: Vec<policy::ExcludedGroup>,
+) -> Vec<NewExclusion> {
+    let mut exclusions: Vec<NewExclusion> = excluded_users
+        .into_iter()
+        .map(|user| NewExclusion {
+            detail: user.reason.detail(),
+            reason: user.reason.code(),
+            id: user.id.to_string(),
+            key: user.email,
+            kind: MemberKind::User,
+        })
+        .collect();
+    exclusions.extend(excluded_groups.into_iter().map(|group| NewExclusion {
+        id: group.id.to_string(),
+        key: group.key,
+        kind: MemberKind::Group,
+        reason: "group_filter",
+        detail: None,
+    }));
+    exclusions
+}
+
+/// Whether the deletion guard refuses `changes` against `stored`: more than
+/// `max_delete_percent` of the stored users, or of the stored groups, and more than
+/// `min_deletes` of them.
+pub fn guard_refuses(
+    changes: &[Change],
+    stored: StoredCounts,
+    guard: &GuardConfig,
+) -> Option<GuardRefusal> {
+    let deletions = deletion_counts(changes);
+    let trips = |deleted: usize, stored: usize| {
+        deleted as u64 > guard.min_deletes
+            && stored > 0
+            && (deleted as f64) * 100.0 / (stored as f64) > guard.max_delete_percent
+    };
+    (trips(deletions.users, stored.users) || trips(deletions.groups, stored.groups)).then_some(
+        GuardRefusal {
+            deletions,
+            stored,
+            max_percent: guard.max_delete_percent,
+            min_deletes: guard.min_deletes,
+        },
+    )
+}
+
 impl Plan {
     /// Whether the deletion guard lets this plan commit: it refuses a run that deletes more
     /// than `max_delete_percent` of the stored users, or of the stored groups, and more than
     /// `min_deletes` of them.
     pub fn guard(&self, guard: &GuardConfig) -> Result<(), GuardRefusal> {
-        let deletions = deletion_counts(&self.changes);
-        let trips = |deleted: usize, stored: usize| {
-            deleted as u64 > guard.min_deletes
-                && stored > 0
-                && (deleted as f64) * 100.0 / (stored as f64) > guard.max_delete_percent
-        };
-        if trips(deletions.users, self.stored.users) || trips(deletions.groups, self.stored.groups)
-        {
-            return Err(GuardRefusal {
-                deletions,
-                stored: self.stored,
-                max_percent: guard.max_delete_percent,
-                min_deletes: guard.min_deletes,
-            });
+        match guard_refuses(&self.changes, self.stored, guard) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@
 
 mod discovery;
 mod listing;
-mod normalize;
+pub(super) mod normalize;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,855 @@
+//! What the SCIM push receiver keeps: the resources an IdP provisioned (`scim_resources`), the
+//! direct members of its groups (`scim_members`), and the per-tenant request log
+//! (`push_requests`). The stored directory (users, groups, memberships) and the events a push
+//! write produces go through the same snapshot and outbox functions as a sync, in the same
+//! transaction as these rows ([`PushTx`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde::Serialize;
+
+use super::outbox::append_change_set;
+use super::snapshot::text;
+use super::{now_ms, NewExclusion, StoreError};
+use crate::event::{Change, SourceKind};
+use crate::model::{Group, Id, Snapshot, User};
+
+/// The two SCIM resource types dirsync serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum ScimKind {
+    User,
+    Group,
+}
+
+impl ScimKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScimKind::User => "User",
+            ScimKind::Group => "Group",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "User" => Ok(ScimKind::User),
+            "Group" => Ok(ScimKind::Group),
+            other => Err(StoreError::Corrupt(format!("SCIM resource kind {other:?}"))),
+        }
+    }
+}
+
+/// One stored SCIM resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScimRow {
+    pub kind: ScimKind,
+    pub id: String,
+    /// Lower-case `userName` (users only): unique per tenant.
+    pub user_name: Option<String>,
+    pub external_id: Option<String>,
+    /// Lower-case `displayName`, for lookups by name (Entra finds groups that way).
+    pub display_name: Option<String>,
+    pub created: i64,
+    pub modified: i64,
+    pub version: i64,
+    /// The resource's JSON object without `id`, `meta`, `password` and group `members`.
+    pub data: String,
+}
+
+/// A direct member of a pushed group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimMember {
+    pub id: String,
+    pub kind: ScimKind,
+    pub display: Option<String>,
+}
+
+/// Where a lookup looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Id,
+    /// Compared lower-case.
+    UserName,
+    ExternalId,
+    /// Compared lower-case.
+    DisplayName,
+}
+
+const ROW_COLUMNS: &str =
+    "kind, id, user_name, external_id, display_name, created, modified, version, data";
+
+fn row_of(row: &rusqlite::Row<'_>) -> Result<ScimRow, StoreError> {
+    Ok(ScimRow {
+        kind: ScimKind::parse(text(row, 0)?)?,
+        id: row.get(1)?,
+        user_name: row.get(2)?,
+        external_id: row.get(3)?,
+        display_name: row.get(4)?,
+        created: row.get(5)?,
+        modified: row.get(6)?,
+        version: row.get(7)?,
+        data: row.get(8)?,
+    })
+}
+
+pub fn get_resource(
+    conn: &Connection,
+    tenant: &str,
+    kind: ScimKind,
+    id: &str,
+) -> Result<Option<ScimRow>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM scim_resources WHERE tenant = ?1 AND kind = ?2 AND id = ?3"
+    ))?;
+    let mut rows = statement.query(params![tenant, kind.as_str(), id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(row_of(row)?)),
+        None => Ok(None),
+    }
+}
+
+/// Resources whose `lookup` column equals `value` (lower-cased for the case-insensitive ones),
+/// in creation order.
+pub fn find_resources(
+    conn: &Connection,
+    tenant: &str,
+    kind: ScimKind,
+    lookup: Lookup,
+    value: &str,
+) -> Result<Vec<ScimRow>, StoreError> {
+    let (column, value) = match lookup {
+        Lookup::Id => ("id", value.to_owned()),
+        Lookup::UserName => ("user_name", value.to_lowercase()),
+        Lookup::ExternalId => ("external_id", value.to_owned()),
+        Lookup::DisplayName => ("display_name", value.to_lowercase()),
+    };
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM scim_resources WHERE tenant = ?1 AND kind = ?2 AND {column} = ?3 ORDER BY rowid"
+    ))?;
+    let mut rows = statement.query(params![tenant, kind.as_str(), value])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(row_of(row)?);
+    }
+    Ok(found)
+}
+
+/// Every resource of `kind`, in creation order.
+pub fn all_resources(
+    conn: &Connection,
+    tenant: &str,
+    kind: ScimKind,
+) -> Result<Vec<ScimRow>, StoreError> {
+    page_resources(conn, tenant, kind, 0, i64::MAX)
+}
+
+/// `limit` resources of `kind` after the first `offset`, in creation order.
+pub fn page_resources(
+    conn: &Connection,
+    tenant: &str,
+    kind: ScimKind,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<ScimRow>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM scim_resources WHERE tenant = ?1 AND kind = ?2 ORDER BY rowid LIMIT ?3 OFFSET ?4"
+    ))?;
+    let mut rows = statement.query(params![tenant, kind.as_str(), limit, offset])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(row_of(row)?);
+    }
+    Ok(found)
+}
+
+pub fn count_resources(conn: &Connection, tenant: &str, kind: ScimKind) -> Result<u64, StoreError> {
+    let count: i64 = conn
+        .prepare_cached("SELECT count(*) FROM scim_resources WHERE tenant = ?1 AND kind = ?2")?
+        .query_row(params![tenant, kind.as_str()], |row| row.get(0))?;
+    Ok(count as u64)
+}
+
+/// The direct members of `group`, in id order.
+pub fn members_of(
+    conn: &Connection,
+    tenant: &str,
+    group: &str,
+) -> Result<Vec<ScimMember>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT member_id, kind, display FROM scim_members WHERE tenant = ?1 AND group_id = ?2 ORDER BY member_id",
+    )?;
+    let mut rows = statement.query(params![tenant, group])?;
+    let mut members = Vec::new();
+    while let Some(row) = rows.next()? {
+        members.push(ScimMember {
+            id: row.get(0)?,
+            kind: ScimKind::parse(text(row, 1)?)?,
+            display: row.get(2)?,
+        });
+    }
+    Ok(members)
+}
+
+pub fn is_member(
+    conn: &Connection,
+    tenant: &str,
+    group: &str,
+    member: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM scim_members WHERE tenant = ?1 AND group_id = ?2 AND member_id = ?3",
+        )?
+        .query_row(params![tenant, group, member], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The groups `member` (a user or a group) is a direct member of.
+pub fn groups_of_member(
+    conn: &Connection,
+    tenant: &str,
+    member: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT group_id FROM scim_members WHERE tenant = ?1 AND member_id = ?2 ORDER BY group_id",
+    )?;
+    let groups = statement
+        .query_map(params![tenant, member], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(groups)
+}
+
+/// `groups` and every group that contains one of them, directly or through other groups.
+pub fn with_ancestors(
+    conn: &Connection,
+    tenant: &str,
+    groups: impl IntoIterator<Item = String>,
+) -> Result<BTreeSet<String>, StoreError> {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut stack: Vec<String> = Vec::new();
+    for group in groups {
+        if seen.insert(group.clone()) {
+            stack.push(group);
+        }
+    }
+    while let Some(group) = stack.pop() {
+        for parent in groups_of_member(conn, tenant, &group)? {
+            if seen.insert(parent.clone()) {
+                stack.push(parent);
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// The users reachable from `group` through its members (groups in member groups included,
+/// cycles too), when `nested`; else its direct user members.
+pub fn member_users(
+    conn: &Connection,
+    tenant: &str,
+    group: &str,
+    nested: bool,
+) -> Result<BTreeSet<String>, StoreError> {
+    let mut users = BTreeSet::new();
+    let mut seen = BTreeSet::from([group.to_owned()]);
+    let mut stack = vec![group.to_owned()];
+    while let Some(current) = stack.pop() {
+        for member in members_of(conn, tenant, &current)? {
+            match member.kind {
+                ScimKind::User => {
+                    users.insert(member.id);
+                }
+                ScimKind::Group if nested => {
+                    if seen.insert(member.id.clone()) {
+                        stack.push(member.id);
+                    }
+                }
+                ScimKind::Group => {}
+            }
+        }
+    }
+    Ok(users)
+}
+
+/// Every pushed resource and member of a tenant, for a run over the whole pushed directory.
+pub struct PushedDirectory {
+    pub users: Vec<ScimRow>,
+    pub groups: Vec<ScimRow>,
+    pub members: BTreeMap<String, Vec<ScimMember>>,
+}
+
+pub fn load_pushed_directory(
+    conn: &Connection,
+    tenant: &str,
+) -> Result<PushedDirectory, StoreError> {
+    let users = all_resources(conn, tenant, ScimKind::User)?;
+    let groups = all_resources(conn, tenant, ScimKind::Group)?;
+    let mut members: BTreeMap<String, Vec<ScimMember>> = BTreeMap::new();
+    let mut statement = conn.prepare_cached(
+        "SELECT group_id, member_id, kind, display FROM scim_members WHERE tenant = ?1 ORDER BY group_id, member_id",
+    )?;
+    let mut rows = statement.query([tenant])?;
+    while let Some(row) = rows.next()? {
+        let group: String = row.get(0)?;
+        members.entry(group).or_default().push(ScimMember {
+            id: row.get(1)?,
+            kind: ScimKind::parse(text(row, 2)?)?,
+            display: row.get(3)?,
+        });
+    }
+    Ok(PushedDirectory {
+        users,
+        groups,
+        members,
+    })
+}
+
+/// The stored (policy-applied) users and groups named, and the stored memberships between
+/// them: the part of the stored directory a push write can change.
+pub fn load_stored_part(
+    conn: &Connection,
+    tenant: &str,
+    users: &BTreeSet<String>,
+    groups: &BTreeSet<String>,
+) -> Result<Snapshot, StoreError> {
+    let mut snapshot = Snapshot::default();
+    let mut user_row =
+        conn.prepare_cached("SELECT data FROM users WHERE tenant = ?1 AND id = ?2")?;
+    for id in users {
+        if let Some(data) = user_row
+            .query_row(params![tenant, id], |row| row.get::<_, String>(0))
+            .optional()?
+        {
+            let user: User = serde_json::from_str(&data).map_err(|err| {
+                StoreError::Corrupt(format!("user {id} of tenant {tenant}: {err}"))
+            })?;
+            snapshot.users.insert(Id::from(id.as_str()), user);
+        }
+    }
+    let mut group_row =
+        conn.prepare_cached("SELECT data FROM groups WHERE tenant = ?1 AND id = ?2")?;
+    for id in groups {
+        if let Some(data) = group_row
+            .query_row(params![tenant, id], |row| row.get::<_, String>(0))
+            .optional()?
+        {
+            let group: Group = serde_json::from_str(&data).map_err(|err| {
+                StoreError::Corrupt(format!("group {id} of tenant {tenant}: {err}"))
+            })?;
+            snapshot.groups.insert(Id::from(id.as_str()), group);
+        }
+    }
+    let mut memberships =
+        conn.prepare_cached("SELECT group_id FROM memberships WHERE tenant = ?1 AND user_id = ?2")?;
+    for user in users {
+        let mut rows = memberships.query(params![tenant, user])?;
+        while let Some(row) = rows.next()? {
+            let group = text(row, 0)?;
+            if groups.contains(group) {
+                snapshot
+                    .members
+                    .entry(Id::from(group))
+                    .or_default()
+                    .insert(Id::from(user.as_str()));
+            }
+        }
+    }
+    Ok(snapshot)
+}
+
+/// The stored groups the users are (effective) members of.
+pub fn stored_groups_of_users(
+    conn: &Connection,
+    tenant: &str,
+    users: &BTreeSet<String>,
+) -> Result<BTreeSet<String>, StoreError> {
+    let mut statement =
+        conn.prepare_cached("SELECT group_id FROM memberships WHERE tenant = ?1 AND user_id = ?2")?;
+    let mut groups = BTreeSet::new();
+    for user in users {
+        let mut rows = statement.query(params![tenant, user])?;
+        while let Some(row) = rows.next()? {
+            groups.insert(row.get(0)?);
+        }
+    }
+    Ok(groups)
+}
+
+/// How many users and groups the tenant stores (for the deletion guard).
+pub fn stored_user_and_group_counts(
+    conn: &Connection,
+    tenant: &str,
+) -> Result<(usize, usize), StoreError> {
+    let count = |sql: &str| -> Result<usize, StoreError> {
+        Ok(conn
+            .prepare_cached(sql)?
+            .query_row([tenant], |row| row.get::<_, i64>(0))? as usize)
+    };
+    Ok((
+        count("SELECT count(*) FROM users WHERE tenant = ?1")?,
+        count("SELECT count(*) FROM groups WHERE tenant = ?1")?,
+    ))
+}
+
+/// One request as the push receiver logs it.
+#[derive(Debug, Clone, Default)]
+pub struct NewPushRequest {
+    pub tenant: String,
+    pub at_ms: i64,
+    pub method: String,
+    /// The path below the tenant's base URL, with its query (`/Users?filter=…`).
+    pub path: String,
+    pub status: u16,
+    pub latency_us: i64,
+    pub user_agent: Option<String>,
+    pub resource_kind: Option<ScimKind>,
+    pub resource_id: Option<String>,
+    /// The error's detail, for a refused request.
+    pub detail: Option<String>,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// The request body with secrets (`password`) redacted.
+    pub body: Option<String>,
+}
+
+/// One logged request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PushRequest {
+    pub id: i64,
+    pub at_ms: i64,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub latency_ms: f64,
+    pub user_agent: Option<String>,
+    pub resource_kind: Option<String>,
+    pub resource_id: Option<String>,
+    pub detail: Option<String>,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub body: Option<String>,
+}
+
+/// Logs a request; returns its id.
+pub fn insert_request(conn: &Connection, request: &NewPushRequest) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO push_requests (tenant, at, method, path, status, latency_us, user_agent, resource_kind,
+                                    resource_id, detail, first_seq, last_seq, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        request.tenant,
+        request.at_ms,
+        request.method,
+        request.path,
+        request.status,
+        request.latency_us,
+        request.user_agent,
+        request.resource_kind.map(ScimKind::as_str),
+        request.resource_id,
+        request.detail,
+        request.first_seq.map(|seq| seq as i64),
+        request.last_seq.map(|seq| seq as i64),
+        request.body,
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+const REQUEST_COLUMNS: &str = "id, at, method, path, status, latency_us, user_agent, resource_kind, resource_id, detail, first_seq, last_seq, body";
+
+fn request_of(row: &rusqlite::Row<'_>) -> Result<PushRequest, StoreError> {
+    Ok(PushRequest {
+        id: row.get(0)?,
+        at_ms: row.get(1)?,
+        method: row.get(2)?,
+        path: row.get(3)?,
+        status: row.get::<_, i64>(4)? as u16,
+        latency_ms: row.get::<_, i64>(5)? as f64 / 1000.0,
+        user_agent: row.get(6)?,
+        resource_kind: row.get(7)?,
+        resource_id: row.get(8)?,
+        detail: row.get(9)?,
+        first_seq: row.get::<_, Option<i64>>(10)?.map(|seq| seq as u64),
+        last_seq: row.get::<_, Option<i64>>(11)?.map(|seq| seq as u64),
+        body: row.get(12)?,
+    })
+}
+
+/// Logged requests with `id > after_id`, oldest first.
+pub fn requests_after(
+    conn: &Connection,
+    tenant: &str,
+    after_id: i64,
+    limit: usize,
+) -> Result<Vec<PushRequest>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+    ))?;
+    let mut rows = statement.query(params![tenant, after_id, limit as i64])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(request_of(row)?);
+    }
+    Ok(found)
+}
+
+/// The latest `limit` logged requests, newest first.
+pub fn latest_requests(
+    conn: &Connection,
+    tenant: &str,
+    limit: usize,
+) -> Result<Vec<PushRequest>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2"
+    ))?;
+    let mut rows = statement.query(params![tenant, limit as i64])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(request_of(row)?);
+    }
+    Ok(found)
+}
+
+/// The latest `limit` logged requests that touched `resource_id`, newest first.
+pub fn requests_touching(
+    conn: &Connection,
+    tenant: &str,
+    resource_id: &str,
+    limit: usize,
+) -> Result<Vec<PushRequest>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 AND resource_id = ?2 ORDER BY id DESC LIMIT ?3"
+    ))?;
+    let mut rows = statement.query(params![tenant, resource_id, limit as i64])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(request_of(row)?);
+    }
+    Ok(found)
+}
+
+/// Requests and refusals (status 400 and up) logged since `since_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RequestCounts {
+    pub requests: u64,
+    pub errors: u64,
+}
+
+pub fn request_counts(
+    conn: &Connection,
+    tenant: &str,
+    since_ms: i64,
+) -> Result<RequestCounts, StoreError> {
+    let (requests, errors): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(*), coalesce(sum(status >= 400), 0) FROM push_requests WHERE tenant = ?1 AND at >= ?2",
+        )?
+        .query_row(params![tenant, since_ms], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(RequestCounts {
+        requests: requests as u64,
+        errors: errors as u64,
+    })
+}
+
+/// Keeps the latest `keep` logged requests of the tenant.
+pub fn prune_requests(conn: &Connection, tenant: &str, keep: u64) -> Result<u64, StoreError> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM push_requests WHERE tenant = ?1 AND id <= (
+                 SELECT id FROM push_requests WHERE tenant = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        )?
+        .execute(params![tenant, keep as i64])?;
+    Ok(deleted as u64)
+}
+
+/// Why a push write cannot take the tenant now.
+#[derive(Debug, thiserror::Error)]
+pub enum PushTxError {
+    #[error("tenant {tenant} is being synced by {holder} (until {until})")]
+    Busy {
+        tenant: String,
+        holder: String,
+        until: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for PushTxError {
+    fn from(err: rusqlite::Error) -> Self {
+        PushTxError::Store(err.into())
+    }
+}
+
+/// One transaction of push writes to one tenant: the writes of a batch, each applied in a
+/// savepoint of its own (a refused write leaves the others), committed together.
+///
+/// It holds SQLite's write lock from the start, and begins only when no sync holds the
+/// tenant's lease, so a push write and a sync of one tenant never interleave: a sync takes
+/// the lease (a write) before it fetches and checks it at its commit.
+pub struct PushTx<'c> {
+    tx: Transaction<'c>,
+    tenant: String,
+    source: SourceKind,
+    last_seq: u64,
+}
+
+impl<'c> PushTx<'c> {
+    pub fn begin(conn: &'c mut Connection, tenant: &str) -> Result<Self, PushTxError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let holder: Option<(String, i64)> = tx
+            .prepare_cached("SELECT holder, expires_at FROM leases WHERE tenant = ?1")?
+            .query_row([tenant], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        if let Some((holder, expires_at)) = holder {
+            if expires_at > now_ms() {
+                return Err(PushTxError::Busy {
+                    tenant: tenant.to_owned(),
+                    holder,
+                    until: super::lock::format_ms(expires_at),
+                });
+            }
+        }
+        let last_seq = super::last_seq(&tx, tenant)?;
+        Ok(Self {
+            tx,
+            tenant: tenant.to_owned(),
+            source: SourceKind::ScimPush,
+            last_seq,
+        })
+    }
+
+    /// The connection, for the read functions of this module.
+    pub fn conn(&self) -> &Connection {
+        &self.tx
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn savepoint(&self) -> Result<(), StoreError> {
+        self.tx.execute_batch("SAVEPOINT push_write")?;
+        Ok(())
+    }
+
+    pub fn release_savepoint(&self) -> Result<(), StoreError> {
+        self.tx.execute_batch("RELEASE push_write")?;
+        Ok(())
+    }
+
+    /// Undoes everything since [`PushTx::savepoint`].
+    pub fn rollback_savepoint(&mut self, seq_before: u64) -> Result<(), StoreError> {
+        self.tx
+            .execute_batch("ROLLBACK TO push_write; RELEASE push_write")?;
+        self.last_seq = seq_before;
+        Ok(())
+    }
+
+    pub fn insert_resource(&self, row: &ScimRow) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO scim_resources (tenant, kind, id, user_name, external_id, display_name, created, modified, version, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                self.tenant,
+                row.kind.as_str(),
+                row.id,
+                row.user_name,
+                row.external_id,
+                row.display_name,
+                row.created,
+                row.modified,
+                row.version,
+                row.data
+            ])?;
+        Ok(())
+    }
+
+    pub fn update_resource(&self, row: &ScimRow) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE scim_resources SET user_name = ?4, external_id = ?5, display_name = ?6, modified = ?7, version = ?8, data = ?9
+                 WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
+            )?
+            .execute(params![
+                self.tenant,
+                row.kind.as_str(),
+                row.id,
+                row.user_name,
+                row.external_id,
+                row.display_name,
+                row.modified,
+                row.version,
+                row.data
+            ])?;
+        Ok(())
+    }
+
+    /// Deletes the resource, its members, and its memberships in other groups; returns the
+    /// groups it was a direct member of.
+    pub fn delete_resource(&self, kind: ScimKind, id: &str) -> Result<Vec<String>, StoreError> {
+        let parents = groups_of_member(&self.tx, &self.tenant, id)?;
+        self.tx
+            .prepare_cached(
+                "DELETE FROM scim_resources WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
+            )?
+            .execute(params![self.tenant, kind.as_str(), id])?;
+        self.tx
+            .prepare_cached("DELETE FROM scim_members WHERE tenant = ?1 AND member_id = ?2")?
+            .execute(params![self.tenant, id])?;
+        if kind == ScimKind::Group {
+            self.tx
+                .prepare_cached("DELETE FROM scim_members WHERE tenant = ?1 AND group_id = ?2")?
+                .execute(params![self.tenant, id])?;
+        }
+        Ok(parents)
+    }
+
+    pub fn add_member(&self, group: &str, member: &ScimMember) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO scim_members (tenant, group_id, member_id, kind, display) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET display = excluded.display",
+            )?
+            .execute(params![
+                self.tenant,
+                group,
+                member.id,
+                member.kind.as_str(),
+                member.display
+            ])?;
+        Ok(())
+    }
+
+    pub fn remove_member(&self, group: &str, member: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "DELETE FROM scim_members WHERE tenant = ?1 AND group_id = ?2 AND member_id = ?3",
+            )?
+            .execute(params![self.tenant, group, member])?;
+        Ok(())
+    }
+
+    /// Appends the events of `changes` and writes the stored rows they change; returns the
+    /// seqs they got.
+    pub fn append(
+        &mut self,
+        before: &Snapshot,
+        after: &Snapshot,
+        changes: &[Change],
+        sync_id: i64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let range = append_change_set(
+            &self.tx,
+            &self.tenant,
+            self.source,
+            before,
+            after,
+            changes,
+            self.last_seq,
+            sync_id,
+        )?;
+        self.last_seq = range.1;
+        Ok(Some(range))
+    }
+
+    /// Replaces the exclusions of `ids` with `exclusions`.
+    pub fn write_exclusions(
+        &self,
+        ids: &BTreeSet<String>,
+        exclusions: &[NewExclusion],
+        request_id: i64,
+    ) -> Result<(), StoreError> {
+        let mut delete = self
+            .tx
+            .prepare_cached("DELETE FROM exclusions WHERE tenant = ?1 AND id = ?2")?;
+        for id in ids {
+            delete.execute(params![self.tenant, id])?;
+        }
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO exclusions (tenant, id, email, kind, reason, detail, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (tenant, id) DO UPDATE SET email = excluded.email, kind = excluded.kind, reason = excluded.reason,
+                 detail = excluded.detail, run_id = excluded.run_id",
+        )?;
+        for exclusion in exclusions.iter().filter(|e| ids.contains(&e.id)) {
+            insert.execute(params![
+                self.tenant,
+                exclusion.id,
+                exclusion.key,
+                exclusion.kind.as_str(),
+                exclusion.reason,
+                exclusion.detail,
+                request_id
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Brings the stored direct graph of `group` (for `inspect`'s nesting paths) to its pushed
+    /// direct members.
+    pub fn write_direct_edges(&self, group: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("DELETE FROM group_edges WHERE tenant = ?1 AND group_id = ?2")?
+            .execute(params![self.tenant, group])?;
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO group_edges (tenant, group_id, member_kind, member_id)
+                 SELECT tenant, group_id, CASE kind WHEN 'Group' THEN 'group' ELSE 'user' END, member_id
+                 FROM scim_members WHERE tenant = ?1 AND group_id = ?2",
+            )?
+            .execute(params![self.tenant, group])?;
+        Ok(())
+    }
+
+    pub fn log_request(&self, request: &NewPushRequest) -> Result<i64, StoreError> {
+        insert_request(&self.tx, request)
+    }
+
+    /// Fills in what a logged request produced, once known.
+    pub fn finish_request(
+        &self,
+        id: i64,
+        status: u16,
+        detail: Option<&str>,
+        seqs: Option<(u64, u64)>,
+        latency_us: i64,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE push_requests SET status = ?2, detail = ?3, first_seq = ?4, last_seq = ?5, latency_us = ?6 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                status,
+                detail,
+                seqs.map(|(first, _)| first as i64),
+                seqs.map(|(_, last)| last as i64),
+                latency_us
+            ])?;
+        Ok(())
+    }
+
+    /// Names the resource a create made, once its id is known.
+    pub fn set_request_resource(&self, id: i64, resource_id: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE push_requests SET resource_id = ?2 WHERE id = ?1")?
+            .execute(params![id, resource_id])?;
+        Ok(())
+    }
+
+    pub fn commit(self) -> Result<u64, StoreError> {
+        let last_seq = self.last_seq;
+        self.tx.commit()?;
+        Ok(last_seq)
+    }
+}
