@@ -351,3 +351,6 @@ impl Extension for PushExtension {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
