@@ -17,6 +17,7 @@ use crate::config::TenantConfig;
 use crate::config::{Config, SourceConfig};
 use crate::glob::glob_matches;
 use crate::model::{Group, User};
+use crate::store::push;
 use crate::store::{lookup, StoreError};
 
 const RECENT_EVENTS: u32 = 10;
@@ -49,13 +50,65 @@ pub async fn run(config: &Config, args: &InspectArgs) -> Outcome {
 }
 
 fn inspect(conn: &Connection, tenant: &TenantConfig, who: &str) -> Result<Value, StoreError> {
-    if let Some(user) = lookup::find_user(conn, &tenant.id, who)? {
-        return inspect_user(conn, tenant, &user);
+    let mut report = if let Some(user) = lookup::find_user(conn, &tenant.id, who)? {
+        inspect_user(conn, tenant, &user)?
+    } else if let Some(group) = lookup::find_group(conn, &tenant.id, who)? {
+        inspect_group(conn, tenant, &group)?
+    } else {
+        not_stored(conn, tenant, who)?
+    };
+    if tenant.source.is_push() {
+        let requests = idp_requests(conn, &tenant.id, who, &report)?;
+        report["idp_requests"] = serde_json::to_value(requests).unwrap_or_default();
     }
-    if let Some(group) = lookup::find_group(conn, &tenant.id, who)? {
-        return inspect_group(conn, tenant, &group);
+    Ok(report)
+}
+
+/// The IdP's requests behind a pushed user or group: those addressed to it, and those that
+/// produced its recent events (a membership PATCH to a group names the user only in its
+/// body), newest first.
+fn idp_requests(
+    conn: &Connection,
+    tenant: &str,
+    who: &str,
+    report: &Value,
+) -> Result<Vec<push::PushRequest>, StoreError> {
+    const SHOWN: usize = 10;
+    let mut ids: Vec<String> = ["user", "group"]
+        .iter()
+        .filter_map(|kind| report[kind]["id"].as_str().map(str::to_owned))
+        .collect();
+    for kind in [push::ScimKind::User, push::ScimKind::Group] {
+        for lookup in [
+            push::Lookup::Id,
+            push::Lookup::UserName,
+            push::Lookup::DisplayName,
+        ] {
+            for row in push::find_resources(conn, tenant, kind, lookup, who)? {
+                ids.push(row.id);
+            }
+        }
     }
-    not_stored(conn, tenant, who)
+    ids.push(who.to_owned());
+    let mut found: std::collections::BTreeMap<i64, push::PushRequest> = Default::default();
+    for id in &ids {
+        for request in push::requests_touching(conn, tenant, id, SHOWN)? {
+            found.insert(request.id, request);
+        }
+    }
+    let producing: Vec<i64> = report["recent_events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|event| event["source"] == "scim_push")
+        .filter_map(|event| event["sync_id"].as_i64())
+        .collect();
+    for id in producing {
+        if let Some(request) = push::request_by_id(conn, tenant, id)? {
+            found.insert(request.id, request);
+        }
+    }
+    Ok(found.into_values().rev().take(SHOWN).collect())
 }
 
 fn events(conn: &Connection, tenant: &str, id: &str) -> Result<Vec<Value>, StoreError> {
@@ -454,6 +507,7 @@ fn print_text(who: &str, report: &Value) {
             if let Some(run) = report["since_sync"].as_i64() {
                 println!("  excluded for this reason since sync {run}");
             }
+            print_idp_requests(report);
         }
     }
 }
@@ -468,5 +522,45 @@ fn print_events(report: &Value) {
             event["type"].as_str().unwrap_or(""),
             event["sync_id"]
         );
+    }
+    print_idp_requests(report);
+}
+
+/// "Okta deactivated this user at 10:02 with PATCH …": what the IdP sent, newest first.
+fn print_idp_requests(report: &Value) {
+    let Some(requests) = report["idp_requests"].as_array() else {
+        return;
+    };
+    println!("  requests from the IdP (newest first):");
+    if requests.is_empty() {
+        println!("    none logged");
+    }
+    for request in requests {
+        let at = request["at_ms"]
+            .as_i64()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(crate::event::format_timestamp)
+            .unwrap_or_default();
+        let events = match (request["first_seq"].as_u64(), request["last_seq"].as_u64()) {
+            (Some(first), Some(last)) if first == last => format!(", event seq {first}"),
+            (Some(first), Some(last)) => format!(", events seq {first}-{last}"),
+            _ => String::new(),
+        };
+        let agent = request["user_agent"]
+            .as_str()
+            .map(|agent| format!(" from {agent}"))
+            .unwrap_or_default();
+        println!(
+            "    {at} {} {} -> {}{events}{agent}",
+            request["method"].as_str().unwrap_or(""),
+            request["path"].as_str().unwrap_or(""),
+            request["status"],
+        );
+        if let Some(detail) = request["detail"].as_str() {
+            println!("      error: {detail}");
+        }
+        if let Some(body) = request["body"].as_str() {
+            println!("      body: {body}");
+        }
     }
 }

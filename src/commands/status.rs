@@ -13,6 +13,14 @@ use crate::run::RunSummary;
 use crate::store::{self, Store, StoredCounts};
 
 #[derive(Debug, Serialize)]
+pub struct PushStatus {
+    pub last_request: Option<store::push::PushRequest>,
+    pub last_hour: store::push::RequestCounts,
+    /// Refused requests (status 400 and up) of the last hour, as a share of them.
+    pub error_rate: f64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct TenantStatus {
     pub tenant: String,
     pub enabled: bool,
@@ -24,6 +32,9 @@ pub struct TenantStatus {
     pub last_seq: u64,
     /// Delivery state of each `[[sinks]]` entry.
     pub sinks: Vec<crate::sink::SinkStatus>,
+    /// A push tenant's IdP requests: the last one, and the last hour's count and refusals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushStatus>,
     /// The running daemon's view; absent when no daemon runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daemon: Option<TenantState>,
@@ -50,6 +61,7 @@ pub fn tenant_status(
         stored: StoredCounts::default(),
         last_seq: 0,
         sinks: Vec::new(),
+        push: None,
         daemon: None,
     };
     if let Some(store) = store {
@@ -69,6 +81,27 @@ pub fn tenant_status(
         status.stored = stored;
         status.last_seq = last_seq;
         status.sinks = sinks;
+        if tenant.source.is_push() {
+            let hour_ago = store::now_ms() - 3_600_000;
+            let (last, counts) = store.run_blocking(|conn| {
+                Ok((
+                    store::push::latest_requests(conn, &tenant.id, 1)?,
+                    store::push::request_counts(conn, &tenant.id, hour_ago)?,
+                ))
+            })?;
+            status.push = Some(PushStatus {
+                last_request: last.into_iter().next().map(|mut request| {
+                    request.body = None;
+                    request
+                }),
+                error_rate: if counts.requests == 0 {
+                    0.0
+                } else {
+                    counts.errors as f64 / counts.requests as f64
+                },
+                last_hour: counts,
+            });
+        }
     } else {
         status.sinks = tenant
             .sinks
@@ -205,11 +238,15 @@ fn print_text(status: &TenantStatus) {
     if let Some(success) = &status.last_success {
         println!("  last success: {success}");
     }
-    println!(
-        "  next run:    {} (schedule \"{}\")",
-        status.next_run.as_deref().unwrap_or("-"),
-        status.schedule
-    );
+    if status.push.is_some() && status.next_run.is_none() {
+        println!("  next run:    - (a push tenant: its IdP's writes keep it current; `dirsync sync` re-applies its policy)");
+    } else {
+        println!(
+            "  next run:    {} (schedule \"{}\")",
+            status.next_run.as_deref().unwrap_or("-"),
+            status.schedule
+        );
+    }
     if let Some(daemon) = &status.daemon {
         if let Some(running) = &daemon.running {
             println!(
@@ -242,6 +279,38 @@ fn print_text(status: &TenantStatus) {
         "  stored:      {} users, {} groups, {} memberships; last event seq {}",
         status.stored.users, status.stored.groups, status.stored.memberships, status.last_seq
     );
+    if let Some(push) = &status.push {
+        match &push.last_request {
+            Some(request) => {
+                let at = chrono::DateTime::from_timestamp_millis(request.at_ms)
+                    .map(crate::event::format_timestamp)
+                    .unwrap_or_default();
+                println!(
+                    "  last push:   {at} {} {} -> {}",
+                    request.method,
+                    crate::terminal::escape(&request.path),
+                    request.status
+                );
+            }
+            None => println!("  last push:   no request from the IdP yet"),
+        }
+        println!(
+            "  pushes:      {} in the last hour, {} refused ({:.1}%)",
+            push.last_hour.requests,
+            push.last_hour.errors,
+            push.error_rate * 100.0
+        );
+    }
+    if let Some(queue) = status
+        .daemon
+        .as_ref()
+        .and_then(|daemon| daemon.extensions.get("push_queue"))
+    {
+        println!(
+            "  push queue:  {} write(s) waiting (429 beyond {})",
+            queue["pending"], queue["limit"]
+        );
+    }
     for sink in &status.sinks {
         print_sink(sink);
     }

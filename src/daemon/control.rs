@@ -184,6 +184,18 @@ async fn answer(request: Request, shared: &Shared) -> Response {
                 },
                 None => tenants.values().map(|h| h.snapshot()).collect(),
             };
+            drop(tenants);
+            let states = states
+                .into_iter()
+                .map(|mut state| {
+                    for extension in shared.extensions.iter() {
+                        if let Some((name, value)) = extension.describe_tenant(&state.tenant) {
+                            state.extensions.insert(name.to_owned(), value);
+                        }
+                    }
+                    state
+                })
+                .collect();
             Response {
                 ok: true,
                 tenants: states,

@@ -100,6 +100,10 @@ pub trait Extension: Send + Sync + 'static {
     fn on_reload(&self) {}
     /// Writes the extension's metric families into `/metrics`, after the daemon's own.
     fn collect_metrics(&self, _out: &mut Exposition) {}
+    /// What `status` shows about `tenant` from this extension, under a name of its own.
+    fn describe_tenant(&self, _tenant: &str) -> Option<(&'static str, serde_json::Value)> {
+        None
+    }
 }
 
 /// The extensions of one daemon, shared by its tasks.

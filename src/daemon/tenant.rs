@@ -17,7 +17,7 @@ use super::schedule::{next_due, offset_of, Clock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::metrics::{Metrics, Scheduled};
 use super::Extensions;
@@ -113,6 +113,9 @@ pub struct TenantState {
     pub last_error: Option<String>,
     /// Runs since the daemon started.
     pub runs: u64,
+    /// What extensions add about the tenant (the push receiver: its write queue), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extensions: std::collections::BTreeMap<String, serde_json::Value>,
     /// A run still going after this is wedged (not in `status`: it shows `running.since`).
     #[serde(skip)]
     pub wedged_after: Option<DateTime<Utc>>,
@@ -259,6 +262,13 @@ impl TenantTask {
                     if changed.is_err() {
                         break;
                     }
+                    // A push tenant's stored directory follows its policy only through runs:
+                    // a reload that changed the policy re-applies it to what was pushed.
+                    let new = self.config.borrow().clone();
+                    if new.enabled && !new.scheduled && push_policy_changed(&config, &new) {
+                        info!(tenant = %new.id, "the push tenant's policy changed: re-applying it to the pushed directory");
+                        self.run_once(Trigger::Schedule, SyncOptions::default(), &mut backoff_until).await;
+                    }
                 }
                 () = tokio::time::sleep(wait) => {
                     self.run_once(Trigger::Schedule, SyncOptions::default(), &mut backoff_until).await;
@@ -401,6 +411,24 @@ impl TenantTask {
             self.metrics.set_stored(tenant, counts);
         }
     }
+}
+
+/// Whether a reload changed what policy makes of a push tenant's pushed directory.
+fn push_policy_changed(old: &TenantConfig, new: &TenantConfig) -> bool {
+    let policy = |tenant: &TenantConfig| {
+        let source = match &tenant.source {
+            crate::config::SourceConfig::ScimPush(push) => format!(
+                "{:?} {:?} {:?}",
+                push.suspended_users, push.nested_groups, push.email_from
+            ),
+            _ => return None,
+        };
+        Some(format!(
+            "{source} {:?} {:?} {:?}",
+            tenant.filters, tenant.roles, tenant.attributes
+        ))
+    };
+    policy(new).is_some() && policy(old) != policy(new)
 }
 
 #[cfg(test)]

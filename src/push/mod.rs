@@ -350,6 +350,11 @@ impl Extension for PushExtension {
             receiver.forget(tenant);
         }
     }
+
+    fn describe_tenant(&self, tenant: &str) -> Option<(&'static str, serde_json::Value)> {
+        let queue = self.receiver.get()?.queue_state(tenant)?;
+        Some(("push_queue", serde_json::to_value(queue).ok()?))
+    }
 }
 
 #[cfg(test)]

@@ -529,6 +529,21 @@ pub fn requests_touching(
     Ok(found)
 }
 
+pub fn request_by_id(
+    conn: &Connection,
+    tenant: &str,
+    id: i64,
+) -> Result<Option<PushRequest>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 AND id = ?2"
+    ))?;
+    let mut rows = statement.query(params![tenant, id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(request_of(row)?)),
+        None => Ok(None),
+    }
+}
+
 /// Requests and refusals (status 400 and up) logged since `since_ms`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RequestCounts {
