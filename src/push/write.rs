@@ -20,11 +20,14 @@ use crate::scim_protocol::ScimError;
 use crate::source::{scim_push, Fetched, MemberRef};
 use crate::store::push::{
     find_resources, get_resource, groups_of_member, is_member, load_stored_part, member_users,
-    members_of, stored_groups_of_users, stored_user_and_group_counts, with_ancestors, Lookup,
-    PushTx, ScimKind, ScimMember, ScimRow,
+    members_of, members_up_to, stored_groups_of_users, stored_user_and_group_counts,
+    with_ancestors, Lookup, PushTx, ScimKind, ScimMember, ScimRow,
 };
 use crate::store::{now_ms, StoreError};
 use crate::sync::plan::{exclusions_of, guard_refuses, StoredCounts};
+
+/// A group answered after a PATCH with up to this many members; a larger one gets `204`.
+pub const ECHOED_MEMBERS: usize = 1000;
 
 /// A write request, parsed.
 #[derive(Debug, Clone)]
@@ -99,6 +102,7 @@ pub fn apply(
 ) -> Result<Written, WriteError> {
     let now = now_ms();
     let kind = op.kind();
+    let patched = matches!(op, WriteOp::Patch { .. });
     let mut touched = Touched::default();
     let (status, resource_id) = match op {
         WriteOp::Create { kind, body } => {
@@ -157,11 +161,21 @@ pub fn apply(
         204 => None,
         _ => get_resource(tx.conn(), tx.tenant(), kind, &resource_id)?,
     };
-    let members = match &row {
+    // A PATCH to a large group is answered 204 (RFC 7644 §3.5.2 allows it): echoing every
+    // member would make one member's change cost the whole group.
+    let (status, row, members) = match row {
         Some(row) if row.kind == ScimKind::Group => {
-            Some(members_of(tx.conn(), tx.tenant(), &row.id)?)
+            match members_up_to(tx.conn(), tx.tenant(), &row.id, ECHOED_MEMBERS)? {
+                Some(members) => (status, Some(row), Some(members)),
+                None if patched => (204, None, None),
+                None => (
+                    status,
+                    Some(row.clone()),
+                    Some(members_of(tx.conn(), tx.tenant(), &row.id)?),
+                ),
+            }
         }
-        _ => None,
+        other => (status, other, None),
     };
     Ok(Written {
         status,
@@ -680,14 +694,16 @@ fn recompute(
     let mut after = applied.snapshot;
     after.prune_dangling_memberships();
     let changes = diff::diff(&before, &after);
-    if let Some(refusal) = guard_refuses(
-        &changes,
-        {
-            let (users, groups) = stored_user_and_group_counts(conn, &conn_tenant)?;
-            StoredCounts { users, groups }
-        },
-        &tenant.guard,
-    ) {
+    // The stored counts cost a scan: only a write deleting more than `min_deletes` needs them.
+    let deletions = crate::diff::deletion_counts(&changes);
+    let may_trip = deletions.users.max(deletions.groups) as u64 > tenant.guard.min_deletes;
+    let refusal = if may_trip {
+        let (users, groups) = stored_user_and_group_counts(conn, &conn_tenant)?;
+        guard_refuses(&changes, StoredCounts { users, groups }, &tenant.guard)
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
         return Err(WriteError::Scim(ScimError {
             status: 409,
             scim_type: None,
@@ -706,9 +722,6 @@ fn recompute(
     let seqs = tx.append(&before, &after, &changes, request_id)?;
     let ids: BTreeSet<String> = users.iter().chain(context.iter()).cloned().collect();
     tx.write_exclusions(&ids, &exclusions, request_id)?;
-    for group in &touched.edges_of {
-        tx.write_direct_edges(group)?;
-    }
     Ok(seqs)
 }
 

@@ -320,6 +320,28 @@ fn append_events(
         "INSERT INTO events (tenant, seq, id, type, subject_id, occurred_at, sync_id, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
+    // A small change set (a push write, most syncs) is not worth a thread.
+    if changes.len() <= BATCH {
+        let mut renderer = EventRenderer::new(before, after);
+        for (offset, change) in changes.iter().enumerate() {
+            let seq = previous_seq + 1 + offset as u64;
+            let id = new_event_id();
+            let body = renderer
+                .render(change, &id, tenant, seq, sync_id, source, occurred_at)
+                .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+            insert.execute(params![
+                tenant,
+                seq as i64,
+                id,
+                change.event_type().as_str(),
+                subject_id(change),
+                now,
+                sync_id,
+                body
+            ])?;
+        }
+        return Ok(());
+    }
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Rendered>>(AHEAD);
         let renderer = scope.spawn(move || -> Result<(), serde_json::Error> {

@@ -578,6 +578,36 @@ pub fn prune_requests(conn: &Connection, tenant: &str, keep: u64) -> Result<u64,
     Ok(deleted as u64)
 }
 
+/// The stored direct graph's name of a member kind.
+fn edge_kind(kind: ScimKind) -> &'static str {
+    match kind {
+        ScimKind::User => "user",
+        ScimKind::Group => "group",
+    }
+}
+
+/// The first `limit` direct members of `group`, or `None` when it has more.
+pub fn members_up_to(
+    conn: &Connection,
+    tenant: &str,
+    group: &str,
+    limit: usize,
+) -> Result<Option<Vec<ScimMember>>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT member_id, kind, display FROM scim_members WHERE tenant = ?1 AND group_id = ?2 ORDER BY member_id LIMIT ?3",
+    )?;
+    let mut rows = statement.query(params![tenant, group, limit as i64 + 1])?;
+    let mut members = Vec::new();
+    while let Some(row) = rows.next()? {
+        members.push(ScimMember {
+            id: row.get(0)?,
+            kind: ScimKind::parse(text(row, 1)?)?,
+            display: row.get(2)?,
+        });
+    }
+    Ok((members.len() <= limit).then_some(members))
+}
+
 /// Why a push write cannot take the tenant now.
 #[derive(Debug, thiserror::Error)]
 pub enum PushTxError {
@@ -612,6 +642,9 @@ pub struct PushTx<'c> {
 
 impl<'c> PushTx<'c> {
     pub fn begin(conn: &'c mut Connection, tenant: &str) -> Result<Self, PushTxError> {
+        // Each write's savepoint copies the pages it changes to a sub-journal, a temporary
+        // file unless temporary storage is in memory: kilobytes per write, no file I/O.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let holder: Option<(String, i64)> = tx
             .prepare_cached("SELECT holder, expires_at FROM leases WHERE tenant = ?1")?
@@ -719,15 +752,28 @@ impl<'c> PushTx<'c> {
         self.tx
             .prepare_cached("DELETE FROM scim_members WHERE tenant = ?1 AND member_id = ?2")?
             .execute(params![self.tenant, id])?;
+        self.tx
+            .prepare_cached("DELETE FROM group_edges WHERE tenant = ?1 AND member_id = ?2")?
+            .execute(params![self.tenant, id])?;
         if kind == ScimKind::Group {
             self.tx
                 .prepare_cached("DELETE FROM scim_members WHERE tenant = ?1 AND group_id = ?2")?
+                .execute(params![self.tenant, id])?;
+            self.tx
+                .prepare_cached("DELETE FROM group_edges WHERE tenant = ?1 AND group_id = ?2")?
                 .execute(params![self.tenant, id])?;
         }
         Ok(parents)
     }
 
+    /// Adds (or re-labels) a direct member, in the pushed graph and in the stored direct
+    /// graph `inspect` reads.
     pub fn add_member(&self, group: &str, member: &ScimMember) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![self.tenant, group, edge_kind(member.kind), member.id])?;
         self.tx
             .prepare_cached(
                 "INSERT INTO scim_members (tenant, group_id, member_id, kind, display) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -744,6 +790,11 @@ impl<'c> PushTx<'c> {
     }
 
     pub fn remove_member(&self, group: &str, member: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "DELETE FROM group_edges WHERE tenant = ?1 AND group_id = ?2 AND member_id = ?3",
+            )?
+            .execute(params![self.tenant, group, member])?;
         self.tx
             .prepare_cached(
                 "DELETE FROM scim_members WHERE tenant = ?1 AND group_id = ?2 AND member_id = ?3",
@@ -807,22 +858,6 @@ impl<'c> PushTx<'c> {
                 request_id
             ])?;
         }
-        Ok(())
-    }
-
-    /// Brings the stored direct graph of `group` (for `inspect`'s nesting paths) to its pushed
-    /// direct members.
-    pub fn write_direct_edges(&self, group: &str) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("DELETE FROM group_edges WHERE tenant = ?1 AND group_id = ?2")?
-            .execute(params![self.tenant, group])?;
-        self.tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO group_edges (tenant, group_id, member_kind, member_id)
-                 SELECT tenant, group_id, CASE kind WHEN 'Group' THEN 'group' ELSE 'user' END, member_id
-                 FROM scim_members WHERE tenant = ?1 AND group_id = ?2",
-            )?
-            .execute(params![self.tenant, group])?;
         Ok(())
     }
 
