@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::filter::Filter;
 use super::path::{get_ci, key_ci, AttrPath};
-use super::{ScimError, ScimType};
+use super::{ScimError, ScimType, ENTERPRISE_USER_SCHEMA};
 
 /// The PatchOp message schema.
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -205,7 +205,7 @@ fn apply_one(resource: &mut Map<String, Value>, operation: &PatchOp) -> Result<(
                     continue;
                 }
                 // `{"urn:…:enterprise:2.0:User": {"department": …}}` names an extension.
-                if is_urn(&key) && value.is_object() && !has_attribute_after_urn(&key) {
+                if is_urn(&key) && value.is_object() && names_schema(resource, &key) {
                     if let Value::Object(attributes) = value {
                         for (name, value) in attributes {
                             let path = AttrPath {
@@ -241,9 +241,37 @@ fn is_urn(key: &str) -> bool {
     key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:")
 }
 
-/// Whether `urn:…:User:employeeNumber` (an attribute) rather than `urn:…:2.0:User` (a schema).
-/// A schema URN's last segment is a resource type name that starts upper-case, an attribute
-/// name conventionally lower-case; a schema object value is checked by the caller.
+/// Whether the no-path key `urn:…:2.0:User` names a schema (its value an object of that
+/// extension's attributes) rather than `urn:…:User:manager` an attribute. URNs are matched
+/// case-insensitively (RFC 7643 §2.1): a schema is known when it is the enterprise extension
+/// or the resource lists it or holds its object; only an unknown URN is told by its spelling.
+fn names_schema(resource: &Map<String, Value>, key: &str) -> bool {
+    let known = |urn: &str| {
+        urn.eq_ignore_ascii_case(ENTERPRISE_USER_SCHEMA)
+            || get_ci(resource, urn).is_some_and(Value::is_object)
+            || get_ci(resource, "schemas")
+                .and_then(Value::as_array)
+                .is_some_and(|schemas| {
+                    schemas
+                        .iter()
+                        .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn)))
+                })
+    };
+    if known(key) {
+        return true;
+    }
+    if key
+        .rsplit_once(':')
+        .is_some_and(|(schema, _)| known(schema))
+    {
+        return false;
+    }
+    !has_attribute_after_urn(key)
+}
+
+/// Whether `urn:…:User:employeeNumber` (an attribute) rather than `urn:…:2.0:User` (a schema),
+/// by convention: a schema URN's last segment is a resource type name that starts upper-case,
+/// an attribute name lower-case.
 fn has_attribute_after_urn(key: &str) -> bool {
     key.rsplit(':')
         .next()

@@ -22,6 +22,8 @@ mod emulator_python;
 mod google_source;
 mod scim_faults;
 mod scim_server;
+// The PATCH engine against independent implementations (npm scimmy, scim-patch).
+mod scim_patch_oracle;
 // The same directory through Google and SCIM; tenant policy on each.
 mod parity;
 mod policy_google;

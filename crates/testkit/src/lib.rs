@@ -2,7 +2,7 @@
 //! benchmark (`benches/sync.rs`) share. It owns everything a test needs around the product
 //! without being the product: a throw-away config folder ([`ConfigDir`]), the real `dirsync`
 //! binary run with a scrubbed environment ([`Dirsync`]), free ports, the Python venv of the
-//! test peers ([`python()`]), deadline waits ([`wait_for`], [`wait_until`]), the daemon as a
+//! test peers ([`python()`]) and the npm ones ([`node_peer()`]), deadline waits ([`wait_for`], [`wait_until`]), the daemon as a
 //! child process, the Google emulator in-process or as a subprocess, and the fake servers
 //! (an independent fake of Google, a gated and a scripted SCIM server, the real
 //! `scim2-server`, a webhook receiver), and the benchmarks' PASS/FAIL verdicts ([`bench`]).
@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod emulator;
 pub mod fake_google;
 pub mod net;
+pub mod node;
 pub mod python;
 pub mod runner;
 pub mod scim;
@@ -30,6 +31,7 @@ pub mod webhook;
 
 pub use config_dir::ConfigDir;
 pub use net::{closed_port, free_port, http_get, ClosedPort};
+pub use node::node_peer;
 pub use python::python;
 pub use runner::{Dirsync, Run, Running};
 pub use wait::{wait_for, wait_until, wait_until_or};

@@ -184,6 +184,28 @@ fn no_path_values_with_dotted_and_urn_keys() {
 }
 
 #[test]
+fn an_extension_urn_in_any_letter_case_names_the_schema_not_an_attribute() {
+    // Found by tests/it/scim_patch_oracle.rs: `…:2.0:user` was taken for an attribute "user"
+    // of a schema "…:2.0", and `…:User:Manager` for a schema.
+    let user = patched(
+        user(),
+        ops(json!([{"op": "replace", "value": {
+            ENTERPRISE_USER_SCHEMA.to_ascii_lowercase(): {"department": "R&D"},
+            format!("{ENTERPRISE_USER_SCHEMA}:Manager"): {"value": "m-1"}
+        }}])),
+    )
+    .unwrap();
+    assert_eq!(
+        user[ENTERPRISE_USER_SCHEMA],
+        json!({"department": "R&D", "Manager": {"value": "m-1"}})
+    );
+    assert!(
+        user.as_object().unwrap().len() == 5,
+        "no stray top-level key: {user}"
+    );
+}
+
+#[test]
 fn a_filtered_path_on_an_attribute_that_does_not_exist_yet_creates_the_element() {
     let user = patched(
         user(),
