@@ -9,6 +9,7 @@
 
 pub mod google;
 pub mod http;
+pub mod push_console;
 pub mod scim;
 pub mod scim_push;
 
