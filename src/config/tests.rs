@@ -530,6 +530,31 @@ fn on_reject_on_a_jsonl_sink_is_refused() {
 const PUSH: &str = "[source]\ntype = \"scim_push\"\ntoken_file = \"push-token\"\n";
 
 #[test]
+fn a_push_tenants_token_file_resolves_once_under_a_relative_config_path() {
+    // A relative --config (`dirsync --config dirsync.toml …`) gives relative tenant paths; the
+    // token file was resolved twice (tenants/tenants/push-token).
+    std::fs::create_dir_all("target").unwrap();
+    let dir = tempfile::Builder::new().tempdir_in("target").unwrap();
+    let relative = dir
+        .path()
+        .strip_prefix(std::env::current_dir().unwrap())
+        .unwrap_or(dir.path())
+        .to_owned();
+    assert!(relative.is_relative(), "{}", relative.display());
+    std::fs::create_dir(relative.join("tenants")).unwrap();
+    write(&relative.join("tenants"), "acme.toml", PUSH);
+    write(
+        &relative.join("tenants"),
+        "push-token",
+        "0123456789abcdef0123\n",
+    );
+    let mut problems = Vec::new();
+    let tenant = load_tenant(&relative.join("tenants/acme.toml"), &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(tenant.is_some());
+}
+
+#[test]
 fn a_push_tenant_needs_no_schedule_and_is_not_scheduled_without_one() {
     let dir = setup(PUSH);
     write(
