@@ -1,4 +1,4 @@
-//! `dirsync setup google|scim TENANT`: loads the global file (for `tenants_dir`), wires the
+//! `dirsync setup google|scim|scim-push TENANT`: loads the global file (for `tenants_dir`), wires the
 //! terminal, and maps setup's outcome to exit codes: 0 connected, 1 verification failed, 2
 //! usage or configuration error.
 
@@ -33,6 +33,7 @@ pub async fn run(path: &Path, config_flag: Option<PathBuf>, args: SetupArgs) -> 
     let non_interactive = match &args.source {
         SetupSource::Google(google) => google.common.non_interactive,
         SetupSource::Scim(scim) => scim.common.non_interactive,
+        SetupSource::ScimPush(push) => push.yes,
     };
     let mut stdout = std::io::stdout();
     let mut stdin = std::io::stdin().lock();
@@ -44,6 +45,7 @@ pub async fn run(path: &Path, config_flag: Option<PathBuf>, args: SetupArgs) -> 
     let result = match args.source {
         SetupSource::Google(google) => setup::google::run(&context, google, &mut console).await,
         SetupSource::Scim(scim) => setup::scim::run(&context, scim, &mut console).await,
+        SetupSource::ScimPush(push) => setup::scim_push::run(&context, push, &mut console).await,
     };
     result.map_err(|err: SetupError| Failure::new(err.exit_code(), err))
 }

@@ -24,6 +24,39 @@ fn the_example_files_parse() {
     );
 }
 
+#[test]
+fn the_push_tenant_example_parses() {
+    // config/tenants/okta-corp.toml.example, enabled as the README says (renamed, with a token).
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants");
+    std::fs::create_dir(&tenants).unwrap();
+    write(
+        dir.path(),
+        "dirsync.toml",
+        "state_dir = \"state\"\ntenants_dir = \"tenants\"\n",
+    );
+    std::fs::copy(
+        example_dir().join("tenants/okta-corp.toml.example"),
+        tenants.join("okta-corp.toml"),
+    )
+    .unwrap();
+    write(
+        &tenants,
+        "okta-corp-scim-token",
+        &format!("{}\n", "ab".repeat(32)),
+    );
+    let loaded = load(&dir.path().join("dirsync.toml"));
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let tenant = &loaded.tenants["okta-corp"];
+    assert!(!tenant.scheduled);
+    let SourceConfig::ScimPush(push) = &tenant.source else {
+        panic!("not a push source: {:?}", tenant.source);
+    };
+    assert_eq!(push.suspended_users, SuspendedUsers::Inactive);
+    assert_eq!(push.max_queued_writes, DEFAULT_MAX_QUEUED_WRITES);
+    assert_eq!(tenant.roles.default_role.as_deref(), Some("member"));
+}
+
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
 }

@@ -16,6 +16,9 @@ pub enum SetupSource {
     Google(GoogleSetupArgs),
     /// Connect a SCIM 2.0 server: base URL, token, verification, dry run
     Scim(ScimSetupArgs),
+    /// Let an IdP provision into dirsync (SCIM push): tenant file, token, the IdP's steps, and
+    /// a wait for its first request
+    ScimPush(ScimPushSetupArgs),
 }
 
 /// Flags every `setup` shares.
@@ -68,4 +71,26 @@ pub struct ScimSetupArgs {
     /// A file holding the bearer token (else it is asked for)
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScimPushSetupArgs {
+    /// The tenant id, [a-z0-9_-]+: the tenant file is TENANTS_DIR/TENANT.toml
+    pub tenant: String,
+    /// The IdP that provisions: okta, entra, onelogin, jumpcloud or generic (any SCIM 2.0 client)
+    #[arg(long, value_name = "IDP")]
+    pub idp: String,
+    /// The public URL the IdP reaches dirsync at (an HTTPS reverse proxy), e.g.
+    /// https://dirsync.example.com; /scim/v2/TENANT is added [default: http://{http_listen}]
+    #[arg(long, value_name = "URL")]
+    pub url_base: Option<String>,
+    /// How long to wait for the IdP's first request, in seconds; 0: do not wait
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub wait: u64,
+    /// Ask nothing; replace an existing tenant of that id (and its token) without asking
+    #[arg(long)]
+    pub yes: bool,
+    /// Replace an existing tenant file and its token file (as --yes does for them)
+    #[arg(long)]
+    pub force: bool,
 }

@@ -1,4 +1,4 @@
-//! `dirsync setup google|scim TENANT`: onboarding a tenant in one guided command. Collects the
+//! `dirsync setup google|scim|scim-push TENANT`: onboarding a tenant in one guided command. Collects the
 //! values (flags, or prompts in a terminal), tells the customer's admin exactly what to do,
 //! stages a commented tenant file (and its key or token file, mode 0600) and validates it with
 //! the real config loader, then verifies the connection step by step, turning each failure into
@@ -8,8 +8,13 @@
 //! `--write-anyway`), so a half-connected tenant never reaches a running daemon; an existing
 //! tenant file is replaced only with `--force`.
 //!
-//! Must not: touch the store (the dry run fetches and applies policy in memory), or print a
-//! secret.
+//! `dirsync setup scim-push TENANT --idp IDP` is the other way round: the IdP calls dirsync, so
+//! there is nothing to fetch; it writes the tenant file and a fresh token, prints the IdP's
+//! steps, and waits for the IdP's first request (`scim_push`).
+//!
+//! Must not: write to the store (the dry run fetches and applies policy in memory; the push
+//! wait only reads the request log), or print a secret (but the push token setup just made,
+//! once, for the admin to paste).
 
 pub mod args;
 pub mod console;
@@ -17,6 +22,7 @@ pub mod google;
 /// Google's console texts, kept beside the Google source that also shows them.
 pub use crate::source::google::console as messages;
 pub mod scim;
+pub mod scim_push;
 mod tenant_file;
 
 use std::path::{Path, PathBuf};

@@ -123,7 +123,9 @@ pub fn admin_steps(idp: Idp, base_url: &str, token: &str) -> String {
              \x20                                         Push New Users, Push Profile Updates,\n\
              \x20                                         Push Groups\n\
              \x20    Authentication Mode:                 HTTP Header\n\
-             \x20    Authorization (Bearer):              {token}\n\
+             \x20    Authorization:                       Bearer {token}\n\
+             \x20  (\"Bearer\", a space, the token; where the field already shows Bearer, the\n\
+             \x20  token alone.)\n\
              \x20  Click Test Connector Configuration (Okta reads /ServiceProviderConfig, a\n\
              \x20  user list and a group list), close it, then Save.\n\
              3. Provisioning → To App → Edit: enable Create Users, Update User Attributes and\n\
@@ -227,9 +229,10 @@ pub fn reachability_note(idp: Idp, base_url: &str) -> Option<String> {
     }
     (local || plain).then(|| {
         format!(
-            "Note: {} calls the base URL from the internet{}. Put dirsync behind an HTTPS \
-             reverse proxy and run setup again with --url-base https://<public host> (the \
-             path /scim/v2/<tenant> is added), or give the IdP that URL yourself.",
+            "Note: {} calls the base URL from the internet{}.\n\
+             Put dirsync behind an HTTPS reverse proxy and run setup again with\n\
+             --url-base https://<public host> (the path /scim/v2/<tenant> is added),\n\
+             or give the IdP that URL yourself.",
             idp.name(),
             if idp == Idp::Generic {
                 " (unless it runs on this machine)"
