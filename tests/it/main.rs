@@ -31,6 +31,8 @@ mod policy_scim;
 // `dirsync setup google|scim`.
 mod setup;
 mod setup_scim;
+// `dirsync setup scim-push`.
+mod setup_push;
 // Sinks: webhooks, JSON lines, the events API, SCIM-fed delivery, throughput.
 mod sink_bench;
 mod sink_daemon;
