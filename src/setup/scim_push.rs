@@ -16,6 +16,7 @@ use super::{exit, load_staged, toml_string, Context, SetupError};
 use crate::config;
 use crate::daemon::control::{self, Request};
 use crate::source::push_console::{self, Idp};
+use crate::store::push::{self, PushRequest};
 use crate::store::{Store, StoreError};
 
 /// How often the wait looks at the request log.
@@ -67,10 +68,10 @@ pub async fn run(
     if let Some(note) = push_console::reachability_note(idp, &base_url) {
         console.say(format!("\n{note}"));
     }
-    console.say(format!(
+    console.say(
         "\nA running daemon serves the tenant after a reload (`systemctl reload dirsync`, or \
-         SIGHUP to the `dirsync run` process)."
-    ));
+         SIGHUP to the `dirsync run` process).",
+    );
     if args.wait == 0 {
         return Ok(exit::SUCCESS);
     }
@@ -196,28 +197,29 @@ token_file = {token_name}
     )
 }
 
-/// One request of the tenant's push request log, as the wait reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeenRequest {
-    pub id: i64,
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub user_agent: Option<String>,
-    pub detail: Option<String>,
-}
+/// How many logged requests one look at the log reads.
+const PAGE: usize = 100;
 
-/// The tenant's logged requests after `after_id`, oldest first. The log is the push
-/// receiver's (`Store::push_requests`, src/store/push.rs).
+/// The tenant's logged requests after `after_id`, oldest first (the push receiver's log).
 async fn requests_after(
     store: &Store,
     tenant: &str,
     after_id: i64,
-) -> Result<Vec<SeenRequest>, StoreError> {
-    // Wired to `Store::push_requests(tenant, after_id, limit)` once the receiver's request
-    // log is on main; until then nothing is seen and the wait ends at its deadline.
-    let _ = (store, tenant, after_id);
-    Ok(Vec::new())
+) -> Result<Vec<PushRequest>, StoreError> {
+    let tenant = tenant.to_owned();
+    store
+        .run(move |conn| push::requests_after(conn, &tenant, after_id, PAGE))
+        .await
+}
+
+/// The id of the tenant's latest logged request (0: none): requests before the wait (a
+/// tenant set up again) do not count.
+async fn latest_request_id(store: &Store, tenant: &str) -> Result<i64, StoreError> {
+    let tenant = tenant.to_owned();
+    store
+        .run(move |conn| push::latest_requests(conn, &tenant, 1))
+        .await
+        .map(|latest| latest.first().map_or(0, |request| request.id))
 }
 
 async fn wait_for_first_request(
@@ -267,32 +269,24 @@ async fn wait_for_first_request(
     ));
     let mut after_id = None;
     while Instant::now() < deadline {
-        let store = Store::open_existing(&context.global.state_dir)
+        // The daemon creates the database on its first start: until then there is no log.
+        if let Some(store) = Store::open_existing(&context.global.state_dir)
             .ok()
-            .flatten();
-        if let Some(store) = store {
-            // Requests logged before the wait (a tenant set up again) do not count.
+            .flatten()
+        {
             let start = match after_id {
-                Some(id) => id,
-                None => {
-                    let mut last = 0;
-                    while let Some(seen) = requests_after(&store, tenant, last)
-                        .await
-                        .ok()
-                        .and_then(|seen| seen.last().map(|r| r.id))
-                    {
-                        last = seen;
-                    }
-                    after_id = Some(last);
-                    last
-                }
+                Some(id) => Ok(id),
+                None => latest_request_id(&store, tenant).await,
             };
-            if let Ok(seen) = requests_after(&store, tenant, start).await {
-                for request in &seen {
-                    after_id = Some(request.id);
-                    console.say(describe(request, idp));
-                    if (200..300).contains(&request.status) {
-                        return Ok(exit::SUCCESS);
+            if let Ok(start) = start {
+                after_id = Some(start);
+                if let Ok(seen) = requests_after(&store, tenant, start).await {
+                    for request in &seen {
+                        after_id = Some(request.id);
+                        console.say(describe(request, idp));
+                        if (200..300).contains(&request.status) {
+                            return Ok(exit::SUCCESS);
+                        }
                     }
                 }
             }
@@ -302,17 +296,15 @@ async fn wait_for_first_request(
     console.say(format!(
         "No request from {} arrived within {} s. Check that the IdP has the base URL and token \
          above (and its connection test or provisioning was started), that the daemon was \
-         reloaded, and that the URL is reachable from the IdP. `{}` shows the tenant's last \
-         request.",
+         reloaded, and that the URL is reachable from the IdP; the tenant's files are written.",
         idp.name(),
         wait.as_secs(),
-        context.command(&format!("status {tenant}"))
     ));
     Ok(exit::VERIFICATION_FAILED)
 }
 
 /// "received GET /Users?filter=userName eq "…" from Okta (User-Agent …): the connection works".
-pub fn describe(request: &SeenRequest, expected: Idp) -> String {
+pub fn describe(request: &PushRequest, expected: Idp) -> String {
     let from = request
         .user_agent
         .as_deref()
@@ -401,20 +393,29 @@ mod tests {
 
     #[test]
     fn the_first_request_is_described_as_it_arrived() {
-        let request = SeenRequest {
+        let request = PushRequest {
             id: 1,
+            at_ms: 0,
             method: "GET".into(),
-            path: "/scim/v2/okta-corp/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100".into(),
+            path:
+                "/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100"
+                    .into(),
             status: 200,
+            latency_ms: 1.0,
             user_agent: Some("Okta SCIM Client 1.0.0".into()),
+            resource_kind: None,
+            resource_id: None,
             detail: None,
+            first_seq: None,
+            last_seq: None,
+            body: None,
         };
         assert_eq!(
             describe(&request, Idp::Generic),
-            "received GET /scim/v2/okta-corp/Users?filter=userName eq \"test.user@okta.local\"&startIndex=1&count=100 \
+            "received GET /Users?filter=userName eq \"test.user@okta.local\"&startIndex=1&count=100 \
              from Okta (User-Agent Okta SCIM Client 1.0.0): the connection works"
         );
-        let refused = SeenRequest {
+        let refused = PushRequest {
             status: 401,
             user_agent: None,
             ..request

@@ -365,7 +365,7 @@ fn user_op(rng: &mut Rng, resource: &Value, only: bool) -> Op {
             // A no-path add or replace: plain, dotted and URN-prefixed keys, an extension object.
             let mut sent = Map::new();
             let mut canonical = Map::new();
-            let mut maps = (&mut sent, &mut canonical);
+            let maps = (&mut sent, &mut canonical);
             let mut put = |rng: &mut Rng, key: &str, sent_value: Value, value: Value| {
                 maps.0.insert(rng.mangle(key), sent_value);
                 maps.1.insert(key.to_owned(), value);

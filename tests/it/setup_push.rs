@@ -183,3 +183,79 @@ async fn the_wait_asks_for_a_reload_when_the_daemon_does_not_serve_the_tenant_ye
     );
     drop(daemon);
 }
+
+#[tokio::test]
+async fn the_wait_reports_the_idps_first_request_once_the_daemon_serves_the_tenant() {
+    let dir = ConfigDir::builder(crate::support::dirsync())
+        .http_listen()
+        .build();
+    let daemon = Daemon::start(&dir, None).await;
+    let setup = dir
+        .tokio_command(&[
+            "setup",
+            "scim-push",
+            "okta-corp",
+            "--idp",
+            "okta",
+            "--wait",
+            "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let token_file = dir.tenants_dir().join("okta-corp-scim-token");
+    dirsync_testkit::wait_for(20, "setup to write the token", || {
+        let path = token_file.clone();
+        async move { std::fs::read_to_string(path).is_ok_and(|t| t.trim().len() == 64) }
+    })
+    .await;
+    let token = token_of(&dir, "okta-corp");
+    daemon.signal("HUP");
+
+    // Okta's lookup before a create, sent as Okta sends it, until the reloaded daemon serves
+    // the tenant (before that it is an unknown tenant: 401, and not logged).
+    let url = format!(
+        "http://{}/scim/v2/okta-corp/Users?filter=userName%20eq%20%22test.user%40okta.local%22&startIndex=1&count=100",
+        dir.http.unwrap()
+    );
+    let client = reqwest::Client::new();
+    let wrong = client
+        .get(&url)
+        .bearer_auth("not-the-token-at-all")
+        .header("User-Agent", "Okta SCIM Client 1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    dirsync_testkit::wait_for(20, "the daemon to serve the tenant", || {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        async move {
+            client
+                .get(&url)
+                .bearer_auth(&token)
+                .header("User-Agent", "Okta SCIM Client 1.0.0")
+                .send()
+                .await
+                .is_ok_and(|answer| answer.status().as_u16() == 200)
+        }
+    })
+    .await;
+
+    let output = setup.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "received GET /Users?filter=userName eq \"test.user@okta.local\"&startIndex=1&count=100 \
+             from Okta (User-Agent Okta SCIM Client 1.0.0): the connection works"
+        ),
+        "{stdout}"
+    );
+    drop(daemon);
+}
