@@ -341,14 +341,20 @@ pub fn describe(request: &PushRequest, expected: Idp) -> String {
     }
 }
 
-/// `%20` and the like decoded for reading; what does not decode is kept as it came.
+/// `%20` (and `+` in the query, as Entra ID writes spaces) decoded for reading; what does not
+/// decode is kept as it came.
 fn percent_decoded(path: &str) -> String {
     let bytes = path.as_bytes();
+    let query = path.find('?').unwrap_or(bytes.len());
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
         match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'+', _, _) if i > query => {
+                out.push(b' ');
+                i += 1;
+            }
             (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
                 let value = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
                 out.push(value as u8);
@@ -424,5 +430,10 @@ mod tests {
         assert!(text.contains("from Microsoft Entra ID: 401"), "{text}");
         assert!(text.contains("still waiting"), "{text}");
         assert_eq!(percent_decoded("/a%2"), "/a%2");
+        assert_eq!(
+            percent_decoded("/Groups?excludedAttributes=members&filter=displayName+eq+%22a+b%22"),
+            "/Groups?excludedAttributes=members&filter=displayName eq \"a b\""
+        );
+        assert_eq!(percent_decoded("/Users/a+b"), "/Users/a+b");
     }
 }
