@@ -40,6 +40,18 @@
 //!   requires it), and so does scim-patch; scimmy answers `noTarget`, which RFC 7644 §3.5.2.3
 //!   prescribes for `replace`. Such a case has that one operation, and dirsync must agree
 //!   with scim-patch.
+//! - A `remove` with a value list (`{"op":"remove","path":"members","value":[…]}`, Entra's
+//!   form) from an attribute the resource does not have: scimmy 1.3.5 throws a TypeError;
+//!   removing from nothing changes nothing (RFC 7644 §3.5.2.2: a remove of an unassigned
+//!   target is not an error), so the oracle script skips that operation, applies the others,
+//!   and counts it (`skipped`).
+//! - A `replace` of a complex attribute with some sub-attributes (`name` with `familyName`):
+//!   RFC 7644 §3.5.2.3 keeps the sub-attributes not given, as dirsync does; scimmy replaces
+//!   the whole value, so it gets the equivalent replace of each sub-attribute given.
+//!
+//! Found and fixed in dirsync this way: a no-path key naming the enterprise extension in
+//! another letter case (`urn:…:2.0:user`) was taken for an attribute `user` of a schema
+//! `urn:…:2.0`, and `urn:…:User:Manager` for a schema (`patch::names_schema`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -662,6 +674,7 @@ fn oracle_answers(cases: &[Case]) -> Vec<Value> {
         });
         writeln!(input, "{line}").unwrap();
     }
+    let started = std::time::Instant::now();
     let mut child = node_peer()
         .command("patch_oracle.cjs")
         .stdin(Stdio::piped())
@@ -686,6 +699,7 @@ fn oracle_answers(cases: &[Case]) -> Vec<Value> {
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     assert_eq!(answers.len(), cases.len(), "one answer per case");
+    eprintln!("oracle: {} cases in {:?}", cases.len(), started.elapsed());
     answers
 }
 

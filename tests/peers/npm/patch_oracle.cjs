@@ -20,24 +20,35 @@ function failure(err) {
   return { ok: false, scimType: err.scimType || err.constructor.name, detail: String(err.message) };
 }
 
-// scimmy applies the operations one at a time, in order, as one request would (a refusal of
-// any refuses the request). One at a time so that a crash of scimmy 1.3.5 can be told apart:
-// a `remove` with a value list from an attribute the resource does not have throws a
-// TypeError ("Cannot read properties of undefined"); removing from nothing changes nothing
-// (RFC 7644 §3.5.2.2), so that operation is skipped and counted in `skipped`.
+// scimmy applies the whole request; only when it crashes are the operations applied again one
+// at a time, in order, as the request would (a refusal of any refuses the request), so that a
+// crash of scimmy 1.3.5 can be told apart: a `remove` with a value list from an attribute the
+// resource does not have throws a TypeError ("Cannot read properties of undefined");
+// removing from nothing changes nothing (RFC 7644 §3.5.2.2), so that operation is skipped
+// and counted in `skipped`.
+const crashed = (err) => /Cannot read properties of undefined/.test(String(err.message));
+
+async function scimmyApply(Schema, resource, operations) {
+  const message = new SCIMMY.Messages.PatchOp({ schemas: [PATCH_OP], Operations: operations });
+  const patched = await message.apply(new Schema(resource));
+  // scimmy answers `undefined` when the operations changed nothing.
+  return patched === undefined ? resource : JSON.parse(JSON.stringify(patched));
+}
+
 async function viaScimmy(kind, resource, operations) {
   const Schema = kind === "User" ? SCIMMY.Schemas.User : SCIMMY.Schemas.Group;
+  try {
+    return { ok: true, resource: await scimmyApply(Schema, resource, operations), skipped: 0 };
+  } catch (err) {
+    if (!crashed(err)) return failure(err);
+  }
   let current = resource;
   let skipped = 0;
   for (const operation of operations) {
     try {
-      const message = new SCIMMY.Messages.PatchOp({ schemas: [PATCH_OP], Operations: [operation] });
-      const patched = await message.apply(new Schema(current));
-      // scimmy answers `undefined` when the operation changed nothing.
-      if (patched !== undefined) current = JSON.parse(JSON.stringify(patched));
+      current = await scimmyApply(Schema, current, [operation]);
     } catch (err) {
-      const crashed = /Cannot read properties of undefined/.test(String(err.message));
-      if (crashed && String(operation.op).toLowerCase() === "remove" && operation.value !== undefined) {
+      if (crashed(err) && String(operation.op).toLowerCase() === "remove" && operation.value !== undefined) {
         skipped += 1;
         continue;
       }
