@@ -296,9 +296,11 @@ async fn wait_for_first_request(
     console.say(format!(
         "No request from {} arrived within {} s. Check that the IdP has the base URL and token \
          above (and its connection test or provisioning was started), that the daemon was \
-         reloaded, and that the URL is reachable from the IdP; the tenant's files are written.",
+         reloaded, and that the URL is reachable from the IdP; the tenant's files are written. \
+         `{}` shows the tenant's last request once one arrives.",
         idp.name(),
         wait.as_secs(),
+        context.command(&format!("status {tenant}"))
     ));
     Ok(exit::VERIFICATION_FAILED)
 }
