@@ -16,10 +16,12 @@ import sys
 # Highest first. One line per layer; modules on a line are ordered left (higher) to right.
 LAYERS = [
     ["main", "lib", "commands", "cli"],
+    ["console"],
     ["setup"],
     ["push"],
     ["daemon"],
     ["sync"],
+    ["triage"],
     ["policy", "source", "sink"],
     ["store"],
     ["diff"],

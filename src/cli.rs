@@ -36,6 +36,8 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Delete the stored data of a tenant whose config file is gone (extension).
     Forget(ForgetArgs),
+    /// Print a signed link to one tenant's console pages for its IT admin (web console).
+    ConsoleLink(ConsoleLinkArgs),
     /// Onboard a tenant: guided connection to Google Workspace or a SCIM server, verified.
     Setup(crate::setup::args::SetupArgs),
     /// A local Google Directory API + OAuth token endpoint for tests and demos.
@@ -62,6 +64,48 @@ pub struct DeliverArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {}
+
+#[derive(Debug, Args)]
+pub struct ConsoleLinkArgs {
+    /// The tenant id (its file name without .toml)
+    pub tenant: String,
+    /// How long the link works: a number with s, m, h, d or w (e.g. 12h, 7d)
+    #[arg(long, default_value = "7d", value_name = "DURATION", value_parser = parse_duration)]
+    pub expires: std::time::Duration,
+    /// The console's address as the IT admin reaches it (behind a proxy, say) instead of
+    /// http_listen, e.g. https://dirsync.example.com
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+}
+
+/// `90s`, `30m`, `12h`, `7d`, `2w`: at least a second, at most a year.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 12h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: the unit must be s, m, h, d or w (e.g. 7d)"
+            ))
+        }
+    };
+    let total = number.saturating_mul(seconds);
+    if total == 0 || total > 366 * 86_400 {
+        return Err(format!("{text:?}: a link lasts from 1s to 366d"));
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {

@@ -6,11 +6,15 @@
 //! In layer order, top first; each imports only modules below it (docs/architecture.md,
 //! checked by `scripts/check-layers.py`).
 //! - `cli`, `commands`: the thin edge — argument parsing, one function per verb, exit codes.
+//! - `console`: the web console at `/console/` (`console_token_file`): tenants, runs, events,
+//!   inspect and the two actions for operators; signed tenant links for IT admins.
 //! - `setup`: `dirsync setup google|scim TENANT`, guided onboarding.
 //! - `daemon`: `dirsync run` — tenant tasks, the scheduler (`daemon::schedule`: a clock and a
 //!   pure `next_due`), control socket, HTTP listener, systemd.
 //! - `sync`: one run of one tenant — lease → fetch → `plan` (pure: policy, diff, guard) →
 //!   apply (one transaction).
+//! - `triage`: what the store knows about one user or group and why something is missing
+//!   (`dirsync inspect` and the console's inspect page).
 //! - `policy`: filters, roles, custom attributes, nested-group flattening (pure).
 //! - `source`: complete fetches from Google or SCIM; retries, paging, rate limits; Google's
 //!   console texts (`source::google::console`).
@@ -37,6 +41,7 @@ pub mod attribute_path;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod diff;
 pub mod event;
@@ -57,3 +62,4 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod terminal;
+pub mod triage;

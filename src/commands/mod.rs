@@ -2,6 +2,7 @@
 //! codes. The only place with `anyhow`-style context.
 
 mod check_config;
+mod console_link;
 mod deliver;
 mod demo;
 mod events;
@@ -103,6 +104,11 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             init_tracing(config.global.log_format, "warn");
             inspect::run(&config, &args).await
         }
+        Command::ConsoleLink(args) => {
+            let config = load_config_for(&config_path, &args.tenant)?;
+            init_tracing(config.global.log_format, "warn");
+            console_link::run(&config, &args)
+        }
         Command::Deliver(args) => {
             let config = load_config(&config_path)?;
             init_tracing(config.global.log_format, "info");
@@ -121,14 +127,19 @@ pub async fn dispatch(cli: Cli) -> Outcome {
     }
 }
 
-/// The parts that run inside the daemon besides scheduling (sink delivery, events API).
+/// The parts that run inside the daemon besides scheduling (sink delivery, events API, the
+/// web console when configured).
 pub fn extensions(
     global: &config::GlobalConfig,
 ) -> Vec<std::sync::Arc<dyn crate::daemon::Extension>> {
-    vec![
+    let mut extensions: Vec<std::sync::Arc<dyn crate::daemon::Extension>> = vec![
         std::sync::Arc::new(crate::daemon::sinks::SinkExtension::new(global)),
         std::sync::Arc::new(crate::push::PushExtension::default()),
-    ]
+    ];
+    if let Some(console) = crate::console::ConsoleExtension::new(global) {
+        extensions.push(std::sync::Arc::new(console));
+    }
+    extensions
 }
 
 /// Loads the whole configuration strictly: every problem is reported, exit code 2.

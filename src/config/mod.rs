@@ -275,6 +275,8 @@ struct RawGlobal {
     log_format: Option<LogFormat>,
     /// Bearer token for the events API, read from this file.
     events_api_token_file: Option<PathBuf>,
+    /// The operators' sign-in token for the web console at `/console/` on `http_listen`.
+    console_token_file: Option<PathBuf>,
     /// Delete events acknowledged by every sink once older than this many days.
     event_retention_days: Option<u64>,
     /// Runs of all tenants at once in one daemon; due runs beyond it wait, oldest first.
@@ -293,6 +295,8 @@ pub struct GlobalConfig {
     pub http_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub events_api_token: Option<Secret>,
+    /// The web console's operator token (`console_token_file`); `None`: no console.
+    pub console_token: Option<Secret>,
     /// Events older than this, once every sink of their tenant acknowledged them, are pruned
     /// from the outbox. `None` (the default) keeps every event forever.
     pub event_retention: Option<std::time::Duration>,
@@ -305,6 +309,8 @@ pub struct GlobalConfig {
 /// Runs at once in one daemon: enough to keep a few slow IdPs from holding up everyone, few
 /// enough that a burst of due runs does not starve the control socket on a small machine.
 pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 16;
+/// The shortest `console_token_file` accepted.
+pub const MIN_CONSOLE_TOKEN_LEN: usize = 16;
 /// Runs kept per tenant: a few days of a 15-minute schedule.
 pub const DEFAULT_RUN_HISTORY: u32 = 1000;
 
@@ -547,6 +553,27 @@ fn load_global(file: &Path, found: &mut Findings) -> Option<(GlobalConfig, bool)
         .events_api_token_file
         .as_deref()
         .and_then(|path| p.read_secret("events_api_token_file", path, SecretShape::Token));
+    let console_token = raw
+        .console_token_file
+        .as_deref()
+        .and_then(|path| p.read_secret("console_token_file", path, SecretShape::Token))
+        .filter(|token| {
+            // It is a password typed into a login form, and the key of the signed links.
+            let long_enough = token.expose().len() >= MIN_CONSOLE_TOKEN_LEN;
+            if !long_enough {
+                p.add(
+                    "console_token_file",
+                    format!("the token is shorter than {MIN_CONSOLE_TOKEN_LEN} characters: write a long random one (e.g. `openssl rand -hex 32`)"),
+                );
+            }
+            long_enough
+        });
+    if raw.console_token_file.is_some() && raw.http_listen.is_none() {
+        p.add(
+            "console_token_file",
+            "the web console is served on http_listen: set http_listen (e.g. \"127.0.0.1:9187\") or remove console_token_file",
+        );
+    }
     if raw.event_retention_days == Some(0) {
         p.add(
             "event_retention_days",
@@ -574,6 +601,7 @@ fn load_global(file: &Path, found: &mut Findings) -> Option<(GlobalConfig, bool)
         http_listen,
         log_format: raw.log_format.unwrap_or_default(),
         events_api_token,
+        console_token,
         event_retention,
         max_concurrent_runs: raw
             .max_concurrent_runs

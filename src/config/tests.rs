@@ -633,3 +633,57 @@ fn a_push_tenant_refuses_a_short_token_a_missing_file_and_unknown_keys() {
     assert!(keys.contains(&"source.base_url".to_owned()), "{found:?}");
     assert!(keys.contains(&"source.token_file".to_owned()), "{found:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The web console.
+
+fn global_problems(global: &str, token: Option<&str>) -> (Vec<String>, Option<GlobalConfig>) {
+    let dir = setup(SOURCE);
+    if let Some(token) = token {
+        write(dir.path(), "console-token", token);
+    }
+    write(
+        dir.path(),
+        "dirsync.toml",
+        &format!("state_dir = \"state\"\ntenants_dir = \"tenants\"\n{global}"),
+    );
+    let loaded = load(&dir.path().join("dirsync.toml"));
+    (
+        loaded.problems.iter().map(|p| p.to_string()).collect(),
+        loaded.global,
+    )
+}
+
+#[test]
+fn console_token_file_enables_the_console_and_is_checked_like_every_secret() {
+    let listen = "http_listen = \"127.0.0.1:9187\"\nconsole_token_file = \"console-token\"\n";
+    let (found, global) = global_problems(listen, Some("a-long-enough-console-token\n"));
+    assert!(found.is_empty(), "{found:?}");
+    assert_eq!(
+        global.unwrap().console_token.unwrap().expose(),
+        "a-long-enough-console-token"
+    );
+
+    let (found, global) = global_problems("", None);
+    assert!(found.is_empty() && global.unwrap().console_token.is_none());
+
+    for (global, token, expect) in [
+        (listen, None, "cannot read"),
+        (listen, Some("short"), "shorter than 16"),
+        (listen, Some("has a space in the middle"), "a space"),
+        (
+            "console_token_file = \"console-token\"\n",
+            Some("a-long-enough-console-token"),
+            "set http_listen",
+        ),
+    ] {
+        let (found, _) = global_problems(global, token);
+        assert!(
+            found.len() == 1
+                && found[0].contains("dirsync.toml")
+                && found[0].contains("console_token_file")
+                && found[0].contains(expect),
+            "{token:?}: {found:?}"
+        );
+    }
+}

@@ -84,17 +84,34 @@ pub fn groups_of_user(
     rows.map(|data| parse(&data?, "group")).collect()
 }
 
+/// The group's effective members: all of them by email, or (with `limit`) the first `limit`
+/// in id order, which reads no more rows than it returns.
 pub fn members_of_group(
     conn: &Connection,
     tenant: &str,
     group_id: &str,
+    limit: Option<u32>,
 ) -> Result<Vec<User>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT u.data FROM memberships m JOIN users u ON u.tenant = m.tenant AND u.id = m.user_id
-         WHERE m.tenant = ?1 AND m.group_id = ?2 ORDER BY u.email",
-    )?;
-    let rows = statement.query_map(params![tenant, group_id], |row| row.get::<_, String>(0))?;
+    let mut statement = conn.prepare_cached(match limit {
+        None => "SELECT u.data FROM memberships m JOIN users u ON u.tenant = m.tenant AND u.id = m.user_id
+         WHERE m.tenant = ?1 AND m.group_id = ?2 ORDER BY u.email LIMIT ?3",
+        Some(_) => "SELECT u.data FROM memberships m JOIN users u ON u.tenant = m.tenant AND u.id = m.user_id
+         WHERE m.tenant = ?1 AND m.group_id = ?2 ORDER BY m.user_id LIMIT ?3",
+    })?;
+    let limit = limit.map_or(-1, i64::from);
+    let rows = statement.query_map(params![tenant, group_id, limit], |row| {
+        row.get::<_, String>(0)
+    })?;
     rows.map(|data| parse(&data?, "user")).collect()
+}
+
+/// How many effective members the group has.
+pub fn count_members(conn: &Connection, tenant: &str, group_id: &str) -> Result<u64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM memberships WHERE tenant = ?1 AND group_id = ?2",
+        params![tenant, group_id],
+        |row| row.get::<_, i64>(0),
+    )? as u64)
 }
 
 /// The most recent events about an object (its id as user, group or member), newest first.
@@ -164,17 +181,20 @@ pub fn find_exclusion(
         .optional()?)
 }
 
-/// Direct members of a group in the stored direct graph: (kind, id), users first.
+/// Direct members of a group in the stored direct graph: (kind, id), users first; at most
+/// `limit` (`None`: all).
 pub fn direct_members(
     conn: &Connection,
     tenant: &str,
     group_id: &str,
+    limit: Option<u32>,
 ) -> Result<Vec<(String, String)>, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT member_kind, member_id FROM group_edges WHERE tenant = ?1 AND group_id = ?2
-         ORDER BY member_kind DESC, member_id",
+         ORDER BY member_kind DESC, member_id LIMIT ?3",
     )?;
-    let rows = statement.query_map(params![tenant, group_id], |row| {
+    let limit = limit.map_or(-1, i64::from);
+    let rows = statement.query_map(params![tenant, group_id, limit], |row| {
         Ok((row.get(0)?, row.get(1)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -9,6 +9,7 @@
 //! and a run does not open (and checkpoint on close) connections of its own. A second backend
 //! (PostgreSQL) goes behind the same methods. Must not: import sources or sinks.
 
+pub mod console;
 pub mod cursors;
 mod forget;
 mod handle;

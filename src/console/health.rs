@@ -1,0 +1,206 @@
+//! A tenant's health as the console shows it: the last run and its age, how long it has been
+//! failing, the next run and whether one is going (from the daemon's own view), sink lag and
+//! parked sinks, counts — and every problem with its fix in words, taken from the hints the
+//! sources and sinks already give (the stored run error carries the source's hint) and from
+//! `dirsync setup`'s texts. Must not: write anything.
+
+use rusqlite::Connection;
+
+use crate::config::TenantConfig;
+use crate::daemon::tenant::TenantState;
+use crate::run::{RunOutcome, RunSummary};
+use crate::sink::SinkStatus;
+use crate::store::{self, StoreError};
+
+/// Runs read to find when a failing streak began.
+const STREAK_RUNS: u32 = 200;
+
+/// One problem of a tenant and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub what: String,
+    pub fix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub tenant: String,
+    pub source: String,
+    pub enabled: bool,
+    pub last_run: Option<RunSummary>,
+    /// The first failed run of the current streak of failures (`None` when not failing).
+    pub failing_since: Option<RunSummary>,
+    /// The streak is longer than the runs read.
+    pub failing_longer: bool,
+    pub next_run: Option<String>,
+    pub daemon: Option<TenantState>,
+    pub users: u64,
+    pub groups: u64,
+    pub last_seq: u64,
+    pub sinks: Vec<SinkStatus>,
+    pub problems: Vec<Problem>,
+}
+
+/// What the tenant reads from, in a few words (no secret: the subject and the host only).
+pub fn source_label(tenant: &TenantConfig) -> String {
+    use crate::config::SourceConfig;
+    if let SourceConfig::Google(google) = &tenant.source {
+        return format!(
+            "Google Workspace ({}, as {})",
+            google.domain.as_deref().unwrap_or(&google.customer),
+            google.subject
+        );
+    }
+    if let SourceConfig::Scim(scim) = &tenant.source {
+        return format!("SCIM ({})", crate::setup::google::host_of(&scim.base_url));
+    }
+    tenant.source.kind().as_str().to_owned()
+}
+
+/// Reads the tenant's health; `daemon` is the running daemon's view of it.
+pub fn read(
+    conn: &Connection,
+    tenant: &TenantConfig,
+    daemon: Option<TenantState>,
+) -> Result<Health, StoreError> {
+    let runs = store::last_runs(conn, &tenant.id, STREAK_RUNS)?;
+    let (users, groups) = counts(conn, &tenant.id)?;
+    let last_seq = store::last_seq(conn, &tenant.id)?;
+    let sinks = crate::sink::sink_statuses(conn, tenant)?;
+    let streak: Vec<&RunSummary> = runs
+        .iter()
+        .filter(|r| r.outcome != RunOutcome::DryRun)
+        .take_while(|r| !r.outcome.is_success())
+        .collect();
+    let failing_longer = !streak.is_empty()
+        && streak.len()
+            == runs
+                .iter()
+                .filter(|r| r.outcome != RunOutcome::DryRun)
+                .count()
+        && runs.len() as u32 == STREAK_RUNS;
+    let failing_since = streak.last().map(|r| (*r).clone());
+    let last_run = runs.into_iter().next();
+    let next_run = daemon.as_ref().and_then(|d| d.next_run.clone());
+    let mut health = Health {
+        tenant: tenant.id.clone(),
+        source: source_label(tenant),
+        enabled: tenant.enabled,
+        last_run,
+        failing_since,
+        failing_longer,
+        next_run,
+        daemon,
+        users,
+        groups,
+        last_seq,
+        sinks,
+        problems: Vec::new(),
+    };
+    health.problems = problems(tenant, &health);
+    Ok(health)
+}
+
+/// Users and groups stored (memberships are counted on the tenant's own page only: they are
+/// the largest table).
+fn counts(conn: &Connection, tenant: &str) -> Result<(u64, u64), StoreError> {
+    let count = |sql: &str| -> Result<u64, StoreError> {
+        Ok(conn.query_row(sql, [tenant], |row| row.get::<_, i64>(0))? as u64)
+    };
+    Ok((
+        count("SELECT count(*) FROM users WHERE tenant = ?1")?,
+        count("SELECT count(*) FROM groups WHERE tenant = ?1")?,
+    ))
+}
+
+fn problems(tenant: &TenantConfig, health: &Health) -> Vec<Problem> {
+    let mut found = Vec::new();
+    if let Some(run) = &health.failing_since {
+        let last = health.last_run.as_ref().unwrap_or(run);
+        let error = last
+            .error
+            .clone()
+            .unwrap_or_else(|| "no error recorded".into());
+        found.push(Problem {
+            fix: fix_for(tenant, last.outcome, &error),
+            what: format!(
+                "last run {}: {}",
+                last.outcome.as_str(),
+                problem_text(&error)
+            ),
+        });
+    }
+    for sink in &health.sinks {
+        if sink.parked {
+            found.push(Problem {
+                what: format!(
+                    "sink {} is parked at seq {}: {}",
+                    sink.name,
+                    sink.delivered_seq,
+                    sink.last_error.as_deref().unwrap_or("no error recorded")
+                ),
+                fix: format!(
+                    "fix the receiver, then unpark the sink (the Unpark button on the tenant's page, or `dirsync deliver {} --unpark {}`)",
+                    tenant.id, sink.name
+                ),
+            });
+        }
+    }
+    found
+}
+
+/// The error without the hint the source appended (the hint is the fix).
+pub fn problem_text(error: &str) -> &str {
+    error
+        .split_once(" (hint: ")
+        .map_or(error, |(problem, _)| problem)
+}
+
+/// What to do about a run's error, in words.
+pub fn fix_for(tenant: &TenantConfig, outcome: RunOutcome, error: &str) -> String {
+    use crate::config::SourceConfig;
+    if let Some((_, hint)) = error.split_once(" (hint: ") {
+        return hint.strip_suffix(')').unwrap_or(hint).to_owned();
+    }
+    if outcome == RunOutcome::Refused {
+        return format!(
+            "the deletion guard refused the run: check in the IdP that the deletions are meant (a filter or an admin's mistake can look like mass deletion); if they are, run `dirsync sync {} --allow-mass-delete` once",
+            tenant.id
+        );
+    }
+    if let Some(rest) = error.strip_prefix("cannot reach ") {
+        let url = rest.split(": ").next().unwrap_or(rest);
+        return format!(
+            "{} could not be reached: check DNS, the firewall and any proxy (HTTPS_PROXY) between this machine and it",
+            crate::setup::google::host_of(url)
+        );
+    }
+    if error.contains("answered HTTP 401") {
+        if let SourceConfig::Scim(scim) = &tenant.source {
+            return format!(
+                "{} refused the token: put a bearer token the IdP issued for SCIM provisioning in the tenant's token_file, and check it has not expired",
+                crate::setup::google::host_of(&scim.base_url)
+            );
+        }
+    }
+    format!(
+        "see the error above; `dirsync check-config --connect` checks {}'s connection step by step, and `dirsync sync {}` retries now",
+        tenant.id, tenant.id
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_the_source_appended_is_the_fix() {
+        let error = "authentication failed: refused: unauthorized_client: Client is unauthorized (hint: domain-wide delegation is not granted for client ID 42 with these scopes: a,b (Admin console: X))";
+        assert_eq!(
+            problem_text(error),
+            "authentication failed: refused: unauthorized_client: Client is unauthorized"
+        );
+        let (_, hint) = error.split_once(" (hint: ").unwrap_or_default();
+        assert!(hint.starts_with("domain-wide delegation is not granted for client ID 42"));
+    }
+}
