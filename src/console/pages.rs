@@ -530,6 +530,7 @@ fn inspect_report(viewer: &Viewer, tenant: &str, who: &str, report: &Value) -> M
                     dt { "state" } dd { (text_of(&user["state"])) }
                 }
                 h3 { "Roles" }
+                (none_if_empty(report, "roles"))
                 ul { @for role in report["roles"].as_array().into_iter().flatten() {
                     li { strong { (text_of(&role["role"])) } " ← "
                         @if role["default_role"] == true { "default_role" } @else {
@@ -549,10 +550,12 @@ fn inspect_report(viewer: &Viewer, tenant: &str, who: &str, report: &Value) -> M
                     }
                 }
                 h3 { "Groups (effective)" }
+                (none_if_empty(report, "groups"))
                 ul { @for g in report["groups"].as_array().into_iter().flatten() {
                     li { (group_name(g)) @if g["path"].is_string() { span class="muted" { ": " (text_of(&g["path"])) } } }
                 } }
                 h3 { "Direct groups" }
+                (none_if_empty(report, "direct_groups"))
                 ul { @for g in report["direct_groups"].as_array().into_iter().flatten() {
                     li { (text_of(&g["group"])) @if g["synced"] != true { span class="muted" { " (not synced)" } } }
                 } }
@@ -578,6 +581,7 @@ fn inspect_report(viewer: &Viewer, tenant: &str, who: &str, report: &Value) -> M
                 @if report["members_total"].as_u64().unwrap_or(0) > shown { p class="muted" { "The first " (shown) " shown." } }
                 @for (title, key) in [("Child groups", "child_groups"), ("Parent groups", "parent_groups")] {
                     h3 { (title) }
+                    (none_if_empty(report, key))
                     ul { @for g in report[key].as_array().into_iter().flatten() {
                         li { (text_of(&g["group"])) @if g["synced"] != true { span class="muted" { " (not synced)" } } }
                     } }
@@ -593,6 +597,11 @@ fn inspect_report(viewer: &Viewer, tenant: &str, who: &str, report: &Value) -> M
             }
         }
     }
+}
+
+/// "none" for an empty list of the report.
+fn none_if_empty(report: &Value, key: &str) -> Markup {
+    html! { @if report[key].as_array().is_none_or(Vec::is_empty) { p class="muted" { "none" } } }
 }
 
 fn recent_events(report: &Value) -> Markup {

@@ -6,6 +6,8 @@
 
 mod support;
 
+// The web console in headless Chromium.
+mod console;
 // `check-config` and `status` on broken configuration.
 mod config_check;
 // The contract: CLI, config, exit codes and event JSON against an independent fake of Google.

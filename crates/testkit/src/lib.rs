@@ -5,7 +5,8 @@
 //! test peers ([`python()`]) and the npm ones ([`node_peer()`]), deadline waits ([`wait_for`], [`wait_until`]), the daemon as a
 //! child process, the Google emulator in-process or as a subprocess, and the fake servers
 //! (an independent fake of Google, a gated and a scripted SCIM server, the real
-//! `scim2-server`, a webhook receiver), and the benchmarks' PASS/FAIL verdicts ([`bench`]).
+//! `scim2-server`, a webhook receiver), headless Chromium over WebDriver for the web console
+//! ([`browser`]), and the benchmarks' PASS/FAIL verdicts ([`bench`]).
 //!
 //! It depends on no dirsync crate but the emulator: tests talk to the product through its
 //! binary, its files and its wire protocols, and whatever needs the library's types stays in
@@ -16,6 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod bench;
+pub mod browser;
 pub mod config_dir;
 pub mod daemon;
 pub mod emulator;
