@@ -11,6 +11,9 @@ const ROW: f64 = 64.0;
 const GAP: f64 = 22.0;
 const LEFT: f64 = 110.0;
 
+/// One bar row: its label, the run's value, the value's unit.
+type Row = (&'static str, fn(&RunSummary) -> f64, &'static str);
+
 /// The CSS class of an outcome's colour (the stylesheet has one per outcome).
 pub fn outcome_class(outcome: RunOutcome) -> &'static str {
     match outcome {
@@ -29,7 +32,7 @@ pub const SLOTS: usize = 60;
 pub fn runs_chart(runs: &[RunSummary]) -> Markup {
     let runs: Vec<&RunSummary> = runs.iter().take(SLOTS).rev().collect();
     let first_slot = SLOTS - runs.len();
-    let rows: [(&str, fn(&RunSummary) -> f64, &str); 3] = [
+    let rows: [Row; 3] = [
         ("duration", |r| r.duration_ms as f64 / 1000.0, "s"),
         ("API requests", |r| r.api_requests as f64, ""),
         ("events", |r| r.events as f64, ""),

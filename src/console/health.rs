@@ -64,7 +64,7 @@ pub fn read(
     daemon: Option<TenantState>,
 ) -> Result<Health, StoreError> {
     let runs = store::last_runs(conn, &tenant.id, STREAK_RUNS)?;
-    let (users, groups) = counts(conn, &tenant.id)?;
+    let (users, groups) = store::console::user_and_group_counts(conn, &tenant.id)?;
     let last_seq = store::last_seq(conn, &tenant.id)?;
     let sinks = crate::sink::sink_statuses(conn, tenant)?;
     let streak: Vec<&RunSummary> = runs
@@ -99,18 +99,6 @@ pub fn read(
     };
     health.problems = problems(tenant, &health);
     Ok(health)
-}
-
-/// Users and groups stored (memberships are counted on the tenant's own page only: they are
-/// the largest table).
-fn counts(conn: &Connection, tenant: &str) -> Result<(u64, u64), StoreError> {
-    let count = |sql: &str| -> Result<u64, StoreError> {
-        Ok(conn.query_row(sql, [tenant], |row| row.get::<_, i64>(0))? as u64)
-    };
-    Ok((
-        count("SELECT count(*) FROM users WHERE tenant = ?1")?,
-        count("SELECT count(*) FROM groups WHERE tenant = ?1")?,
-    ))
 }
 
 fn problems(tenant: &TenantConfig, health: &Health) -> Vec<Problem> {

@@ -186,58 +186,70 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
 
 impl Console {
     /// The signed-in operator, or the answer that sends them to sign in.
-    fn operator(&self, headers: &HeaderMap) -> Result<Viewer, Response> {
+    fn operator(&self, headers: &HeaderMap) -> Result<Viewer, Box<Response>> {
         match cookie(headers).and_then(|id| self.auth.session(&id)) {
             Some(access) => Ok(Viewer { access, link: None }),
-            None => Err(Redirect::to("/console/login").into_response()),
+            None => Err(Box::new(Redirect::to("/console/login").into_response())),
         }
     }
 
     /// The operator, for an action: signed in and carrying the session's CSRF token.
-    fn operator_action(&self, headers: &HeaderMap, csrf: Option<&str>) -> Result<Viewer, Response> {
+    fn operator_action(
+        &self,
+        headers: &HeaderMap,
+        csrf: Option<&str>,
+    ) -> Result<Viewer, Box<Response>> {
         let Some(access) = cookie(headers).and_then(|id| self.auth.session(&id)) else {
-            return Err(failure(
+            return Err(Box::new(failure(
                 StatusCode::UNAUTHORIZED,
                 None,
                 "sign in first: this action needs an operator session",
-            ));
+            )));
         };
         let Access::Operator { csrf: expected } = &access else {
-            return Err(failure(StatusCode::FORBIDDEN, None, "operators only"));
+            return Err(Box::new(failure(
+                StatusCode::FORBIDDEN,
+                None,
+                "operators only",
+            )));
         };
         if !csrf.is_some_and(|given| auth::same_secret(given, expected)) {
-            return Err(failure(
+            return Err(Box::new(failure(
                 StatusCode::FORBIDDEN,
                 None,
                 "this form is missing its CSRF token or it does not match the session: reload the page and try again",
-            ));
+            )));
         }
         Ok(Viewer { access, link: None })
     }
 
     /// The viewer of an IT admin's link.
-    fn link(&self, token: &str) -> Result<Viewer, Response> {
+    fn link(&self, token: &str) -> Result<Viewer, Box<Response>> {
         match self.auth.verify_link(token, auth::unix_now()) {
             Ok(access) => Ok(Viewer {
                 access,
                 link: Some(token.to_owned()),
             }),
-            Err(err) => Err(failure(StatusCode::FORBIDDEN, None, &err.to_string())),
+            Err(err) => Err(Box::new(failure(
+                StatusCode::FORBIDDEN,
+                None,
+                &err.to_string(),
+            ))),
         }
     }
 
     /// The tenant's config, when `viewer` may see it. Unknown and not-allowed look the same
     /// to a link, so a link cannot probe for other tenants.
-    fn tenant(&self, viewer: &Viewer, id: &str) -> Result<Arc<TenantConfig>, Response> {
+    fn tenant(&self, viewer: &Viewer, id: &str) -> Result<Arc<TenantConfig>, Box<Response>> {
         let found = (valid_tenant_id(id) && viewer.access.allows(id))
             .then(|| lock(&self.tenants).get(id).cloned())
             .flatten();
         found.ok_or_else(|| {
-            failure(
+            Box::new(failure(
                 StatusCode::NOT_FOUND,
                 Some(viewer),
                 &format!("no tenant {:?} here", pages::t(id)),
-            )
+            ))
         })
     }
 
@@ -314,7 +326,7 @@ async fn logout(
     Form(form): Form<ActionForm>,
 ) -> Response {
     if let Err(response) = console.operator_action(&headers, form.csrf.as_deref()) {
-        return response;
+        return *response;
     }
     if let Some(id) = cookie(&headers) {
         console.auth.sign_out(&id);
@@ -342,7 +354,7 @@ async fn tenants_page(
 ) -> Response {
     let viewer = match console.operator(&headers) {
         Ok(viewer) => viewer,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let configs: Vec<Arc<TenantConfig>> = lock(&console.tenants).values().cloned().collect();
     let mut states = console.daemon_states(None).await;
@@ -400,11 +412,11 @@ async fn tenant_page(
 ) -> Response {
     let viewer = match console.operator(&headers) {
         Ok(viewer) => viewer,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let config = match console.tenant(&viewer, &id) {
         Ok(config) => config,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let state = console.daemon_states(Some(&id)).await.remove(&id);
     let read_config = config.clone();
@@ -413,11 +425,7 @@ async fn tenant_page(
         .run(move |conn| {
             let health = health::read(conn, &read_config, state)?;
             let runs = store::last_runs(conn, &read_config.id, CHART_RUNS)?;
-            let memberships: i64 = conn.query_row(
-                "SELECT count(*) FROM memberships WHERE tenant = ?1",
-                [&read_config.id],
-                |row| row.get(0),
-            )?;
+            let memberships = store::stored_counts(conn, &read_config.id)?.memberships;
             let events = events_page(
                 conn,
                 &read_config.id,
@@ -426,7 +434,7 @@ async fn tenant_page(
                     ..EventQuery::default()
                 },
             )?;
-            Ok((health, runs, memberships.max(0) as u64, events))
+            Ok((health, runs, memberships, events))
         })
         .await;
     let (health, runs, memberships, events) = match read {
@@ -494,10 +502,10 @@ async fn tenant_events(
 ) -> Response {
     let viewer = match console.operator(&headers) {
         Ok(viewer) => viewer,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err(response) = console.tenant(&viewer, &id) {
-        return response;
+        return *response;
     }
     let query = match params.query() {
         Ok(query) => query,
@@ -523,7 +531,7 @@ struct InspectQuery {
 async fn inspect(console: &Console, viewer: &Viewer, id: &str, who: &str) -> Response {
     let config = match console.tenant(viewer, id) {
         Ok(config) => config,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let who = who.trim().to_owned();
     if who.is_empty() {
@@ -551,7 +559,7 @@ async fn tenant_inspect(
 ) -> Response {
     match console.operator(&headers) {
         Ok(viewer) => inspect(&console, &viewer, &id, &query.q).await,
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -565,12 +573,12 @@ fn link_tenant(viewer: &Viewer) -> String {
 async fn link_page(State(console): Shared, Path(token): Path<String>) -> Response {
     let viewer = match console.link(&token) {
         Ok(viewer) => viewer,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let id = link_tenant(&viewer);
     let config = match console.tenant(&viewer, &id) {
         Ok(config) => config,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let state = console.daemon_states(Some(&id)).await.remove(&id);
     let read_config = config.clone();
@@ -599,7 +607,7 @@ async fn link_inspect(
             let id = link_tenant(&viewer);
             inspect(&console, &viewer, &id, &query.q).await
         }
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -611,11 +619,11 @@ async fn force_sync(
 ) -> Response {
     let viewer = match console.operator_action(&headers, form.csrf.as_deref()) {
         Ok(viewer) => viewer,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let config = match console.tenant(&viewer, &id) {
         Ok(config) => config,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let dry_run = form.dry_run.as_deref().is_some_and(|v| !v.is_empty());
     let request = Request::Sync {
@@ -680,11 +688,11 @@ async fn unpark(
 ) -> Response {
     let viewer = match console.operator_action(&headers, form.csrf.as_deref()) {
         Ok(viewer) => viewer,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let config = match console.tenant(&viewer, &id) {
         Ok(config) => config,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if !config.sinks.iter().any(|s| s.name == sink) {
         return failure(

@@ -60,7 +60,7 @@ fn csrf_field(viewer: &Viewer) -> Markup {
     html! { @if let Some(token) = viewer.csrf() { input type="hidden" name="csrf" value=(token); } }
 }
 
-pub fn layout(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
+pub fn layout(title: &str, viewer: Option<&Viewer>, body: &Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -120,7 +120,7 @@ pub fn login(error: Option<&str>) -> Markup {
     layout(
         "Sign in",
         None,
-        html! {
+        &html! {
             section class="card narrow" {
                 h1 { "Sign in" }
                 p class="muted" { "The operator token is in the file named by console_token_file in dirsync.toml." }
@@ -139,7 +139,7 @@ pub fn message(title: &str, viewer: Option<&Viewer>, text: &str) -> Markup {
     layout(
         title,
         viewer,
-        html! { section class="card" { h1 { (title) } p id="message" { (text) } } },
+        &html! { section class="card" { h1 { (title) } p id="message" { (text) } } },
     )
 }
 
@@ -189,7 +189,7 @@ pub fn tenants(viewer: &Viewer, healths: &[Health], filter: &str, now_ms: i64) -
     layout(
         "Tenants",
         Some(viewer),
-        html! {
+        &html! {
             h1 { "Tenants" }
             form method="get" action="/console/" class="filter" {
                 input type="search" name="q" value=(filter) placeholder="filter by tenant, source or problem" aria-label="filter";
@@ -297,7 +297,7 @@ pub fn tenant(viewer: &Viewer, page: &TenantPage<'_>) -> Markup {
     layout(
         id,
         Some(viewer),
-        html! {
+        &html! {
             h1 { "Tenant " (id) }
             @if let Some(notice) = page.notice { p class="notice" id="notice" { (t(notice)) } }
             (health_card(viewer, health, page.now_ms))
@@ -459,7 +459,7 @@ pub fn events(viewer: &Viewer, tenant: &str, query: &EventQuery, page: &EventPag
     layout(
         &format!("{tenant} events"),
         Some(viewer),
-        html! {
+        &html! {
             h1 { "Events of " a href=(viewer.tenant_url(tenant, "")) { (tenant) } }
             form method="get" action=(viewer.tenant_url(tenant, "/events")) class="filter" id="event-filter" {
                 select name="type" aria-label="type" {
@@ -489,7 +489,7 @@ pub fn inspect(viewer: &Viewer, tenant: &str, who: &str, report: Option<&Value>)
     layout(
         &format!("Inspect {tenant}"),
         Some(viewer),
-        html! {
+        &html! {
             h1 { "Inspect " a href=(viewer.tenant_url(tenant, "")) { (tenant) } }
             (search_box(viewer, tenant, who))
             @if let Some(report) = report { (inspect_report(viewer, tenant, who, report)) }
@@ -662,7 +662,7 @@ pub fn link_overview(
     layout(
         &health.tenant,
         Some(viewer),
-        html! {
+        &html! {
             h1 { "Directory sync for " (health.tenant) }
             (health_card(viewer, health, now_ms))
             (onboarding(config))
@@ -684,7 +684,7 @@ pub fn sync_result(
     layout(
         &format!("{tenant} sync"),
         Some(viewer),
-        html! {
+        &html! {
             h1 { "Sync of " a href=(viewer.tenant_url(tenant, "")) { (tenant) } }
             section class="card" id="sync-result" {
                 h2 { (outcome_badge(outcome)) }

@@ -116,6 +116,20 @@ pub fn events_page(
     })
 }
 
+/// Users and groups stored for the tenant (the tenants list: memberships, the largest table,
+/// are counted on the tenant's own page only).
+pub fn user_and_group_counts(conn: &Connection, tenant: &str) -> Result<(u64, u64), StoreError> {
+    let count = |sql: &str| -> Result<u64, StoreError> {
+        Ok(conn
+            .query_row(sql, [tenant], |row| row.get::<_, i64>(0))?
+            .max(0) as u64)
+    };
+    Ok((
+        count("SELECT count(*) FROM users WHERE tenant = ?1")?,
+        count("SELECT count(*) FROM groups WHERE tenant = ?1")?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -10,26 +10,37 @@ fn parse<T: serde::de::DeserializeOwned>(data: &str, what: &str) -> Result<T, St
     serde_json::from_str(data).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
 }
 
-/// A stored user by id, primary email or any of its emails (case-insensitive).
+/// A stored user by id, primary email or any of its emails and aliases (case-insensitive).
+/// Each step is an index search (`user_addresses` holds the secondary emails and aliases).
 pub fn find_user(conn: &Connection, tenant: &str, key: &str) -> Result<Option<User>, StoreError> {
     let lowered = key.to_lowercase();
-    let data: Option<String> = conn
+    let mut data: Option<String> = conn
         .query_row(
-            "SELECT data FROM users WHERE tenant = ?1 AND (id = ?2 OR email = ?3) LIMIT 1",
-            params![tenant, key, lowered],
+            "SELECT data FROM users WHERE tenant = ?1 AND id = ?2",
+            params![tenant, key],
             |row| row.get(0),
         )
         .optional()?;
+    if data.is_none() {
+        data = conn
+            .query_row(
+                "SELECT data FROM users WHERE tenant = ?1 AND email = ?2 LIMIT 1",
+                params![tenant, lowered],
+                |row| row.get(0),
+            )
+            .optional()?;
+    }
     if let Some(data) = data {
         return parse(&data, "user").map(Some);
     }
-    // Aliases and secondary emails live in the JSON; a scan is fine for triage. Only the
-    // user's own addresses count: other strings of the raw object can name someone else (a
-    // manager relation holds the manager's email, a SCIM manager reference their id).
-    let mut statement =
-        conn.prepare("SELECT data FROM users WHERE tenant = ?1 AND instr(lower(data), ?2) > 0")?;
-    let needle = format!("\"{lowered}\"");
-    let mut rows = statement.query(params![tenant, needle])?;
+    // Only the user's own addresses count: other strings of the raw object can name someone
+    // else (a manager relation holds the manager's email).
+    let mut statement = conn.prepare_cached(
+        // CROSS JOIN keeps this order: the address index first, then the few users it names.
+        "SELECT u.data FROM user_addresses a CROSS JOIN users u ON u.tenant = a.tenant AND u.id = a.user_id
+         WHERE a.tenant = ?1 AND a.address = ?2 ORDER BY a.user_id",
+    )?;
+    let mut rows = statement.query(params![tenant, lowered])?;
     while let Some(row) = rows.next()? {
         let user: User = parse(&row.get::<_, String>(0)?, "user")?;
         if user
@@ -122,7 +133,9 @@ pub fn events_about(
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT body FROM events WHERE tenant = ?1 AND subject_id = ?2 ORDER BY seq DESC LIMIT ?3",
+        // Without INDEXED BY the planner walks the whole stream backwards by seq.
+        "SELECT body FROM events INDEXED BY events_by_subject WHERE tenant = ?1 AND subject_id = ?2
+         ORDER BY seq DESC LIMIT ?3",
     )?;
     let rows = statement.query_map(params![tenant, id, limit], |row| row.get::<_, String>(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -135,9 +148,11 @@ pub fn last_deletion(
     key: &str,
 ) -> Result<Option<String>, StoreError> {
     let lowered = key.to_lowercase();
+    // Through the partial index of deletion events: the outbox itself is never scanned.
     Ok(conn
         .query_row(
-            "SELECT body FROM events WHERE tenant = ?1 AND type IN ('user.deleted', 'group.deleted')
+            "SELECT body FROM events INDEXED BY events_deletions
+             WHERE tenant = ?1 AND type IN ('user.deleted', 'group.deleted')
                AND (subject_id = ?2 OR json_extract(body, '$.data.email') = ?3)
              ORDER BY seq DESC LIMIT 1",
             params![tenant, key, lowered],
@@ -157,28 +172,41 @@ pub struct Exclusion {
     pub run_id: i64,
 }
 
+/// Why `key` (an id or email, or a group's name) was left out, if it was. By id, then by the
+/// exact or lower-case email through the index; only then case-insensitively over the
+/// tenant's exclusions (a group excluded under a mixed-case name).
 pub fn find_exclusion(
     conn: &Connection,
     tenant: &str,
     key: &str,
 ) -> Result<Option<Exclusion>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT id, email, kind, reason, detail, run_id FROM exclusions
-             WHERE tenant = ?1 AND (id = ?2 OR lower(email) = lower(?2)) LIMIT 1",
-            params![tenant, key],
-            |row| {
-                Ok(Exclusion {
-                    id: row.get(0)?,
-                    email: row.get(1)?,
-                    kind: row.get(2)?,
-                    reason: row.get(3)?,
-                    detail: row.get(4)?,
-                    run_id: row.get(5)?,
-                })
-            },
-        )
-        .optional()?)
+    const COLUMNS: &str = "SELECT id, email, kind, reason, detail, run_id FROM exclusions";
+    let read = |row: &rusqlite::Row<'_>| {
+        Ok(Exclusion {
+            id: row.get(0)?,
+            email: row.get(1)?,
+            kind: row.get(2)?,
+            reason: row.get(3)?,
+            detail: row.get(4)?,
+            run_id: row.get(5)?,
+        })
+    };
+    let lowered = key.to_lowercase();
+    for (sql, value) in [
+        ("WHERE tenant = ?1 AND id = ?2", key),
+        ("WHERE tenant = ?1 AND email = ?2 LIMIT 1", key),
+        ("WHERE tenant = ?1 AND email = ?2 LIMIT 1", &lowered),
+        ("WHERE tenant = ?1 AND lower(email) = ?2 LIMIT 1", &lowered),
+    ] {
+        let found = conn
+            .prepare_cached(&format!("{COLUMNS} {sql}"))?
+            .query_row(params![tenant, value], read)
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }
 
 /// Direct members of a group in the stored direct graph: (kind, id), users first; at most

@@ -134,6 +134,11 @@ pub(super) fn write_changes(
          ON CONFLICT (tenant, id) DO UPDATE SET email = excluded.email, data = excluded.data",
     )?;
     let mut delete_user = conn.prepare_cached("DELETE FROM users WHERE tenant = ?1 AND id = ?2")?;
+    let mut forget_addresses =
+        conn.prepare_cached("DELETE FROM user_addresses WHERE tenant = ?1 AND user_id = ?2")?;
+    let mut add_address = conn.prepare_cached(
+        "INSERT OR IGNORE INTO user_addresses (tenant, user_id, address) VALUES (?1, ?2, ?3)",
+    )?;
     let mut upsert_group = conn.prepare_cached(
         "INSERT INTO groups (tenant, id, email, name, data) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (tenant, id) DO UPDATE SET email = excluded.email, name = excluded.name, data = excluded.data",
@@ -153,9 +158,16 @@ pub(super) fn write_changes(
                     StoreError::Corrupt(format!("change names unknown user {id}"))
                 })?;
                 upsert_user.execute(params![tenant, &**id, user.email, to_json(user)?])?;
+                if matches!(change, Change::UserUpdated { .. }) {
+                    forget_addresses.execute(params![tenant, &**id])?;
+                }
+                for address in secondary_addresses(user) {
+                    add_address.execute(params![tenant, &**id, address])?;
+                }
             }
             Change::UserDeleted(id) => {
                 delete_user.execute(params![tenant, &**id])?;
+                forget_addresses.execute(params![tenant, &**id])?;
             }
             Change::GroupCreated(id) | Change::GroupUpdated { id, .. } => {
                 let group = after.groups.get(id).ok_or_else(|| {
@@ -181,6 +193,40 @@ pub(super) fn write_changes(
         }
     }
     Ok(())
+}
+
+/// A user's addresses besides the primary email, lower-case: secondary emails and Google's
+/// aliases (`aliases`, `nonEditableAliases` of the raw object), for `lookup::find_user`.
+pub(super) fn secondary_addresses(user: &crate::model::User) -> std::collections::BTreeSet<String> {
+    #[derive(serde::Deserialize)]
+    struct Aliases {
+        #[serde(default)]
+        aliases: Vec<serde_json::Value>,
+        #[serde(default, rename = "nonEditableAliases")]
+        non_editable_aliases: Vec<serde_json::Value>,
+    }
+    let mut addresses: std::collections::BTreeSet<String> = user
+        .emails
+        .iter()
+        .map(|email| email.value.to_lowercase())
+        .filter(|address| *address != user.email)
+        .collect();
+    let raw = user.raw_attributes.as_str();
+    // Most users have no alias: their raw object is not parsed again.
+    if raw.contains("liases\"") {
+        if let Ok(found) = serde_json::from_str::<Aliases>(raw) {
+            addresses.extend(
+                found
+                    .aliases
+                    .iter()
+                    .chain(&found.non_editable_aliases)
+                    .filter_map(serde_json::Value::as_str)
+                    .map(str::to_lowercase),
+            );
+        }
+    }
+    addresses.remove(&user.email);
+    addresses
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {

@@ -602,3 +602,82 @@ fn a_committed_runs_stored_duration_includes_the_commit() {
         run.duration_ms
     );
 }
+
+fn aliased(id: &str, email: &str, aliases: &[&str]) -> User {
+    let mut user = user(id, email, true, "t");
+    user.emails.push(Email {
+        value: format!("{id}.Second@Example.com"),
+        primary: false,
+    });
+    user.raw_attributes =
+        RawAttributes::from_value(&serde_json::json!({"id": id, "aliases": aliases}));
+    user
+}
+
+#[test]
+fn a_user_is_found_by_any_address_through_the_index_kept_with_each_commit() {
+    let (_dir, _store, mut conn, lease) = open_temp();
+    let mut snapshot = Snapshot::default();
+    let alice = aliased("u1", "alice@example.com", &["Ali@Example.com"]);
+    snapshot.users.insert(alice.id.clone(), alice);
+    commit_snapshot(&mut conn, &lease, &snapshot);
+    let found = |key: &str| {
+        lookup::find_user(&conn, "acme", key)
+            .unwrap()
+            .map(|u| u.id.to_string())
+    };
+    assert_eq!(found("u1").as_deref(), Some("u1"));
+    assert_eq!(found("ALICE@example.com").as_deref(), Some("u1"));
+    assert_eq!(found("ali@example.com").as_deref(), Some("u1"));
+    assert_eq!(found("u1.second@example.com").as_deref(), Some("u1"));
+    assert_eq!(found("nobody@example.com"), None);
+
+    // An alias removed upstream no longer finds the user; a deleted user is found by none.
+    let alice = aliased("u1", "alice@example.com", &["new@example.com"]);
+    snapshot.users.insert(alice.id.clone(), alice);
+    commit_snapshot(&mut conn, &lease, &snapshot);
+    let found = |key: &str| lookup::find_user(&conn, "acme", key).unwrap().is_some();
+    assert!(!found("ali@example.com") && found("new@example.com"));
+    snapshot.users.clear();
+    commit_snapshot(&mut conn, &lease, &snapshot);
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM user_addresses", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[test]
+fn migration_5_indexes_the_addresses_of_users_already_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dirsync.db");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        migrations::migrate_to(&mut conn, &path, 4).unwrap();
+        let alice = aliased("u1", "alice@example.com", &["Ali@Example.com"]);
+        conn.execute(
+            "INSERT INTO users (tenant, id, email, data) VALUES ('acme', 'u1', 'alice@example.com', ?1)",
+            [serde_json::to_string(&alice).unwrap()],
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let conn = store.connect().unwrap();
+    let mut addresses: Vec<String> = conn
+        .prepare("SELECT address FROM user_addresses ORDER BY address")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    addresses.sort();
+    assert_eq!(addresses, ["ali@example.com", "u1.second@example.com"]);
+    let plan: String = conn
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT body FROM events INDEXED BY events_deletions
+             WHERE tenant = 'acme' AND type IN ('user.deleted', 'group.deleted') ORDER BY seq DESC",
+            [],
+            |row| row.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("events_deletions"), "{plan}");
+}
