@@ -20,6 +20,24 @@ const STREAK_RUNS: u32 = 200;
 pub struct Problem {
     pub what: String,
     pub fix: String,
+    /// A delivery problem (the app's side: not shown on an IT admin's link).
+    pub sink: bool,
+}
+
+/// A sink's error with its webhook URL replaced by the sink's name: a URL can carry a token.
+pub fn redacted_sink_error(tenant: &TenantConfig, sink: &str, error: &str) -> String {
+    let url = tenant
+        .sinks
+        .iter()
+        .find(|s| s.name == sink)
+        .and_then(|s| match &s.kind {
+            crate::config::SinkKind::Webhook(webhook) => Some(webhook.url.as_str()),
+            crate::config::SinkKind::Jsonl(_) => None,
+        });
+    match url {
+        Some(url) if !url.is_empty() => error.replace(url, &format!("<the URL of sink {sink}>")),
+        _ => error.to_owned(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +134,7 @@ fn problems(tenant: &TenantConfig, health: &Health) -> Vec<Problem> {
                 last.outcome.as_str(),
                 problem_text(&error)
             ),
+            sink: false,
         });
     }
     for sink in &health.sinks {
@@ -125,8 +144,13 @@ fn problems(tenant: &TenantConfig, health: &Health) -> Vec<Problem> {
                     "sink {} is parked at seq {}: {}",
                     sink.name,
                     sink.delivered_seq,
-                    sink.last_error.as_deref().unwrap_or("no error recorded")
+                    redacted_sink_error(
+                        tenant,
+                        &sink.name,
+                        sink.last_error.as_deref().unwrap_or("no error recorded")
+                    )
                 ),
+                sink: true,
                 fix: format!(
                     "fix the receiver, then unpark the sink (the Unpark button on the tenant's page, or `dirsync deliver {} --unpark {}`)",
                     tenant.id, sink.name

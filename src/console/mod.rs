@@ -587,12 +587,17 @@ async fn link_page(State(console): Shared, Path(token): Path<String>) -> Respons
         .run(move |conn| health::read(conn, &read_config, state))
         .await
     {
-        Ok(health) => page(pages::link_overview(
-            &viewer,
-            &health,
-            &config,
-            store::now_ms(),
-        )),
+        Ok(mut health) => {
+            // Delivery is the app's side of the tenant, not the IT admin's.
+            health.problems.retain(|problem| !problem.sink);
+            health.sinks.clear();
+            page(pages::link_overview(
+                &viewer,
+                &health,
+                &config,
+                store::now_ms(),
+            ))
+        }
         Err(err) => store_failure(&err),
     }
 }

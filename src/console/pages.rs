@@ -350,7 +350,7 @@ pub fn tenant(viewer: &Viewer, page: &TenantPage<'_>) -> Markup {
                                     td { (sink.name) } td { (sink.kind) } td class="num" { (sink.delivered_seq) }
                                     td class="num" { (sink.lag_events) }
                                     td { @match sink.lag_seconds { Some(s) if sink.lag_events > 0 => { (format!("{s:.0} s")) } _ => { "—" } } }
-                                    td { @if let Some(error) = &sink.last_error { (t(error)) " " span class="muted" { (sink.last_error_at.as_deref().unwrap_or("")) } } @else { "—" } }
+                                    td { @if let Some(error) = &sink.last_error { (t(&super::health::redacted_sink_error(page.config, &sink.name, error))) " " span class="muted" { (sink.last_error_at.as_deref().unwrap_or("")) } } @else { "—" } }
                                     td { @if sink.parked {
                                         span class="badge failed" { "parked" } " "
                                         form method="post" action=(viewer.tenant_url(id, &format!("/sinks/{}/unpark", sink.name))) class="inline" {

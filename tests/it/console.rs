@@ -60,6 +60,8 @@ fn globex_fixture() -> Value {
 struct Env {
     setup: ConfigDir,
     acme: GoogleEmulator,
+    /// Where initech's webhook points: never shown (a URL can carry a token).
+    closed: dirsync_testkit::ClosedPort,
     _globex: GoogleEmulator,
     _daemon: Daemon,
     base: String,
@@ -91,7 +93,23 @@ impl Env {
             "[filters]\norg_units = [\"/Engineering\"]\n[[sinks]]\ntype = \"jsonl\"\npath = \"acme.jsonl\"\n",
         );
         setup.emulator_tenant("globex", &globex, "retry_max_seconds = 1\n", "");
-        for id in ["acme", "globex"] {
+        // initech reads acme's directory and delivers to a webhook that refuses connections:
+        // its sink parks after one attempt.
+        let closed = dirsync_testkit::closed_port();
+        setup.write(
+            "tenants/initech-webhook-secret",
+            dirsync_testkit::webhook::SECRET,
+        );
+        setup.emulator_tenant(
+            "initech",
+            &acme,
+            "",
+            &format!(
+                "[[sinks]]\ntype = \"webhook\"\nname = \"app\"\nurl = \"http://127.0.0.1:{}/hook\"\nsecret_file = \"initech-webhook-secret\"\nmax_attempts = 1\ntimeout_seconds = 2\n",
+                closed.port
+            ),
+        );
+        for id in ["acme", "globex", "initech"] {
             let path = setup.tenant_file(id);
             let text = std::fs::read_to_string(&path).unwrap();
             std::fs::write(&path, text.replace("schedule = \"0 0 * * * *\"\n", yearly)).unwrap();
@@ -99,10 +117,16 @@ impl Env {
         let daemon = Daemon::start(&setup, None).await;
         assert_eq!(setup.sync_async("acme", &[]).await.0, 0);
         assert_eq!(setup.sync_async("globex", &[]).await.0, 1);
+        assert_eq!(setup.sync_async("initech", &[]).await.0, 0);
+        wait_for(30, "initech's sink to park", || async {
+            setup.status_async("initech").await["sinks"][0]["parked"] == true
+        })
+        .await;
         let base = format!("http://{}", setup.http.unwrap());
         Self {
             setup,
             acme,
+            closed,
             _globex: globex,
             _daemon: daemon,
             base,
@@ -281,6 +305,30 @@ async fn an_operator_signs_in_triages_inspects_and_forces_a_sync() {
     assert_eq!(rows, 9, "{}", browser.text("main").await);
     shot(&browser, "events").await;
 
+    // A parked sink: its problem and fix on the tenants page, and the Unpark button.
+    browser.goto(&env.url("/console/")).await;
+    let problems = browser.text("#problems").await;
+    assert!(
+        problems.contains("sink app is parked") && problems.contains("unpark"),
+        "{problems}"
+    );
+    let hook = format!("127.0.0.1:{}/hook", env.closed.port);
+    assert!(!browser.source().await.contains(&hook));
+    browser.goto(&env.url("/console/t/initech")).await;
+    assert!(browser
+        .text("#sinks")
+        .await
+        .contains("<the URL of sink app>"));
+    assert!(!browser.source().await.contains(&hook));
+    browser
+        .click_and_wait(&browser.find("#sinks button.unpark").await)
+        .await;
+    assert!(
+        browser.text("#notice").await.contains("sink app unparked"),
+        "{}",
+        browser.text("main").await
+    );
+
     // An action without the form's CSRF token is refused, signed in or not.
     let session = cookie["value"].as_str().unwrap();
     let http = reqwest::Client::new();
@@ -364,10 +412,17 @@ async fn an_it_admin_link_shows_its_tenant_only_until_it_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_link_needs_the_console_configured() {
+async fn without_console_token_file_there_is_no_console_and_no_link() {
     let setup = crate::support::config_dir(true);
     let emulator = GoogleEmulator::start(&globex_fixture());
     setup.emulator_tenant("acme", &emulator, "", "");
+    let _daemon = Daemon::start(&setup, None).await;
+    for path in ["/console/", "/console/login", "/console/style.css"] {
+        let (status, _) = dirsync_testkit::http_get(setup.http.unwrap(), path)
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "{path}");
+    }
     let out = setup.output(&["console-link", "acme"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("console_token_file"));
