@@ -234,11 +234,14 @@ pub(super) fn append_change_set(
 const BULK_INSERT: usize = 50_000;
 
 /// How many rows a commit is about to insert, per table with secondary indexes.
-fn bulk_inserts(input: &NewEvents<'_>) -> [(&'static str, usize); 4] {
+fn bulk_inserts(input: &NewEvents<'_>) -> [(&'static str, usize); 5] {
     let count = |wanted: fn(&Change) -> bool| input.changes.iter().filter(|c| wanted(c)).count();
+    let created_users = count(|c| matches!(c, Change::UserCreated(_)));
     [
         ("events", input.changes.len()),
-        ("users", count(|c| matches!(c, Change::UserCreated(_)))),
+        ("users", created_users),
+        // About one secondary address (an alias) per user in a typical Workspace.
+        ("user_addresses", created_users),
         (
             "memberships",
             count(|c| matches!(c, Change::UserAdded { .. })),
