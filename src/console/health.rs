@@ -72,6 +72,9 @@ pub fn source_label(tenant: &TenantConfig) -> String {
     if let SourceConfig::Scim(scim) = &tenant.source {
         return format!("SCIM ({})", crate::setup::google::host_of(&scim.base_url));
     }
+    if tenant.source.is_push() {
+        return format!("SCIM push (/scim/v2/{})", tenant.id);
+    }
     tenant.source.kind().as_str().to_owned()
 }
 

@@ -637,6 +637,15 @@ pub fn onboarding(config: &TenantConfig) -> Markup {
              \x20  only by the service.",
             scim.base_url
         )
+    } else if config.source.is_push() {
+        format!(
+            "What the IdP's admin must do (once), in the IdP's SCIM provisioning app for dirsync:\n\n\
+             1. Base URL: this site's address followed by /scim/v2/{}\n\
+             2. Authentication: HTTP header, Bearer token: the token the operator sends you over a\n\
+             \x20  secure channel.\n\
+             3. Provision users and groups (create, update, deactivate; push groups).",
+            config.id
+        )
     } else {
         "The operator has the steps for this kind of source.".to_owned()
     };
