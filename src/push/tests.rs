@@ -243,7 +243,7 @@ fn random_session(seed: u64, extra: &str) {
 
 #[test]
 fn incremental_writes_store_what_policy_over_the_whole_pushed_directory_gives() {
-    for seed in [1, 7, 42] {
+    for seed in [1, 7, 42, 1000, 2024] {
         random_session(seed, "");
     }
 }
@@ -263,5 +263,12 @@ fn direct_membership_mode_too() {
             seed,
             "nested_groups = \"direct\"\n[roles]\n\"all\" = \"member\"\n",
         );
+    }
+}
+
+#[test]
+fn a_group_filter_without_roles_too() {
+    for seed in [17, 23, 31, 59] {
+        random_session(seed, "[filters]\ngroups = [\"eng-*\", \"all\"]\n");
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::resource::{self, Canonical, MemberIn};
-use crate::config::{NestedGroups, ScimPushConfig, TenantConfig};
+use crate::config::{NestedGroups, ScimPushConfig, TenantConfig, UserScope};
 use crate::diff;
 use crate::model::Id;
 use crate::policy;
@@ -120,6 +120,7 @@ pub fn apply(
             for member in &members {
                 tx.add_member(&id, member)?;
                 touched.member_changed(member);
+                touched.gained.insert(id.clone());
             }
             touched.resource(kind, &id);
             (201, id)
@@ -152,7 +153,8 @@ pub fn apply(
             }
             let parents = tx.delete_resource(kind, &id)?;
             touched.resource(kind, &id);
-            touched.edges_of.extend(parents);
+            touched.full_context = true;
+            drop(parents);
             (204, id)
         }
     };
@@ -195,8 +197,11 @@ struct Touched {
     groups: BTreeSet<String>,
     /// Member groups added or removed somewhere: their users' memberships changed.
     member_groups: BTreeSet<String>,
-    /// Groups whose direct members changed (the stored graph `inspect` reads).
-    edges_of: BTreeSet<String>,
+    /// Groups that gained direct members.
+    gained: BTreeSet<String>,
+    /// Whether a touched user may have lost a membership or changed itself (so every group it
+    /// is in must be judged again), rather than only gained members through `gained`.
+    full_context: bool,
     /// Groups whose name or email changed, so policy that names groups may judge their
     /// members differently.
     renamed: BTreeSet<String>,
@@ -205,11 +210,11 @@ struct Touched {
 impl Touched {
     fn resource(&mut self, kind: ScimKind, id: &str) {
         match kind {
-            ScimKind::User => self.users.insert(id.to_owned()),
-            ScimKind::Group => {
-                self.edges_of.insert(id.to_owned());
-                self.groups.insert(id.to_owned())
+            ScimKind::User => {
+                self.full_context = true;
+                self.users.insert(id.to_owned())
             }
+            ScimKind::Group => self.groups.insert(id.to_owned()),
         };
     }
 
@@ -338,6 +343,9 @@ fn update_row(
         };
         if key_of(existing) != key_of(&row) {
             touched.renamed.insert(existing.id.clone());
+            // Renamed, a group may leave (or enter) the group filter, and its members lose
+            // (or gain) the groups above it unless another path leads there.
+            touched.full_context = true;
         }
     }
     Ok(())
@@ -397,7 +405,7 @@ fn set_members(
             }
             tx.remove_member(group, id)?;
             touched.member_changed(member);
-            touched.edges_of.insert(group.to_owned());
+            touched.full_context = true;
         }
     }
     for (id, member) in &wanted {
@@ -407,7 +415,7 @@ fn set_members(
             None => {
                 tx.add_member(group, member)?;
                 touched.member_changed(member);
-                touched.edges_of.insert(group.to_owned());
+                touched.gained.insert(group.to_owned());
             }
         }
     }
@@ -575,7 +583,7 @@ fn apply_member_ops(
                     }
                     tx.add_member(group, &member)?;
                     touched.member_changed(&member);
-                    touched.edges_of.insert(group.to_owned());
+                    touched.gained.insert(group.to_owned());
                 }
             }
             MemberOp::Remove(ids) => {
@@ -593,7 +601,7 @@ fn apply_member_ops(
                         kind,
                         display: None,
                     });
-                    touched.edges_of.insert(group.to_owned());
+                    touched.full_context = true;
                 }
             }
             MemberOp::RemoveAll => set_members(tx, group, Vec::new(), touched)?,
@@ -639,16 +647,41 @@ fn recompute(
     }
     let conn = tx.conn();
     let users = touched.users;
-    let mut direct_groups: BTreeSet<String> = touched.groups.clone();
-    for user in &users {
-        direct_groups.extend(groups_of_member(conn, &conn_tenant, user)?);
-    }
-    let mut context = if nested {
-        with_ancestors(conn, &conn_tenant, direct_groups)?
+    // A user whose row depends on its groups (roles, a group-members scope) is judged with
+    // every group it is in; so is one that may have lost a membership. One that only gained
+    // members of some groups, under a policy that does not look at groups, can only gain
+    // memberships of those groups and their ancestors: only they are read.
+    let user_rows_follow_groups =
+        !tenant.roles.by_group.is_empty() || tenant.filters.users == UserScope::GroupMembers;
+    let mut context = if touched.full_context || user_rows_follow_groups {
+        let mut direct_groups: BTreeSet<String> = touched.groups.clone();
+        for user in &users {
+            direct_groups.extend(groups_of_member(conn, &conn_tenant, user)?);
+        }
+        let mut context = if nested {
+            with_ancestors(conn, &conn_tenant, direct_groups)?
+        } else {
+            direct_groups
+        };
+        context.extend(stored_groups_of_users(conn, &conn_tenant, &users)?);
+        context
     } else {
-        direct_groups
+        let targets = touched.groups.iter().chain(touched.gained.iter()).cloned();
+        let mut context = if nested {
+            with_ancestors(conn, &conn_tenant, targets)?
+        } else {
+            targets.collect()
+        };
+        // A member group's users reach the groups above it through it and the groups below
+        // it: those paths must be in the part policy sees.
+        if nested {
+            for group in &touched.member_groups {
+                context.extend(member_groups_below(conn, &conn_tenant, group)?);
+            }
+        }
+        context
     };
-    context.extend(stored_groups_of_users(conn, &conn_tenant, &users)?);
+    context.extend(touched.groups.iter().cloned());
 
     let mut fetched = Fetched {
         source: crate::event::SourceKind::ScimPush,
@@ -720,9 +753,29 @@ fn recompute(
     }
     let exclusions = exclusions_of(applied.excluded_users, applied.excluded_groups);
     let seqs = tx.append(&before, &after, &changes, request_id)?;
-    let ids: BTreeSet<String> = users.iter().chain(context.iter()).cloned().collect();
+    // Only the touched users and groups can change exclusion: an untouched group of the
+    // context keeps its name, so the group filter judges it as before.
+    let ids: BTreeSet<String> = users.iter().chain(touched.groups.iter()).cloned().collect();
     tx.write_exclusions(&ids, &exclusions, request_id)?;
     Ok(seqs)
+}
+
+/// `group` and every group below it (members of members), cycles included.
+fn member_groups_below(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    group: &str,
+) -> Result<BTreeSet<String>, StoreError> {
+    let mut seen = BTreeSet::from([group.to_owned()]);
+    let mut stack = vec![group.to_owned()];
+    while let Some(current) = stack.pop() {
+        for member in members_of(conn, tenant, &current)? {
+            if member.kind == ScimKind::Group && seen.insert(member.id.clone()) {
+                stack.push(member.id);
+            }
+        }
+    }
+    Ok(seen)
 }
 
 /// A new resource id: 128 random-looking bits in the UUID text form IdPs expect.

@@ -682,12 +682,14 @@ impl<'c> PushTx<'c> {
     }
 
     pub fn savepoint(&self) -> Result<(), StoreError> {
-        self.tx.execute_batch("SAVEPOINT push_write")?;
+        self.tx
+            .prepare_cached("SAVEPOINT push_write")?
+            .execute([])?;
         Ok(())
     }
 
     pub fn release_savepoint(&self) -> Result<(), StoreError> {
-        self.tx.execute_batch("RELEASE push_write")?;
+        self.tx.prepare_cached("RELEASE push_write")?.execute([])?;
         Ok(())
     }
 
