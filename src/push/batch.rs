@@ -38,11 +38,7 @@ pub fn apply_batch(
     push: &ScimPushConfig,
     inputs: Vec<Input>,
 ) -> Result<BatchOutcome, StoreError> {
-    let outcome = apply_in_transaction(conn, tenant, push, inputs);
-    // The pool's next user (a large sync's commit sorting a million index entries) gets
-    // temporary files again.
-    conn.pragma_update(None, "temp_store", "DEFAULT")?;
-    outcome
+    apply_in_transaction(conn, tenant, push, inputs)
 }
 
 fn apply_in_transaction(

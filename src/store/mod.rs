@@ -89,6 +89,10 @@ struct Inner {
     run_history: AtomicU32,
 }
 
+/// Page cache per connection: a push writer or a run gets a different pooled connection each
+/// time, and with SQLite's 2 MB default most of a tenant's hot pages were read again.
+pub(crate) const CACHE_KIB: i64 = 8 * 1024;
+
 /// Prepared statements kept per connection: every statement the store runs often.
 const STATEMENT_CACHE: usize = 256;
 
@@ -201,6 +205,12 @@ impl Store {
             // A push write runs a few dozen distinct statements; with rusqlite's default of 16
             // cached ones they evicted each other and were parsed again on every write.
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            // Temporary storage in memory: each push write's savepoint copies the pages it
+            // changes to a sub-journal, which spilled to a temporary file past 64 KiB. (A
+            // large commit switches to files for its index sorts: `outbox::commit`.) Setting
+            // it here, once: changing it later expires every prepared statement.
+            conn.pragma_update(None, "temp_store", "MEMORY")?;
+            conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
             // Only takes effect on a new database. 16 KiB pages keep a kilobyte-sized user row
             // or event body with dozens of others per page and the B-trees a level shallower:
             // a first sync of 100k users commits about a quarter faster than with 4 KiB.

@@ -105,11 +105,14 @@ pub fn commit(conn: &mut Connection, input: NewEvents<'_>) -> Result<CommitSumma
     let large = input.changes.len() > LARGE;
     if large {
         conn.pragma_update(None, "cache_size", -LARGE_CACHE_KIB)?;
+        // Index rebuilds sort a million entries: in temporary files, not in memory.
+        conn.pragma_update(None, "temp_store", "FILE")?;
     }
     let result = commit_transaction(conn, input);
     if large {
         // Frees the pages; the default size again for whatever the connection does next.
-        conn.pragma_update(None, "cache_size", -2000)?;
+        conn.pragma_update(None, "cache_size", -super::CACHE_KIB)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
     }
     result
 }

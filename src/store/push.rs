@@ -642,9 +642,6 @@ pub struct PushTx<'c> {
 
 impl<'c> PushTx<'c> {
     pub fn begin(conn: &'c mut Connection, tenant: &str) -> Result<Self, PushTxError> {
-        // Each write's savepoint copies the pages it changes to a sub-journal, a temporary
-        // file unless temporary storage is in memory: kilobytes per write, no file I/O.
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let holder: Option<(String, i64)> = tx
             .prepare_cached("SELECT holder, expires_at FROM leases WHERE tenant = ?1")?
