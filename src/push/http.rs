@@ -64,6 +64,8 @@ enum Target {
     Schemas(Option<String>),
     Collection(ScimKind),
     Resource(ScimKind, String),
+    /// `/.search` at the root: a query across resource types (RFC 7644 §3.4.3).
+    RootSearch,
 }
 
 fn target_of(rest: &str) -> Option<Target> {
@@ -89,6 +91,7 @@ fn target_of(rest: &str) -> Option<Target> {
         [name, id] if name.eq_ignore_ascii_case("Schemas") => {
             Some(Target::Schemas(Some((*id).to_owned())))
         }
+        [".search"] => Some(Target::RootSearch),
         [name] => kind(name).map(Target::Collection),
         [name, id] => kind(name).map(|kind| Target::Resource(kind, (*id).to_owned())),
         _ => None,
@@ -418,6 +421,18 @@ async fn answer(
             )
             .await
         }
+        // RFC 7644 §3.12: 501 for an operation the service provider does not support (a 404
+        // would say the tenant's base URL is wrong).
+        (Method::POST, Target::RootSearch) => finish(
+            Answer::error(&ScimError {
+                status: 501,
+                scim_type: None,
+                detail: format!(
+                    "searching several resource types at once (POST /scim/v2/{tenant_id}/.search) is not supported: query GET /Users?filter=… or GET /Groups?filter=…"
+                ),
+            }),
+            log,
+        ),
         (method, _) => finish(
             Answer::error(&ScimError {
                 status: 405,

@@ -8,7 +8,10 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::{ScimError, GROUP_SCHEMA, USER_SCHEMA};
+use super::{ScimError, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
+
+/// The extension schemas whose URN alone is a path (their object).
+const EXTENSION_SCHEMAS: &[&str] = &[ENTERPRISE_USER_SCHEMA];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttrPath {
@@ -22,6 +25,18 @@ impl AttrPath {
     pub fn parse(text: &str) -> Result<Self, ScimError> {
         let bad = |why: &str| ScimError::invalid_path(format!("attribute path {text:?}: {why}"));
         let text = text.trim();
+        // A known extension's URN alone names its whole object, which lives at the top level
+        // under that URN (`remove` of the enterprise extension, `add` of all its attributes).
+        if let Some(urn) = EXTENSION_SCHEMAS
+            .iter()
+            .find(|urn| text.eq_ignore_ascii_case(urn))
+        {
+            return Ok(Self {
+                urn: None,
+                attr: (*urn).to_owned(),
+                sub: None,
+            });
+        }
         let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
             let (urn, rest) = text
                 .rsplit_once(':')
@@ -169,6 +184,13 @@ mod tests {
         // The core schema's URN names top-level attributes.
         let path = AttrPath::parse(&format!("{USER_SCHEMA}:userName")).unwrap();
         assert_eq!((path.urn, path.attr.as_str()), (None, "userName"));
+        // The extension's URN alone names its object, not an attribute "User" of a schema
+        // "urn:…:enterprise:2.0".
+        let path = AttrPath::parse(&ENTERPRISE_USER_SCHEMA.to_lowercase()).unwrap();
+        assert_eq!(
+            (path.urn, path.attr.as_str(), path.sub),
+            (None, ENTERPRISE_USER_SCHEMA, None)
+        );
         for bad in ["", "1abc", "name.", "na me", "urn:x:", "a.b.c"] {
             assert!(AttrPath::parse(bad).is_err(), "{bad:?}");
         }

@@ -161,6 +161,29 @@ fn enterprise_attributes_by_urn_path_and_manager_as_a_string() {
 }
 
 #[test]
+fn the_extension_urn_alone_as_a_path_names_the_whole_extension_object() {
+    // scim2-tester's PATCH checks: `add` of the whole extension, then `remove` of it.
+    let added = patched(
+        user(),
+        ops(json!([
+            {"op": "add", "path": ENTERPRISE_USER_SCHEMA, "value": {"employeeNumber": "E-1", "department": "Eng"}}
+        ])),
+    )
+    .unwrap();
+    assert_eq!(
+        added[ENTERPRISE_USER_SCHEMA],
+        json!({"employeeNumber": "E-1", "department": "Eng"})
+    );
+    assert_eq!(added.as_object().unwrap().len(), 5, "{added}");
+    let removed = patched(
+        added,
+        ops(json!([{"op": "remove", "path": ENTERPRISE_USER_SCHEMA.to_lowercase()}])),
+    )
+    .unwrap();
+    assert_eq!(removed, user());
+}
+
+#[test]
 fn no_path_values_with_dotted_and_urn_keys() {
     let user = patched(
         user(),
