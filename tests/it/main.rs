@@ -56,3 +56,7 @@ mod terminal_text;
 mod sync_e2e;
 // A hostile or broken IdP: panics, hangs, secrets in logs, unbounded work.
 mod hostile;
+// The SCIM push receiver: replayed IdP sessions, outside conformance suites, storms and bad
+// input, all against the real `dirsync run`.
+mod push_conformance;
+mod push_support;
