@@ -59,4 +59,5 @@ mod hostile;
 // The SCIM push receiver: replayed IdP sessions, outside conformance suites, storms and bad
 // input, all against the real `dirsync run`.
 mod push_conformance;
+mod push_okta;
 mod push_support;
