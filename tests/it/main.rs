@@ -59,5 +59,6 @@ mod hostile;
 // The SCIM push receiver: replayed IdP sessions, outside conformance suites, storms and bad
 // input, all against the real `dirsync run`.
 mod push_conformance;
+mod push_entra;
 mod push_okta;
 mod push_support;

@@ -470,9 +470,23 @@ pub fn summary(event: &Value) -> String {
     line
 }
 
-/// The summaries of `events`.
+/// The summaries of `events`. Within one request's events of one type the diff orders by id,
+/// which dirsync assigns: such runs are sorted by summary, so expectations need no ids.
 pub fn summaries(events: &[Value]) -> Vec<String> {
-    events.iter().map(summary).collect()
+    let mut lines: Vec<String> = Vec::with_capacity(events.len());
+    let mut start = 0;
+    for (index, event) in events.iter().enumerate() {
+        let same_run = index > 0
+            && events[index - 1]["sync_id"] == event["sync_id"]
+            && events[index - 1]["type"] == event["type"];
+        if !same_run {
+            lines[start..].sort();
+            start = index;
+        }
+        lines.push(summary(event));
+    }
+    lines[start..].sort();
+    lines
 }
 
 /// Asserts every event came from a push request, and each request's events share its
