@@ -61,4 +61,5 @@ mod hostile;
 mod push_conformance;
 mod push_entra;
 mod push_okta;
+mod push_policy;
 mod push_support;
