@@ -62,4 +62,5 @@ mod push_conformance;
 mod push_entra;
 mod push_okta;
 mod push_policy;
+mod push_stress;
 mod push_support;
