@@ -22,6 +22,11 @@
 //! suspension, a deletion, a member moved between groups, a nested group added, a group
 //! renamed. The SCIM users come in shapes real IdPs send (no display name, the primary address
 //! listed last, no address flagged primary), which must not change the normalized objects.
+//!
+//! The SCIM push receiver (issue 15) joins the comparison: the same users and groups pushed to
+//! a `scim_push` tenant of `dirsync run` request by request, each request mirrored by the same
+//! change in the emulator and a sync of the Google tenant, give the same events per request
+//! (apart from the same differences, and `source` and `sync_id`).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -372,6 +377,17 @@ fn runs(events: &[Value], labels: &BTreeMap<String, String>) -> Vec<(String, Vec
 }
 
 fn assert_same_stream(google: &[Value], scim: &[Value], google_all: &[Value], scim_all: &[Value]) {
+    assert_same_stream_from(google, scim, google_all, scim_all, "scim");
+}
+
+/// The same for `other`, whose events have `source` `other_source`.
+fn assert_same_stream_from(
+    google: &[Value],
+    scim: &[Value],
+    google_all: &[Value],
+    scim_all: &[Value],
+    other_source: &str,
+) {
     let google_types: Vec<&str> = google.iter().map(|e| e["type"].as_str().unwrap()).collect();
     let scim_types: Vec<&str> = scim.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(google_types, scim_types, "event types differ");
@@ -386,7 +402,7 @@ fn assert_same_stream(google: &[Value], scim: &[Value], google_all: &[Value], sc
         assert!(event["seq"].as_u64().unwrap() > 0);
     }
     assert_eq!(google[0]["source"], "google");
-    assert_eq!(scim[0]["source"], "scim");
+    assert_eq!(scim[0]["source"], other_source);
 }
 
 fn counts(events: &[Value]) -> BTreeMap<String, usize> {
@@ -598,4 +614,214 @@ async fn the_same_directory_yields_the_same_events_from_google_and_scim() {
             json!(["admin", "engineer"])
         );
     }
+}
+
+/// A Google tenant in `config` that runs only when forced (a yearly schedule).
+fn forced_google_tenant(config: &ConfigDir, google: &GoogleEmulator) {
+    config.emulator_tenant("google", google, "", GOOGLE_POLICY);
+    let file = config.tenant_file("google");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("schedule = \"0 0 * * * *\"", "schedule = \"0 0 0 1 1 *\"");
+    std::fs::write(file, text).unwrap();
+}
+
+/// Both tenants after one mirrored step: the Google tenant synced, both tenants' new events
+/// compared, the cursors moved on.
+struct Mirror {
+    push: crate::push_support::Push,
+    google_seq: u64,
+    push_seq: u64,
+}
+
+impl Mirror {
+    async fn step(&mut self, what: &str) {
+        let config = &self.push.setup;
+        let (code, report) = config.sync_async("google", &[]).await;
+        assert_eq!(code, 0, "{what}: {report}");
+        let google = config.events_async("google", self.google_seq).await;
+        let pushed = self.push.events_after(self.push_seq).await;
+        assert!(!google.is_empty(), "{what}: no Google events");
+        let google_all = config.events_async("google", 0).await;
+        let pushed_all = self.push.events().await;
+        let google_types: Vec<&str> = google.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        let pushed_types: Vec<&str> = pushed.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(google_types, pushed_types, "{what}: event types differ");
+        assert_same_stream_from(&google, &pushed, &google_all, &pushed_all, "scim_push");
+        self.google_seq = google.last().unwrap()["seq"].as_u64().unwrap();
+        self.push_seq = pushed.last().unwrap()["seq"].as_u64().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_directory_pushed_by_an_idp_yields_the_events_of_a_google_sync() {
+    use crate::push_support::{write_push_tenant, Push};
+    // Google starts with the users; the groups arrive one at a time, as an IdP pushes them.
+    let mut users_only = fixture();
+    users_only["groups"] = json!([]);
+    let google = GoogleEmulator::start(&users_only);
+    let config = crate::support::config_dir(true);
+    forced_google_tenant(&config, &google);
+    write_push_tenant(&config, "push", "", SCIM_POLICY);
+    let mut push = Push::new(config, "push");
+    push.start_daemon().await;
+    let mut mirror = Mirror {
+        push,
+        google_seq: 0,
+        push_seq: 0,
+    };
+
+    // The users, one POST each (a manager before the people they manage).
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    for name in USERS {
+        let email = format!("{name}@example.com");
+        let mut body = scim_user(&google.user(&email), &ids);
+        body["password"] = json!("pushed-secret");
+        let created = mirror.push.post("/Users", body).await;
+        ids.insert(email, created["id"].as_str().unwrap().to_owned());
+    }
+    mirror.step("the users").await;
+
+    // Each group with its members: one POST, one sync.
+    let mut group_ids: BTreeMap<String, String> = BTreeMap::new();
+    for group in fixture()["groups"].as_array().unwrap() {
+        let dir = google.directory();
+        dir.insert_group(&json!({"email": group["email"], "name": group["name"]}))
+            .unwrap();
+        let mut members = Vec::new();
+        for member in group["members"].as_array().unwrap() {
+            dir.add_member(group["email"].as_str().unwrap(), member)
+                .unwrap();
+            let email = member["email"].as_str().unwrap();
+            members.push(if member["type"] == "GROUP" {
+                let name = google.group(email)["name"].as_str().unwrap().to_owned();
+                json!({"value": group_ids[&name], "type": "Group"})
+            } else {
+                json!({"value": ids[email], "type": "User"})
+            });
+        }
+        let created = mirror
+            .push
+            .post(
+                "/Groups",
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                       "displayName": group["name"], "members": members}),
+            )
+            .await;
+        group_ids.insert(
+            group["name"].as_str().unwrap().to_owned(),
+            created["id"].as_str().unwrap().to_owned(),
+        );
+        mirror.step(&format!("group {}", group["name"])).await;
+    }
+
+    let dir = google.directory();
+    let user_path = |email: &str| format!("/Users/{}", ids[email]);
+    let group_path = |name: &str| format!("/Groups/{}", group_ids[name]);
+    // carol's primary email is renamed: Okta PUTs the whole user.
+    dir.update_user(
+        "carol@example.com",
+        &json!({"primaryEmail": "carol.chen@example.com"}),
+    )
+    .unwrap();
+    let mut carol = scim_user(&google.user("carol.chen@example.com"), &ids);
+    carol["id"] = json!(ids["carol@example.com"]);
+    mirror
+        .push
+        .put(&user_path("carol@example.com"), carol)
+        .await;
+    mirror.step("carol renamed").await;
+    // erin is suspended (Okta's deactivation), and comes back (Entra's dialect), and leaves
+    // again.
+    dir.update_user("erin@example.com", &json!({"suspended": true}))
+        .unwrap();
+    mirror
+        .push
+        .patch(
+            &user_path("erin@example.com"),
+            json!([{"op": "replace", "value": {"active": false}}]),
+        )
+        .await;
+    mirror.step("erin suspended").await;
+    dir.update_user("erin@example.com", &json!({"suspended": false}))
+        .unwrap();
+    mirror
+        .push
+        .patch(
+            &user_path("erin@example.com"),
+            json!([{"op": "Replace", "path": "active", "value": "True"}]),
+        )
+        .await;
+    mirror.step("erin reactivated").await;
+    // bob is deleted: Entra's DELETE, memberships first.
+    dir.delete_user("bob@example.com").unwrap();
+    mirror.push.delete(&user_path("bob@example.com")).await;
+    mirror.step("bob deleted").await;
+    // alice leaves admins, then joins sales.
+    dir.remove_member("admins@example.com", "alice@example.com")
+        .unwrap();
+    mirror
+        .push
+        .patch(
+            &group_path("Admins"),
+            json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", ids["alice@example.com"])}]),
+        )
+        .await;
+    mirror.step("alice leaves admins").await;
+    dir.add_member("sales@example.com", &json!({"email": "alice@example.com"}))
+        .unwrap();
+    mirror
+        .push
+        .patch(
+            &group_path("Sales"),
+            json!([{"op": "Add", "path": "members", "value": [{"$ref": null, "value": ids["alice@example.com"]}]}]),
+        )
+        .await;
+    mirror.step("alice joins sales").await;
+    // platform joins admins: erin is an admin through it.
+    dir.add_member(
+        "admins@example.com",
+        &json!({"email": "platform@example.com", "type": "GROUP"}),
+    )
+    .unwrap();
+    mirror
+        .push
+        .patch(
+            &group_path("Admins"),
+            json!([{"op": "add", "path": "members", "value": [{"value": group_ids["Platform"], "type": "Group"}]}]),
+        )
+        .await;
+    mirror.step("platform joins admins").await;
+    // sales is renamed (Okta's no-path replace, its id repeated), then deleted.
+    dir.update_group("sales@example.com", &json!({"name": "Sales Team"}))
+        .unwrap();
+    mirror
+        .push
+        .patch(
+            &group_path("Sales"),
+            json!([{"op": "replace", "value": {"id": group_ids["Sales"], "displayName": "Sales Team"}}]),
+        )
+        .await;
+    mirror.step("sales renamed").await;
+    dir.delete_group("sales@example.com").unwrap();
+    mirror.push.delete(&group_path("Sales")).await;
+    mirror.step("sales deleted").await;
+
+    // Both streams end in the same directory, and the pushed one is what the receiver serves.
+    let pushed = mirror.push.events().await;
+    crate::push_support::assert_pushed(&pushed);
+    mirror
+        .push
+        .assert_fold_matches(crate::push_support::Rules::default())
+        .await;
+    let google_all = mirror.push.setup.events_async("google", 0).await;
+    let (google_fold, pushed_fold) = (
+        crate::push_support::fold(&google_all),
+        crate::push_support::fold(&pushed),
+    );
+    assert_eq!(google_fold.users.len(), pushed_fold.users.len());
+    assert_eq!(google_fold.members.len(), pushed_fold.members.len());
+    assert!(!serde_json::to_string(&pushed)
+        .unwrap()
+        .contains("pushed-secret"));
 }
