@@ -22,7 +22,9 @@ fn user(login: &str) -> Value {
 }
 
 fn patch_body(operations: Value) -> Value {
-    json!({"schemas": [PATCH_SCHEMA], "Operations": operations})
+    let mut body = json!({"schemas": [PATCH_SCHEMA]});
+    body["Operations"] = operations;
+    body
 }
 
 /// A small deterministic generator, one per client.
