@@ -253,12 +253,24 @@ impl Push {
             .map_or(0, |e| e["seq"].as_u64().unwrap())
     }
 
-    /// Folds every event from seq 1 and checks the result is what the receiver serves.
+    /// Folds every event from seq 1 and checks the result is what the receiver serves; then
+    /// a forced sync of the tenant (policy over the whole pushed directory) finds nothing the
+    /// writes' own events missed.
     pub async fn assert_fold_matches(&self, rules: Rules) -> Folded {
-        let folded = fold(&self.events().await);
+        let events = self.events().await;
+        let folded = fold(&events);
         let users = self.list_all("Users").await;
         let groups = self.list_all("Groups").await;
         assert_folded_is(&folded, &users, &groups, rules);
+        let (code, report) = self.setup.sync_async(&self.tenant, &[]).await;
+        if (code, report["outcome"].as_str()) != (0, Some("no_changes")) {
+            let seq = events.last().map_or(0, |e| e["seq"].as_u64().unwrap());
+            panic!(
+                "a full sync of {} corrects what the pushed writes emitted: {report}\n{:#?}",
+                self.tenant,
+                self.events_after(seq).await
+            );
+        }
         folded
     }
 }
