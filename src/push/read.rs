@@ -126,10 +126,10 @@ pub fn list(
                 Some((lookup, value)) => find_resources(conn, tenant, kind, lookup, &value)?,
                 None => all_resources(conn, tenant, kind)?,
             };
-            // Members are read only for a filter that names them.
-            let needs_members = format!("{filter:?}")
-                .to_ascii_lowercase()
-                .contains("members");
+            // Memberships (a group's members, a user's groups) are read only for a filter
+            // that names them.
+            let named = format!("{filter:?}").to_ascii_lowercase();
+            let needs_members = named.contains("members") || named.contains("groups");
             let full = Projection::default();
             let mut matching = Vec::new();
             for row in candidates {

@@ -398,11 +398,17 @@ fn set_members(
         .into_iter()
         .map(|member| (member.id.clone(), member))
         .collect();
+    // As the member fast path refuses it: a PUT or an engine PATCH naming the group itself.
+    if wanted
+        .get(group)
+        .is_some_and(|member| member.kind == ScimKind::Group)
+    {
+        return Err(WriteError::Scim(ScimError::invalid_value(
+            "a group cannot be a member of itself",
+        )));
+    }
     for (id, member) in &current {
         if !wanted.contains_key(id) {
-            if member.id == group {
-                continue;
-            }
             tx.remove_member(group, id)?;
             touched.member_changed(member);
             touched.full_context = true;

@@ -59,6 +59,7 @@ mod hostile;
 // The SCIM push receiver: replayed IdP sessions, outside conformance suites, storms and bad
 // input, all against the real `dirsync run`.
 mod push_conformance;
+mod push_edges;
 mod push_entra;
 mod push_okta;
 mod push_policy;

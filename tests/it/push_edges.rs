@@ -1,0 +1,301 @@
+//! Corners of the SCIM push receiver that real IdPs reach only now and then, against the real
+//! `dirsync run`: nested groups in a cycle, a group named as its own member (by PUT, by the
+//! PATCH engine, by the member fast path), paging exact at every boundary, filters on every
+//! kind of attribute (a user's read-only `groups` included), projections.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::push_okta::urlencode;
+use crate::push_support::{summaries, Push, Rules, GROUP_SCHEMA, PATCH_SCHEMA, USER_SCHEMA};
+
+fn id(value: &Value) -> String {
+    value["id"].as_str().unwrap().to_owned()
+}
+
+fn member_ids(group: &Value) -> BTreeSet<String> {
+    group["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| m["value"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_never_its_own_member_and_a_cycle_of_groups_is_harmless() {
+    let push = Push::start("cycles", "", "").await;
+    let u1 = id(&push
+        .post(
+            "/Users",
+            json!({"schemas": [USER_SCHEMA], "userName": "u1@corp.example"}),
+        )
+        .await);
+    let u2 = id(&push
+        .post(
+            "/Users",
+            json!({"schemas": [USER_SCHEMA], "userName": "u2@corp.example"}),
+        )
+        .await);
+    let a = id(&push
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP_SCHEMA], "displayName": "A", "members": [{"value": u1}]}),
+        )
+        .await);
+    let b = id(&push
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP_SCHEMA], "displayName": "B"}),
+        )
+        .await);
+    let (a_path, b_path) = (format!("/Groups/{a}"), format!("/Groups/{b}"));
+    // A ⊂ B, then B ⊂ A: a cycle.
+    push.patch(
+        &b_path,
+        json!([{"op": "add", "path": "members", "value": [{"value": a, "type": "Group"}]}]),
+    )
+    .await;
+    push.patch(
+        &a_path,
+        json!([{"op": "add", "path": "members", "value": [{"value": b, "type": "Group"}]}]),
+    )
+    .await;
+    // A member of one is a member of both.
+    push.patch(
+        &b_path,
+        json!([{"op": "add", "path": "members", "value": [{"value": u2}]}]),
+    )
+    .await;
+    let settled = push.events().await.len();
+
+    // A group as its own member is refused however it is asked for, and changes nothing.
+    let refusals = [
+        (
+            Method::PUT,
+            b_path.clone(),
+            json!({"schemas": [GROUP_SCHEMA], "displayName": "B",
+                   "members": [{"value": b}, {"value": a}, {"value": u2}]}),
+        ),
+        (
+            Method::PATCH,
+            a_path.clone(),
+            json!({"schemas": [PATCH_SCHEMA], "Operations": [
+                {"op": "replace", "path": "members", "value": [{"value": a}, {"value": u1}, {"value": b}]}]}),
+        ),
+        (
+            Method::PATCH,
+            a_path.clone(),
+            json!({"schemas": [PATCH_SCHEMA], "Operations": [
+                {"op": "add", "value": {"members": [{"value": a}]}}]}),
+        ),
+        (
+            Method::PATCH,
+            a_path.clone(),
+            json!({"schemas": [PATCH_SCHEMA], "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": a, "type": "Group"}]}]}),
+        ),
+    ];
+    for (method, path, body) in refusals {
+        let reply = push
+            .request(method.clone(), &path, Some(body.clone()))
+            .await;
+        assert_eq!(reply.status, 400, "{method} {path} {body}: {}", reply.body);
+        assert_eq!(reply.body["scimType"], "invalidValue", "{}", reply.body);
+    }
+    assert_eq!(
+        member_ids(&push.get(&a_path).await.body),
+        [u1.clone(), b.clone()].into()
+    );
+    assert_eq!(
+        member_ids(&push.get(&b_path).await.body),
+        [a.clone(), u2.clone()].into()
+    );
+    assert_eq!(push.events().await.len(), settled);
+
+    // Filtered removal of the member groups (the PATCH engine's path): B leaves A.
+    push.patch(
+        &a_path,
+        json!([{"op": "remove", "path": "members[type eq \"Group\"]"}]),
+    )
+    .await;
+    assert_eq!(
+        member_ids(&push.get(&a_path).await.body),
+        [u1.clone()].into()
+    );
+    // Removing every member empties the group.
+    push.patch(&a_path, json!([{"op": "remove", "path": "members"}]))
+        .await;
+    assert_eq!(member_ids(&push.get(&a_path).await.body), BTreeSet::new());
+
+    let events = push.events().await;
+    assert_eq!(
+        summaries(&events),
+        [
+            "user.created u1@corp.example",
+            "user.created u2@corp.example",
+            "group.created A",
+            "group.user_added A u1@corp.example",
+            "group.created B",
+            "group.user_added B u1@corp.example",
+            "group.user_added A u2@corp.example",
+            "group.user_added B u2@corp.example",
+            "group.user_removed A u2@corp.example",
+            "group.user_removed A u1@corp.example",
+            "group.user_removed B u1@corp.example",
+        ],
+        "{events:#?}"
+    );
+    push.assert_fold_matches(Rules::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_exactly_at_every_boundary_and_filter_every_attribute() {
+    let push = Push::start("reads", "", "").await;
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let body = json!({"schemas": [USER_SCHEMA], "userName": format!("p{n}@corp.example"),
+                          "title": if n % 2 == 0 { Value::from("Engineer") } else { Value::Null },
+                          "emails": [{"type": "work", "value": format!("p{n}@work.example"), "primary": true}],
+                          "name": {"givenName": format!("P{n}"), "familyName": "Page"}});
+        ids.push(id(&push.post("/Users", body).await));
+    }
+    let group = id(&push
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP_SCHEMA], "displayName": "Evens",
+                   "members": [{"value": ids[0]}, {"value": ids[2]}]}),
+        )
+        .await);
+    let all: Vec<String> = push
+        .list_all("Users")
+        .await
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(all.len(), 7);
+    for start in 0..=9usize {
+        for count in 0..=8usize {
+            let page = push
+                .expect(
+                    200,
+                    Method::GET,
+                    &format!("/Users?startIndex={start}&count={count}&attributes=userName"),
+                    None,
+                )
+                .await;
+            let names: Vec<&str> = page["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["userName"].as_str().unwrap())
+                .collect();
+            let from = start.max(1) - 1;
+            let expected: Vec<&str> = all
+                .iter()
+                .skip(from)
+                .take(count)
+                .map(String::as_str)
+                .collect();
+            assert_eq!(names, expected, "startIndex={start} count={count}");
+            assert_eq!(page["totalResults"], 7);
+            assert_eq!(page["startIndex"], start.max(1));
+            assert_eq!(page["itemsPerPage"], expected.len());
+            // The projection keeps what it names, and id and schemas.
+            for resource in page["Resources"].as_array().unwrap() {
+                assert!(resource["id"].is_string() && resource["schemas"].is_array());
+                assert!(resource.get("emails").is_none(), "{resource}");
+            }
+        }
+    }
+
+    let query = |filter: &str| format!("/Users?filter={}", urlencode(filter));
+    let matching = |page: &Value| -> BTreeSet<String> {
+        page["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let evens: BTreeSet<String> = [
+        ids[0].clone(),
+        ids[2].clone(),
+        ids[4].clone(),
+        ids[6].clone(),
+    ]
+    .into();
+    let in_group: BTreeSet<String> = [ids[0].clone(), ids[2].clone()].into();
+    for (filter, expected) in [
+        ("title pr".to_owned(), evens.clone()),
+        ("title eq \"engineer\"".to_owned(), evens.clone()),
+        (
+            "not (title pr)".to_owned(),
+            ids.iter()
+                .filter(|i| !evens.contains(*i))
+                .cloned()
+                .collect(),
+        ),
+        (
+            "userName sw \"P1\" or userName co \"3@\"".to_owned(),
+            [ids[1].clone(), ids[3].clone()].into(),
+        ),
+        (
+            "emails[type eq \"work\"].value eq \"p5@work.example\"".to_owned(),
+            [ids[5].clone()].into(),
+        ),
+        (
+            "name.givenName eq \"p6\" and name.familyName eq \"Page\"".to_owned(),
+            [ids[6].clone()].into(),
+        ),
+        // A user's groups are read-only, derived from the groups' members: filterable still.
+        (format!("groups.value eq \"{group}\""), in_group.clone()),
+        (format!("groups[value eq \"{group}\"]"), in_group.clone()),
+        ("groups pr".to_owned(), in_group.clone()),
+    ] {
+        let page = push.expect(200, Method::GET, &query(&filter), None).await;
+        assert_eq!(matching(&page), expected, "{filter}");
+        assert_eq!(page["totalResults"], expected.len(), "{filter}");
+    }
+    // A filtered list pages too.
+    let page = push
+        .expect(
+            200,
+            Method::GET,
+            &format!("{}&startIndex=2&count=2", query("title pr")),
+            None,
+        )
+        .await;
+    assert_eq!(page["totalResults"], 4);
+    assert_eq!(page["Resources"].as_array().unwrap().len(), 2);
+    // Groups by member, and without their members.
+    let page = push
+        .expect(
+            200,
+            Method::GET,
+            &format!(
+                "/Groups?filter={}",
+                urlencode(&format!("members[value eq \"{}\"]", ids[2]))
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(page["totalResults"], 1);
+    let page = push
+        .expect(200, Method::GET, "/Groups?excludedAttributes=members", None)
+        .await;
+    assert!(page["Resources"][0].get("members").is_none(), "{page}");
+    let one = push
+        .expect(
+            200,
+            Method::GET,
+            &format!("/Users/{}?attributes=name.givenName", ids[3]),
+            None,
+        )
+        .await;
+    assert_eq!(one["name"], json!({"givenName": "P3"}));
+    assert!(one.get("userName").is_none());
+}
