@@ -299,3 +299,157 @@ async fn lists_page_exactly_at_every_boundary_and_filter_every_attribute() {
     assert_eq!(one["name"], json!({"givenName": "P3"}));
     assert!(one.get("userName").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_nested_group_or_a_nested_member_removes_the_memberships_it_carried() {
+    let push = Push::start("nested", "", "").await;
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        users.push(id(&push
+            .post(
+                "/Users",
+                json!({"schemas": [USER_SCHEMA], "userName": format!("{name}@corp.example")}),
+            )
+            .await));
+    }
+    // team ⊂ dept ⊂ org; ann in team, ben in dept, cat in org.
+    let team = id(&push
+        .post("/Groups", json!({"schemas": [GROUP_SCHEMA], "displayName": "Team", "members": [{"value": users[0]}]}))
+        .await);
+    let dept = id(&push
+        .post("/Groups", json!({"schemas": [GROUP_SCHEMA], "displayName": "Dept",
+                                "members": [{"value": users[1]}, {"value": team, "type": "Group"}]}))
+        .await);
+    push.post(
+        "/Groups",
+        json!({"schemas": [GROUP_SCHEMA], "displayName": "Org",
+               "members": [{"value": users[2]}, {"value": dept, "type": "Group"}]}),
+    )
+    .await;
+    let built = push.events().await.len();
+    // ann (in team, so dept and org too) is deleted; then dept goes.
+    push.delete(&format!("/Users/{}", users[0])).await;
+    push.delete(&format!("/Groups/{dept}")).await;
+    let events = push.events().await;
+    assert_eq!(
+        summaries(&events[built..]),
+        [
+            "group.user_removed Dept ann@corp.example",
+            "group.user_removed Org ann@corp.example",
+            "group.user_removed Team ann@corp.example",
+            "user.deleted ann@corp.example",
+            // dept's own member leaves it, and org loses what dept brought.
+            "group.user_removed Dept ben@corp.example",
+            "group.user_removed Org ben@corp.example",
+            "group.deleted Dept",
+        ],
+        "{events:#?}"
+    );
+    push.assert_fold_matches(Rules::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_patch_adds_and_removes_thousands_of_members() {
+    let push = Push::start("bulk", "", "").await;
+    // The users, created from 8 connections at once.
+    let push = std::sync::Arc::new(push);
+    let mut creators = Vec::new();
+    for client in 0..8 {
+        let push = push.clone();
+        creators.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in (client..1500).step_by(8) {
+                let body =
+                    json!({"schemas": [USER_SCHEMA], "userName": format!("bulk{n}@corp.example")});
+                ids.push(id(&push.post("/Users", body).await));
+            }
+            ids
+        }));
+    }
+    let mut users = Vec::new();
+    for creator in creators {
+        users.extend(creator.await.unwrap());
+    }
+    let group = id(&push
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP_SCHEMA], "displayName": "Everyone"}),
+        )
+        .await);
+    let before = push.events().await.len();
+    let all: Vec<Value> = users.iter().map(|u| json!({"value": u})).collect();
+    let added = push
+        .patch(
+            &format!("/Groups/{group}"),
+            json!([{"op": "Add", "path": "members", "value": all}]),
+        )
+        .await;
+    assert_eq!(member_ids(&added).len(), 1500);
+    // Then every other one leaves, by filter and by value list, in one request.
+    let mut operations: Vec<Value> = users
+        .iter()
+        .step_by(4)
+        .map(|u| json!({"op": "remove", "path": format!("members[value eq \"{u}\"]")}))
+        .collect();
+    operations.push(json!({"op": "Remove", "path": "members",
+                           "value": users.iter().skip(2).step_by(4).map(|u| json!({"value": u})).collect::<Vec<_>>()}));
+    let left = push
+        .patch(&format!("/Groups/{group}"), Value::Array(operations))
+        .await;
+    assert_eq!(member_ids(&left).len(), 750);
+    let events = push.events().await;
+    let added = events[before..]
+        .iter()
+        .filter(|e| e["type"] == "group.user_added")
+        .count();
+    let removed = events[before..]
+        .iter()
+        .filter(|e| e["type"] == "group.user_removed")
+        .count();
+    assert_eq!((added, removed, events.len() - before), (1500, 750, 2250));
+    push.assert_fold_matches(Rules::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_isolated() {
+    let mut push = Push::new(crate::support::config_dir(true), "one");
+    crate::push_support::write_push_tenant(&push.setup, "one", "", "");
+    crate::push_support::write_push_tenant(&push.setup, "two", "", "");
+    push.start_daemon().await;
+    let two_base = push.base.replace("/scim/v2/one", "/scim/v2/two");
+    let body =
+        json!({"schemas": [USER_SCHEMA], "userName": "same@corp.example", "externalId": "x-1"});
+    // The same userName and externalId in each tenant.
+    let in_one = id(&push.post("/Users", body.clone()).await);
+    let reply = push
+        .client
+        .post(format!("{two_base}/Users"))
+        .bearer_auth(crate::push_support::TOKEN)
+        .header("Content-Type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201);
+    let in_two = id(&reply.json::<Value>().await.unwrap());
+    // Neither sees, nor can name as a member, the other's user.
+    let reply = push
+        .client
+        .get(format!("{two_base}/Users/{in_one}"))
+        .bearer_auth(crate::push_support::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 404);
+    let reply = push
+        .request(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [GROUP_SCHEMA], "displayName": "G", "members": [{"value": in_two}]})),
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(push.list_all("Users").await.len(), 1);
+    assert_eq!(push.events().await.len(), 1);
+    assert_eq!(push.setup.events_async("two", 0).await.len(), 1);
+}
