@@ -333,6 +333,26 @@ fn string_literal(text: &str, start: usize) -> Result<(String, usize), ScimError
     )))
 }
 
+/// A chain of `and`s (or of `or`s) as a balanced tree: the same filter, both being
+/// associative, evaluated in the same order, but as deep as the log of its length. A chain as
+/// deep as it is long overflowed the stack of whatever evaluated, printed or dropped it (a
+/// PATCH path with 5,000 `and`s aborted the daemon).
+fn balanced(
+    mut terms: Vec<Filter>,
+    join: fn(Box<Filter>, Box<Filter>) -> Filter,
+) -> Result<Filter, ScimError> {
+    if terms.len() <= 1 {
+        return terms
+            .pop()
+            .ok_or_else(|| ScimError::invalid_filter("expected a comparison, found nothing"));
+    }
+    let right = terms.split_off(terms.len() / 2);
+    Ok(join(
+        Box::new(balanced(terms, join)?),
+        Box::new(balanced(right, join)?),
+    ))
+}
+
 struct Parser<'t> {
     tokens: &'t [Token],
     at: usize,
@@ -378,21 +398,21 @@ impl Parser<'_> {
     }
 
     fn or_expr(&mut self) -> Result<Filter, ScimError> {
-        let mut filter = self.and_expr()?;
+        let mut terms = vec![self.and_expr()?];
         while self.keyword("or") {
             self.at += 1;
-            filter = Filter::Or(Box::new(filter), Box::new(self.and_expr()?));
+            terms.push(self.and_expr()?);
         }
-        Ok(filter)
+        balanced(terms, Filter::Or)
     }
 
     fn and_expr(&mut self) -> Result<Filter, ScimError> {
-        let mut filter = self.unary()?;
+        let mut terms = vec![self.unary()?];
         while self.keyword("and") {
             self.at += 1;
-            filter = Filter::And(Box::new(filter), Box::new(self.unary()?));
+            terms.push(self.unary()?);
         }
-        Ok(filter)
+        balanced(terms, Filter::And)
     }
 
     fn unary(&mut self) -> Result<Filter, ScimError> {
@@ -521,6 +541,36 @@ mod tests {
 
     use super::*;
     use crate::scim_protocol::{ScimType, ENTERPRISE_USER_SCHEMA};
+
+    #[test]
+    fn a_chain_of_a_hundred_thousand_terms_is_evaluated_printed_and_dropped_without_deep_recursion()
+    {
+        // A PATCH path's filter is bounded only by the body size: `and`/`or` chains of any
+        // length must not recurse as deep as they are long (5,000 terms overflowed the stack
+        // of a daemon worker, aborting the daemon).
+        for join in [" and ", " or "] {
+            let text = (0..100_000)
+                .map(|n| format!("value eq \"m{n}\""))
+                .collect::<Vec<_>>()
+                .join(join);
+            let filter = Filter::parse(&text).unwrap();
+            let copy = filter.clone();
+            assert_eq!(copy, filter);
+            assert!(format!("{filter:?}").len() > 100_000);
+            assert_eq!(filter.matches(&json!({"value": "m99999"})), join == " or ");
+            assert!(!filter.matches(&json!({"value": "nobody"})));
+            let pairs = filter.equalities();
+            if join == " and " {
+                let pairs = pairs.unwrap();
+                assert_eq!(pairs.len(), 100_000);
+                // In the order written.
+                assert_eq!(pairs[0].1, json!("m0"));
+                assert_eq!(pairs[99_999].1, json!("m99999"));
+            } else {
+                assert!(pairs.is_none());
+            }
+        }
+    }
 
     fn user() -> Value {
         json!({

@@ -651,3 +651,56 @@ async fn a_full_queue_answers_429_with_retry_after_and_stores_nothing_of_it() {
     assert_eq!(events.len(), created);
     push.assert_fold_matches(Rules::default()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_of_thousands_of_terms_are_answered_and_the_daemon_stays_up() {
+    let push = Push::start("long-filters", "", "").await;
+    let user_id = push.post("/Users", user("long@corp.example")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let group = push
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP_SCHEMA], "displayName": "Long", "members": [{"value": user_id}]}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A PATCH path's filter is bounded by the body only: 20,000 terms.
+    let chain = |join: &str| {
+        (0..20_000)
+            .map(|n| format!("value eq \"m{n}\""))
+            .collect::<Vec<_>>()
+            .join(join)
+    };
+    push.patch(
+        &format!("/Groups/{group}"),
+        json!([{"op": "remove", "path": format!("members[{}]", chain(" and "))}]),
+    )
+    .await;
+    // A list filter as long as a URL allows.
+    let filter = (0..1_500)
+        .map(|n| format!("userName eq \"u{n}\""))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let found = push
+        .expect(
+            200,
+            Method::GET,
+            &format!(
+                "/Users?filter={}",
+                crate::push_okta::urlencode(&format!(
+                    "{filter} or userName eq \"long@corp.example\""
+                ))
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(found["totalResults"], 1);
+    // Still serving; the PATCH matched no member.
+    let events = push.events().await;
+    assert_eq!(events.last().unwrap()["type"], "group.user_added");
+    push.assert_fold_matches(Rules::default()).await;
+}
