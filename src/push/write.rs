@@ -448,6 +448,9 @@ fn patch_resource(
     } else {
         Some(Vec::new())
     };
+    // Whether the resource holds the group's members for the engine: then a resource
+    // without `members` afterwards means none are left (the engine drops an emptied list).
+    let members_loaded = member_ops.is_none();
     match member_ops {
         Some(member_ops) => {
             let attribute_ops: Vec<PatchOp> = operations
@@ -489,7 +492,12 @@ fn patch_resource(
     check_body_id(&Value::Object(resource.clone()), &existing.id)?;
     let canonical = resource::canonical(existing.kind, Value::Object(resource))?;
     check_unique(tx, existing.kind, &canonical, Some(&existing.id))?;
-    if let Some(members) = canonical.members.clone() {
+    let members = match canonical.members.clone() {
+        Some(members) => Some(members),
+        None if members_loaded => Some(Vec::new()),
+        None => None,
+    };
+    if let Some(members) = members {
         let wanted = resolve_members(tx, members)?;
         set_members(tx, &existing.id, wanted, touched)?;
     }

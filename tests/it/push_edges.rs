@@ -453,3 +453,52 @@ async fn tenants_are_isolated() {
     assert_eq!(push.events().await.len(), 1);
     assert_eq!(push.setup.events_async("two", 0).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_last_members_by_any_filter_empties_the_group() {
+    let push = Push::start("last-member", "", "").await;
+    let ann = id(&push
+        .post(
+            "/Users",
+            json!({"schemas": [USER_SCHEMA], "userName": "ann@corp.example"}),
+        )
+        .await);
+    let ben = id(&push
+        .post(
+            "/Users",
+            json!({"schemas": [USER_SCHEMA], "userName": "ben@corp.example"}),
+        )
+        .await);
+    let group = id(&push
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP_SCHEMA], "displayName": "G", "members": [{"value": ann}, {"value": ben}]}),
+        )
+        .await);
+    let path = format!("/Groups/{group}");
+    // Filters the member fast path leaves to the PATCH engine: an `or`, a `type`.
+    let after = push
+        .patch(
+            &path,
+            json!([{"op": "remove", "path": format!("members[value eq \"nobody\" or value eq \"{ann}\"]")}]),
+        )
+        .await;
+    assert_eq!(member_ids(&after), [ben.clone()].into());
+    let after = push
+        .patch(
+            &path,
+            json!([{"op": "remove", "path": "members[type eq \"User\"]"}]),
+        )
+        .await;
+    assert_eq!(member_ids(&after), BTreeSet::new(), "{after}");
+    assert_eq!(member_ids(&push.get(&path).await.body), BTreeSet::new());
+    let events = push.events().await;
+    assert_eq!(
+        summaries(&events[5..]),
+        [
+            "group.user_removed G ann@corp.example",
+            "group.user_removed G ben@corp.example",
+        ]
+    );
+    push.assert_fold_matches(Rules::default()).await;
+}
