@@ -711,3 +711,65 @@ async fn filters_of_thousands_of_terms_are_answered_and_the_daemon_stays_up() {
     assert_eq!(events.last().unwrap()["type"], "group.user_removed");
     push.assert_fold_matches(Rules::default()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn syncs_of_a_push_tenant_during_a_write_storm_never_interleave_with_its_writes() {
+    let push = Arc::new(Push::start("sync-storm", "", "[roles]\nStorm = \"stormer\"\n").await);
+    let group = push
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP_SCHEMA], "displayName": "Storm"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut writers = Vec::new();
+    for writer in 0..6 {
+        let (push, group) = (push.clone(), group.clone());
+        writers.push(tokio::spawn(async move {
+            for n in 0..15 {
+                let id = push
+                    .post("/Users", user(&format!("s{writer}-{n}@corp.example")))
+                    .await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                push.patch(
+                    &format!("/Groups/{group}"),
+                    json!([{"op": "add", "path": "members", "value": [{"value": id}]}]),
+                )
+                .await;
+                if n % 3 == 0 {
+                    push.patch(
+                        &format!("/Users/{id}"),
+                        json!([{"op": "replace", "value": {"active": false}}]),
+                    )
+                    .await;
+                }
+            }
+        }));
+    }
+    // Meanwhile, forced syncs of the tenant (policy over the whole pushed directory): each
+    // sees the directory between two writes, so it finds nothing the writes did not emit.
+    let mut syncs = 0;
+    while !writers.iter().all(tokio::task::JoinHandle::is_finished) {
+        let (code, report) = push.setup.sync_async(&push.tenant, &[]).await;
+        assert_eq!(
+            (code, report["outcome"].as_str()),
+            (0, Some("no_changes")),
+            "{report}"
+        );
+        syncs += 1;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(syncs > 0);
+    let folded = push.assert_fold_matches(Rules::default()).await;
+    assert_eq!(folded.users.len(), 90);
+    assert!(folded
+        .users
+        .values()
+        .all(|u| u["roles"] == json!(["stormer"])));
+}
