@@ -443,6 +443,9 @@ fn patch_resource(
     let mut resource = resource::data_of(existing);
     resource.insert("id".into(), Value::from(existing.id.clone()));
     let group = existing.kind == ScimKind::Group;
+    if !group {
+        refuse_user_groups(operations)?;
+    }
     let member_ops: Option<Vec<MemberOp>> = if group {
         operations.iter().map(member_op).collect()
     } else {
@@ -502,6 +505,31 @@ fn patch_resource(
         set_members(tx, &existing.id, wanted, touched)?;
     }
     update_row(tx, existing, &canonical, now, touched)?;
+    Ok(())
+}
+
+/// A user's `groups` is read-only (RFC 7643 §4.1.2: derived from the groups' members). A PUT
+/// may carry it and is not about it; a PATCH that asks to change it would otherwise be a
+/// silent 200 that changed nothing.
+fn refuse_user_groups(operations: &[PatchOp]) -> Result<(), ScimError> {
+    let names_groups = |key: &str| {
+        key.eq_ignore_ascii_case("groups") || key.to_ascii_lowercase().starts_with("groups.")
+    };
+    for op in operations {
+        let touches = match &op.path {
+            Some(path) => path.attr.urn.is_none() && path.attr.attr.eq_ignore_ascii_case("groups"),
+            None => op
+                .value
+                .as_ref()
+                .and_then(Value::as_object)
+                .is_some_and(|object| object.keys().any(|key| names_groups(key))),
+        };
+        if touches {
+            return Err(ScimError::mutability(
+                "a user's groups are read-only: add or remove the user in the group's members (PATCH /Groups/{id})",
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -493,6 +493,22 @@ async fn bad_requests_are_refused_and_change_nothing() {
             "mutability",
         ),
         (&user_path, json!([{"op": "remove"}]), "noTarget"),
+        // A user's groups are read-only: memberships change on the group.
+        (
+            &user_path,
+            json!([{"op": "add", "path": "groups", "value": [{"value": group}]}]),
+            "mutability",
+        ),
+        (
+            &user_path,
+            json!([{"op": "Remove", "path": format!("groups[value eq \"{group}\"]")}]),
+            "mutability",
+        ),
+        (
+            &user_path,
+            json!([{"op": "replace", "value": {"groups": []}}]),
+            "mutability",
+        ),
         (
             &group_path,
             json!([{"op": "add", "path": "members", "value": [{"value": "no-such-user"}]}]),
