@@ -215,6 +215,52 @@ async fn okta_catalogue_session_patch_deactivation_and_group_push() {
     );
     assert!(!everything.contains("1mz050nq") && !everything.contains("n3w-secret"));
     assert!(!push.log().contains("1mz050nq") && !push.log().contains("n3w-secret"));
+    // Triage: the requests behind test.user, each event's sync_id the request that made it,
+    // the bodies kept with the password redacted.
+    let report = push.setup.inspect("okta", "test.user@okta.local");
+    let requests = report["idp_requests"].as_array().unwrap();
+    for event in events.iter().filter(|e| {
+        e["data"]["id"] == test_user.as_str() || e["data"]["user"]["id"] == test_user.as_str()
+    }) {
+        let request = requests
+            .iter()
+            .find(|r| r["id"] == event["sync_id"])
+            .unwrap_or_else(|| panic!("no request {} in {report:#}", event["sync_id"]));
+        let seq = event["seq"].as_u64().unwrap();
+        assert!(
+            request["first_seq"].as_u64().unwrap() <= seq
+                && seq <= request["last_seq"].as_u64().unwrap(),
+            "{request} {event}"
+        );
+    }
+    let deactivation_request = requests
+        .iter()
+        .find(|r| r["id"] == events[2]["sync_id"])
+        .unwrap();
+    assert_eq!(deactivation_request["method"], "PATCH");
+    assert_eq!(deactivation_request["status"], 200);
+    let created_request = requests
+        .iter()
+        .find(|r| r["method"] == "POST" && r["path"] == "/Users")
+        .unwrap();
+    assert!(
+        created_request["body"]
+            .as_str()
+            .unwrap()
+            .contains("[redacted]"),
+        "{created_request}"
+    );
+    // The password change made no event, and is there too, its value redacted.
+    assert!(
+        requests.iter().any(|r| r["first_seq"].is_null()
+            && r["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("\"password\":\"[redacted]\"")),
+        "{report:#}"
+    );
+    let stored = serde_json::to_string(&report).unwrap();
+    assert!(!stored.contains("1mz050nq") && !stored.contains("n3w-secret"));
     push.assert_fold_matches(Rules::default()).await;
 }
 
