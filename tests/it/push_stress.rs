@@ -789,3 +789,96 @@ async fn syncs_of_a_push_tenant_during_a_write_storm_never_interleave_with_its_w
         .values()
         .all(|u| u["roles"] == json!(["stormer"])));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_rotates_the_token_and_resizes_the_queue_under_writes_losing_none() {
+    let push = Arc::new(Push::start("reload", "", "").await);
+    let group = push
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP_SCHEMA], "displayName": "Reload"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Writes keep coming while the tenant's file changes (a new queue bound) and the daemon
+    // reloads: each is answered, and every acknowledged one is stored.
+    let writer = {
+        let (push, group) = (push.clone(), group.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for n in 0..60 {
+                let reply = push
+                    .request(
+                        Method::POST,
+                        "/Users",
+                        Some(user(&format!("r{n}@corp.example"))),
+                    )
+                    .await;
+                match reply.status {
+                    201 => acknowledged.push(reply.id()),
+                    // The old writer's queue closing under a request: retryable, never lost.
+                    503 => continue,
+                    other => panic!("{other}: {}", reply.body),
+                }
+                let id = acknowledged.last().unwrap().clone();
+                let reply = push
+                    .request(
+                        Method::PATCH,
+                        &format!("/Groups/{group}"),
+                        Some(patch_body(
+                            json!([{"op": "add", "path": "members", "value": [{"value": id}]}]),
+                        )),
+                    )
+                    .await;
+                assert!(matches!(reply.status, 200 | 503), "{}", reply.body);
+                if reply.status == 503 {
+                    acknowledged.pop();
+                    push.delete(&format!("/Users/{id}")).await;
+                }
+            }
+            acknowledged
+        })
+    };
+    crate::push_support::write_push_tenant(&push.setup, "reload", "max_queued_writes = 8", "");
+    push.daemon.as_ref().unwrap().signal("HUP");
+    let acknowledged = writer.await.unwrap();
+    // The token rotates: the old one stops working, the new one works.
+    std::fs::write(
+        push.setup.path().join("tenants/reload-token"),
+        "rotated-token-0123456789abcdef",
+    )
+    .unwrap();
+    push.daemon.as_ref().unwrap().signal("HUP");
+    let (client, base) = (push.client.clone(), push.base.clone());
+    wait_for(20, "the rotated token to be accepted", || {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            client
+                .get(format!("{base}/Users"))
+                .bearer_auth("rotated-token-0123456789abcdef")
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+    assert_eq!(push.get("/Users").await.status, 401);
+    let members: BTreeSet<String> = client
+        .get(format!("{base}/Groups/{group}"))
+        .bearer_auth("rotated-token-0123456789abcdef")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(members, acknowledged.into_iter().collect());
+    fold(&push.events().await);
+}
