@@ -182,12 +182,69 @@ fn parse_operation(index: usize, operation: &Value) -> Result<PatchOp, ScimError
 /// changed: apply to a copy and keep it only on success.
 pub fn apply(resource: &mut Map<String, Value>, operations: &[PatchOp]) -> Result<(), ScimError> {
     for (index, operation) in operations.iter().enumerate() {
+        let before = primaries(resource);
         apply_one(resource, operation).map_err(|err| ScimError {
             detail: format!("Operations[{index}]: {}", err.detail),
             ..err
         })?;
+        keep_one_primary(resource, &before);
     }
     Ok(())
+}
+
+fn is_primary(element: &Value) -> bool {
+    element
+        .as_object()
+        .and_then(|fields| get_ci(fields, "primary"))
+        == Some(&Value::Bool(true))
+}
+
+/// The elements flagged primary, by multi-valued attribute (its name lower-cased).
+fn primaries(resource: &Map<String, Value>) -> Vec<(String, Value)> {
+    resource
+        .iter()
+        .filter(|(key, _)| is_multi_valued(key) && !key.eq_ignore_ascii_case("members"))
+        .filter_map(|(key, value)| Some((key.to_ascii_lowercase(), value.as_array()?)))
+        .flat_map(|(key, elements)| {
+            elements
+                .iter()
+                .filter(|element| is_primary(element))
+                .map(move |element| (key.clone(), element.clone()))
+        })
+        .collect()
+}
+
+/// RFC 7644 §3.5.2: a value an operation makes primary is its attribute's only primary one;
+/// the values that were primary lose the flag (or the user would have two primary emails, and
+/// dirsync's `email` would stay the old one).
+fn keep_one_primary(resource: &mut Map<String, Value>, before: &[(String, Value)]) {
+    for (key, value) in resource.iter_mut() {
+        if !is_multi_valued(key) || key.eq_ignore_ascii_case("members") {
+            continue;
+        }
+        let Value::Array(elements) = value else {
+            continue;
+        };
+        let name = key.to_ascii_lowercase();
+        let was_primary = |element: &Value| {
+            before
+                .iter()
+                .any(|(attr, old)| *attr == name && same_element(old, element))
+        };
+        let made_primary = elements
+            .iter()
+            .any(|element| is_primary(element) && !was_primary(element));
+        if !made_primary {
+            continue;
+        }
+        for element in elements.iter_mut() {
+            if is_primary(element) && was_primary(element) {
+                if let Value::Object(fields) = element {
+                    set_field(fields, "primary", Value::Bool(false));
+                }
+            }
+        }
+    }
 }
 
 fn apply_one(resource: &mut Map<String, Value>, operation: &PatchOp) -> Result<(), ScimError> {

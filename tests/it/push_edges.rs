@@ -502,3 +502,43 @@ async fn removing_the_last_members_by_any_filter_empties_the_group() {
     );
     push.assert_fold_matches(Rules::default()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_made_primary_by_patch_is_the_users_email() {
+    let push = Push::start("primary", "", "").await;
+    let user = id(&push
+        .post(
+            "/Users",
+            json!({"schemas": [USER_SCHEMA], "userName": "ada@corp.example",
+                   "emails": [{"type": "work", "value": "ada@work.example", "primary": true}]}),
+        )
+        .await);
+    let path = format!("/Users/{user}");
+    let patched = push
+        .patch(
+            &path,
+            json!([
+                {"op": "Add", "path": "emails[type eq \"home\"].value", "value": "ada@home.example"},
+                {"op": "Replace", "path": "emails[type eq \"home\"].primary", "value": "True"}
+            ]),
+        )
+        .await;
+    let primary: Vec<&Value> = patched["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["primary"] == true)
+        .collect();
+    assert_eq!(primary.len(), 1, "{patched}");
+    assert_eq!(primary[0]["value"], "ada@home.example");
+    let events = push.events().await;
+    assert_eq!(
+        summaries(&events),
+        [
+            "user.created ada@corp.example",
+            "user.updated ada@corp.example email=\"ada@work.example\" emails=[{\"primary\":true,\"value\":\"ada@work.example\"}] raw",
+        ]
+    );
+    assert_eq!(events[1]["data"]["email"], "ada@home.example");
+    push.assert_fold_matches(Rules::default()).await;
+}

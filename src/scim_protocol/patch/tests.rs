@@ -323,3 +323,44 @@ fn what_cannot_be_applied_is_refused_with_the_right_scim_type() {
     let err = patched(user(), json!({"schemas": [PATCH_OP_SCHEMA]})).unwrap_err();
     assert_eq!(err.scim_type, Some(ScimType::InvalidSyntax));
 }
+
+#[test]
+fn a_value_made_primary_is_the_only_primary_one() {
+    let user = json!({
+        "id": "u-1",
+        "userName": "ada@example.com",
+        "emails": [{"type": "work", "value": "ada@work.example", "primary": true}],
+    });
+    // Entra's filtered path, the flag as a string.
+    let home = patched(
+        user.clone(),
+        ops(json!([
+            {"op": "Add", "path": "emails[type eq \"home\"].value", "value": "ada@home.example"},
+            {"op": "Replace", "path": "emails[type eq \"home\"].primary", "value": "True"}
+        ])),
+    )
+    .unwrap();
+    assert_eq!(
+        home["emails"],
+        json!([{"type": "work", "value": "ada@work.example", "primary": false},
+               {"type": "home", "value": "ada@home.example", "primary": true}])
+    );
+    // An added primary value.
+    let added = patched(
+        user.clone(),
+        ops(json!([{"op": "add", "path": "emails", "value": [{"value": "ada@new.example", "primary": true}]}])),
+    )
+    .unwrap();
+    assert_eq!(added["emails"][0]["primary"], json!(false));
+    assert_eq!(added["emails"][1]["primary"], json!(true));
+    // Changing the primary value's own address keeps it the one primary.
+    let renamed = patched(
+        user,
+        ops(json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "ada@corp.example"}])),
+    )
+    .unwrap();
+    assert_eq!(
+        renamed["emails"],
+        json!([{"type": "work", "value": "ada@corp.example", "primary": true}])
+    );
+}
