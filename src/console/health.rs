@@ -2,7 +2,9 @@
 //! failing, the next run and whether one is going (from the daemon's own view), sink lag and
 //! parked sinks, counts — and every problem with its fix in words, taken from the hints the
 //! sources and sinks already give (the stored run error carries the source's hint) and from
-//! `dirsync setup`'s texts. Must not: write anything.
+//! `dirsync setup`'s texts. A push tenant's health is also its IdP's requests: the last one
+//! and the error rate over the last hour, as `dirsync status` counts them. Must not: write
+//! anything.
 
 use rusqlite::Connection;
 
@@ -10,10 +12,15 @@ use crate::config::TenantConfig;
 use crate::daemon::tenant::TenantState;
 use crate::run::{RunOutcome, RunSummary};
 use crate::sink::SinkStatus;
+use crate::store::push::{PushRequest, RequestCounts};
 use crate::store::{self, StoreError};
 
 /// Runs read to find when a failing streak began.
 const STREAK_RUNS: u32 = 200;
+/// The window of a push tenant's error rate (the one `dirsync status` gives).
+pub const PUSH_WINDOW_MS: i64 = 3_600_000;
+/// Logged requests searched for the latest arrival.
+const LAST_REQUEST_AMONG: usize = 16;
 
 /// One problem of a tenant and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +63,35 @@ pub struct Health {
     pub groups: u64,
     pub last_seq: u64,
     pub sinks: Vec<SinkStatus>,
+    /// A push tenant's IdP requests (`None` for a tenant that pulls).
+    pub push: Option<PushHealth>,
     pub problems: Vec<Problem>,
+}
+
+/// What a push tenant's IdP sent lately.
+#[derive(Debug, Clone)]
+pub struct PushHealth {
+    /// The latest logged request, without its body.
+    pub last: Option<PushRequest>,
+    /// Requests and refusals over the last [`PUSH_WINDOW_MS`].
+    pub last_hour: RequestCounts,
+}
+
+impl PushHealth {
+    /// The share of the last hour's requests refused (status 400 and up).
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.last_hour.requests > 0)
+            .then(|| self.last_hour.errors as f64 / self.last_hour.requests as f64)
+    }
+}
+
+/// The IdP behind a request, by its User-Agent ("Okta"), else the agent itself.
+pub fn client_name(user_agent: Option<&str>) -> Option<String> {
+    let agent = user_agent?;
+    Some(
+        crate::source::push_console::Idp::from_user_agent(agent)
+            .map_or_else(|| agent.to_owned(), |idp| idp.name().to_owned()),
+    )
 }
 
 /// What the tenant reads from, in a few words (no secret: the subject and the host only).
@@ -102,6 +137,23 @@ pub fn read(
         && runs.len() as u32 == STREAK_RUNS;
     let failing_since = streak.last().map(|r| (*r).clone());
     let last_run = runs.into_iter().next();
+    let push = if tenant.source.is_push() {
+        // Reads are logged a moment after the writes around them (off the request path),
+        // so the log's order is not quite arrival order: the last request is the latest
+        // arrival among the last few logged.
+        let last = store::push::latest_requests(conn, &tenant.id, LAST_REQUEST_AMONG)?
+            .into_iter()
+            .max_by_key(|request| (request.at_ms, request.id))
+            .map(|request| PushRequest {
+                body: None,
+                ..request
+            });
+        let last_hour =
+            store::push::request_counts(conn, &tenant.id, store::now_ms() - PUSH_WINDOW_MS)?;
+        Some(PushHealth { last, last_hour })
+    } else {
+        None
+    };
     let next_run = daemon.as_ref().and_then(|d| d.next_run.clone());
     let mut health = Health {
         tenant: tenant.id.clone(),
@@ -116,6 +168,7 @@ pub fn read(
         groups,
         last_seq,
         sinks,
+        push,
         problems: Vec::new(),
     };
     health.problems = problems(tenant, &health);
@@ -136,6 +189,27 @@ fn problems(tenant: &TenantConfig, health: &Health) -> Vec<Problem> {
                 "last run {}: {}",
                 last.outcome.as_str(),
                 problem_text(&error)
+            ),
+            sink: false,
+        });
+    }
+    let refused_token = health
+        .push
+        .as_ref()
+        .and_then(|push| push.last.as_ref())
+        .filter(|last| last.status == 401);
+    if let Some(last) = refused_token {
+        found.push(Problem {
+            what: format!(
+                "the IdP's last request ({} {} at {}) was refused: {}",
+                last.method,
+                last.path,
+                crate::run::Millis(last.at_ms).to_rfc3339(),
+                last.detail.as_deref().unwrap_or("missing or wrong bearer token")
+            ),
+            fix: format!(
+                "set the Bearer token in the IdP's SCIM provisioning settings for /scim/v2/{} to this tenant's token (the operator sends it over a secure channel; `dirsync setup scim-push {} --yes` issues a new one)",
+                tenant.id, tenant.id
             ),
             sink: false,
         });

@@ -42,6 +42,8 @@ const CHART_RUNS: u32 = 60;
 /// Events on a tenant's page, and per page of its stream.
 const RECENT_EVENTS: u32 = 20;
 const EVENTS_PER_PAGE: u32 = 100;
+/// A push tenant's logged IdP requests per page of its tenant page.
+const PUSH_REQUESTS_PER_PAGE: usize = 50;
 /// Members of a group listed on the inspect page.
 const INSPECT_MEMBERS: u32 = 200;
 
@@ -402,6 +404,8 @@ async fn tenants_page(
 #[derive(Deserialize)]
 struct TenantQuery {
     notice: Option<String>,
+    /// The push request log's page: the requests logged before this id.
+    before: Option<String>,
 }
 
 async fn tenant_page(
@@ -418,12 +422,46 @@ async fn tenant_page(
         Ok(config) => config,
         Err(response) => return *response,
     };
+    let before = match query.before.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => match text.parse::<i64>() {
+            Ok(id) if id > 0 => Some(id),
+            _ => {
+                return failure(
+                    StatusCode::BAD_REQUEST,
+                    Some(&viewer),
+                    "before must be a request id: a whole number from 1",
+                )
+            }
+        },
+    };
     let state = console.daemon_states(Some(&id)).await.remove(&id);
     let read_config = config.clone();
     let read = console
         .store
         .run(move |conn| {
             let health = health::read(conn, &read_config, state)?;
+            let push_requests = if read_config.source.is_push() {
+                let mut requests = store::push::requests_before(
+                    conn,
+                    &read_config.id,
+                    before,
+                    PUSH_REQUESTS_PER_PAGE + 1,
+                )?;
+                let older = requests.len() > PUSH_REQUESTS_PER_PAGE;
+                requests.truncate(PUSH_REQUESTS_PER_PAGE);
+                let older_than = older.then(|| requests.last().map(|r| r.id)).flatten();
+                // Pages follow the log's order (indexed); a page shows arrival order, as
+                // reads are logged a moment after the writes around them.
+                requests.sort_by_key(|r| std::cmp::Reverse((r.at_ms, r.id)));
+                Some(pages::PushRequestPage {
+                    older_than,
+                    requests,
+                    before,
+                })
+            } else {
+                None
+            };
             let runs = store::last_runs(conn, &read_config.id, CHART_RUNS)?;
             let memberships = store::stored_counts(conn, &read_config.id)?.memberships;
             let events = events_page(
@@ -434,10 +472,10 @@ async fn tenant_page(
                     ..EventQuery::default()
                 },
             )?;
-            Ok((health, runs, memberships, events))
+            Ok((health, runs, memberships, events, push_requests))
         })
         .await;
-    let (health, runs, memberships, events) = match read {
+    let (health, runs, memberships, events, push_requests) = match read {
         Ok(found) => found,
         Err(err) => return store_failure(&err),
     };
@@ -449,6 +487,7 @@ async fn tenant_page(
             runs: &runs,
             memberships,
             events: &events,
+            push_requests,
             notice: query.notice.as_deref(),
             now_ms: store::now_ms(),
         },

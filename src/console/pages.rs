@@ -13,10 +13,11 @@ use serde_json::Value;
 
 use super::auth::Access;
 use super::chart::{outcome_class, runs_chart};
-use super::health::{fix_for, problem_text, Health, Problem};
+use super::health::{client_name, fix_for, problem_text, Health, Problem, PushHealth};
 use crate::config::TenantConfig;
 use crate::run::{RunOutcome, RunSummary};
 use crate::store::console::{EventPage, EventQuery, EventRow};
+use crate::store::push::PushRequest;
 
 /// Outside text, with control characters made visible (HTML escaping is maud's).
 pub fn t(text: &str) -> Cow<'_, str> {
@@ -105,6 +106,15 @@ fn timestamp(ms: i64) -> String {
     crate::run::Millis(ms).to_rfc3339()
 }
 
+/// "04:36:49.795" of a timestamp, with the date as its title, for a narrow column.
+fn clock(ms: i64) -> Markup {
+    let full = timestamp(ms);
+    let time = full
+        .split_once('T')
+        .map_or(full.as_str(), |(_, time)| time.trim_end_matches('Z'));
+    html! { span title=(full) { (time) } }
+}
+
 /// "3 min ago", for ages on the pages.
 pub fn age(ms: i64, now_ms: i64) -> String {
     let seconds = (now_ms - ms).max(0) / 1000;
@@ -150,6 +160,12 @@ fn outcome_badge(outcome: RunOutcome) -> Markup {
 fn health_badge(health: &Health) -> Markup {
     let (class, text) = if !health.problems.is_empty() {
         ("badge failed", "problem")
+    } else if let Some(push) = &health.push {
+        match push.last {
+            Some(_) if health.enabled => ("badge ok", "healthy"),
+            Some(_) => ("badge same", "disabled"),
+            None => ("badge same", "no requests yet"),
+        }
     } else if health.last_run.is_none() {
         ("badge same", "never run")
     } else if !health.enabled {
@@ -215,7 +231,8 @@ pub fn tenants(viewer: &Viewer, healths: &[Health], filter: &str, now_ms: i64) -
                         tr class=(if health.problems.is_empty() { "" } else { "troubled" }) data-tenant=(health.tenant) {
                             td { a href=(viewer.tenant_url(&health.tenant, "")) { (health.tenant) } }
                             td { (t(&health.source)) }
-                            td { (health_badge(health)) }
+                            td { (health_badge(health))
+                                @if let Some(push) = &health.push { br; span class="muted push-health" { (push_summary(push, now_ms)) } } }
                             td { @match &health.last_run {
                                 Some(run) => { (outcome_badge(run.outcome)) " " span class="muted" { (age(run.finished_at.0, now_ms)) } }
                                 None => { span class="muted" { "never" } }
@@ -245,8 +262,134 @@ pub struct TenantPage<'a> {
     pub runs: &'a [RunSummary],
     pub memberships: u64,
     pub events: &'a EventPage,
+    /// A push tenant's page of its request log (`None` for a tenant that pulls).
+    pub push_requests: Option<PushRequestPage>,
     pub notice: Option<&'a str>,
     pub now_ms: i64,
+}
+
+/// A page of a push tenant's request log, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct PushRequestPage {
+    pub requests: Vec<PushRequest>,
+    /// The id to page back from ("older"), when there are older requests.
+    pub older_than: Option<i64>,
+    /// The page shown starts before this id (`None`: the latest).
+    pub before: Option<i64>,
+}
+
+/// "PATCH 200" as a badge: refusals red.
+fn status_badge(status: u16) -> Markup {
+    let class = match status {
+        200..=399 => "badge ok",
+        429 | 503 => "badge refused",
+        _ => "badge failed",
+    };
+    html! { span class=(class) { (status) } }
+}
+
+/// "3 of 40 requests refused in the last hour (7.5%)".
+fn push_rate(push: &PushHealth) -> String {
+    let counts = push.last_hour;
+    match push.error_rate() {
+        None => "no request in the last hour".to_owned(),
+        Some(rate) => format!(
+            "{} of {} request{} refused in the last hour ({:.1}%)",
+            counts.errors,
+            counts.requests,
+            if counts.requests == 1 { "" } else { "s" },
+            rate * 100.0
+        ),
+    }
+}
+
+/// A push tenant's line in the tenants list: the last request's age and the error rate.
+fn push_summary(push: &PushHealth, now_ms: i64) -> String {
+    let last = match &push.last {
+        Some(last) => format!("last request {} ({})", age(last.at_ms, now_ms), last.status),
+        None => "no request yet".to_owned(),
+    };
+    match push.error_rate() {
+        Some(rate) => format!("{last}; {:.0}% errors in the last hour", rate * 100.0),
+        None => last,
+    }
+}
+
+/// A logged path with its query decoded (`/Users?filter=userName eq "pat@…"`), as a person
+/// reads it; the raw one is the cell's title.
+fn readable_path(path: &str) -> String {
+    match path.split_once('?') {
+        Some((base, query)) => {
+            let pairs: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
+        }
+        None => path.to_owned(),
+    }
+}
+
+/// The request body as logged (secrets already redacted by the receiver), pretty-printed
+/// when it is JSON.
+fn pretty_body(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_else(|| body.to_owned())
+}
+
+/// The push request log panel: what the IdP sent, what dirsync answered, and the events
+/// each request produced (a link to the event stream on that seq range).
+fn push_requests(viewer: &Viewer, tenant: &str, page: &PushRequestPage, now_ms: i64) -> Markup {
+    html! {
+        section class="card" id="push-requests" {
+            h2 { "Push requests" }
+            p class="muted" {
+                "What the IdP sent to /scim/v2/" (tenant) ", newest first"
+                @if page.before.is_some() { " (older ones; " a href=(format!("{}#push-requests", viewer.tenant_url(tenant, ""))) { "the latest →" } ")" }
+                ". Secrets in bodies (password) are redacted when logged."
+            }
+            @if page.requests.is_empty() { p class="muted" id="no-requests" { "No request logged." } } @else {
+                table class="requests" {
+                    thead { tr {
+                        th { "time" } th { "method" } th { "path" } th { "status" } th class="num" { "latency" }
+                        th { "client" } th { "events" }
+                    } }
+                    tbody { @for request in &page.requests {
+                        tr data-request=(request.id) data-method=(request.method) data-path=(request.path) data-status=(request.status)
+                            class=(if request.status >= 400 { "refused" } else { "" }) {
+                            td class="nowrap" { (clock(request.at_ms)) br; span class="muted" { (age(request.at_ms, now_ms)) } }
+                            td { code { (t(&request.method)) } }
+                            td class="path" {
+                                code title=(t(&request.path)) { (t(&readable_path(&request.path))) }
+                                @if let Some(detail) = &request.detail { p class="detail" { (t(detail)) } }
+                                @if let Some(body) = &request.body {
+                                    details class="body" { summary { "body" } pre { (t_lines(&pretty_body(body))) } }
+                                }
+                            }
+                            td { (status_badge(request.status)) }
+                            td class="num" { (format!("{:.1} ms", request.latency_ms)) }
+                            td class="client" { @match client_name(request.user_agent.as_deref()) {
+                                Some(client) => { span title=(t(request.user_agent.as_deref().unwrap_or(""))) { (t(&client)) } }
+                                None => { span class="muted" { "—" } }
+                            } }
+                            td { @match (request.first_seq, request.last_seq) {
+                                (Some(first), Some(last)) => {
+                                    a class="request-events nowrap" href=(format!("{}?from={first}&to={last}", viewer.tenant_url(tenant, "/events"))) {
+                                        @if first == last { "seq " (first) } @else { "seq " (first) "–" (last) }
+                                    }
+                                }
+                                _ => { span class="muted" { "none" } }
+                            } }
+                        }
+                    } }
+                }
+                @if let Some(older) = page.older_than {
+                    p { a id="older-requests" href=(format!("{}?before={older}#push-requests", viewer.tenant_url(tenant, ""))) { "Older →" } }
+                }
+            }
+        }
+    }
 }
 
 fn health_card(viewer: &Viewer, health: &Health, now_ms: i64) -> Markup {
@@ -266,6 +409,20 @@ fn health_card(viewer: &Viewer, health: &Health, now_ms: i64) -> Markup {
                 dt { "next run" } dd { (health.next_run.as_deref().unwrap_or("—"))
                     @if let Some(state) = &health.daemon { @if let Some(running) = &state.running { " · running since " (running.since) } } }
                 dt { "stored" } dd { (health.users) " users, " (health.groups) " groups; last event seq " (health.last_seq) }
+                @if let Some(push) = &health.push {
+                    dt { "IdP requests" } dd id="push-health" {
+                        @match &push.last {
+                            Some(last) => {
+                                "last: " code { (last.method) " " (t(&readable_path(&last.path))) } " → " (status_badge(last.status))
+                                @if let Some(client) = client_name(last.user_agent.as_deref()) { " from " (t(&client)) }
+                                ", " (timestamp(last.at_ms)) " (" (age(last.at_ms, now_ms)) ")"
+                                br;
+                            }
+                            None => { "none received yet; the IdP provisions to /scim/v2/" (health.tenant) br; }
+                        }
+                        (push_rate(push))
+                    }
+                }
             }
             @if !health.problems.is_empty() {
                 h3 { "Problems" }
@@ -315,6 +472,10 @@ pub fn tenant(viewer: &Viewer, page: &TenantPage<'_>) -> Markup {
                     }
                     p class="muted" { "Runs through the daemon's force-sync path; the page shows the result when the run finishes." }
                 }
+                // A push tenant's IdP requests are its activity: above its (rare) runs.
+                @if let Some(requests) = &page.push_requests {
+                    (push_requests(viewer, id, requests, page.now_ms))
+                }
             }
             section class="card" id="runs" {
                 h2 { "Runs" }
@@ -362,12 +523,6 @@ pub fn tenant(viewer: &Viewer, page: &TenantPage<'_>) -> Markup {
                             } }
                         }
                     }
-                }
-                // Reserved for the SCIM push receiver's request log (issue 15): method, path,
-                // status, latency, the events each request produced, the redacted body.
-                section class="card" id="push-requests" {
-                    h2 { "Push requests" }
-                    p class="muted" { "The SCIM push receiver's request log appears here for push tenants." }
                 }
             }
             section class="card" id="recent-events" {

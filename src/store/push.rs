@@ -511,6 +511,25 @@ pub fn latest_requests(
     Ok(found)
 }
 
+/// The latest `limit` logged requests older than `before_id` (all when `None`), newest
+/// first: a page of the log, going back (the console's "older").
+pub fn requests_before(
+    conn: &Connection,
+    tenant: &str,
+    before_id: Option<i64>,
+    limit: usize,
+) -> Result<Vec<PushRequest>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+    ))?;
+    let mut rows = statement.query(params![tenant, before_id.unwrap_or(i64::MAX), limit as i64])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(request_of(row)?);
+    }
+    Ok(found)
+}
+
 /// The latest `limit` logged requests that touched `resource_id`, newest first.
 pub fn requests_touching(
     conn: &Connection,

@@ -681,3 +681,35 @@ fn migration_5_indexes_the_addresses_of_users_already_stored() {
         .unwrap();
     assert!(plan.contains("events_deletions"), "{plan}");
 }
+
+#[test]
+fn the_push_request_log_pages_back_from_the_newest_one_tenant_at_a_time() {
+    let (_dir, _store, conn, _lease) = open_temp();
+    for n in 0..7 {
+        for tenant in ["acme", "other"] {
+            push::insert_request(
+                &conn,
+                &push::NewPushRequest {
+                    tenant: tenant.into(),
+                    method: "GET".into(),
+                    path: format!("/Users/{n}"),
+                    status: 200,
+                    ..push::NewPushRequest::default()
+                },
+            )
+            .unwrap();
+        }
+    }
+    let paths = |page: &[push::PushRequest]| -> Vec<String> {
+        page.iter().map(|r| r.path.clone()).collect()
+    };
+    let first = push::requests_before(&conn, "acme", None, 3).unwrap();
+    assert_eq!(paths(&first), ["/Users/6", "/Users/5", "/Users/4"]);
+    let second = push::requests_before(&conn, "acme", Some(first[2].id), 3).unwrap();
+    assert_eq!(paths(&second), ["/Users/3", "/Users/2", "/Users/1"]);
+    let last = push::requests_before(&conn, "acme", Some(second[2].id), 3).unwrap();
+    assert_eq!(paths(&last), ["/Users/0"]);
+    assert!(push::requests_before(&conn, "acme", Some(last[0].id), 3)
+        .unwrap()
+        .is_empty());
+}

@@ -1,7 +1,8 @@
 //! The web console in a real browser: headless Chromium from Debian's packages, driven over
 //! WebDriver (`dirsync_testkit::browser`), against the real `dirsync run` syncing two tenants
 //! from the Google emulator — one healthy (`acme`, with an org-unit filter and a user whose
-//! name is an XSS attempt with ANSI escapes), one whose delegation is refused (`globex`).
+//! name is an XSS attempt with ANSI escapes), one whose delegation is refused (`globex`) —
+//! and a SCIM push tenant (`okta`) that an Okta-like client provisions over HTTP.
 //! Each page visited is saved as a screenshot under `target/console-screenshots/`.
 
 use std::path::PathBuf;
@@ -17,6 +18,10 @@ use crate::support::dirsync;
 
 const TOKEN: &str = "console-operator-token-0123456789";
 const XSS_NAME: &str = "<script>document.title='pwned'</script>";
+const PUSH_TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+/// Sent in a push request's body; never on a page.
+const PASSWORD: &str = "Tr0ub4dor&3-never-shown";
+const OKTA_AGENT: &str = "Okta SCIM Client 1.0.0";
 
 fn screenshots() -> PathBuf {
     dirsync_testkit::workspace_root().join("target/console-screenshots")
@@ -109,6 +114,12 @@ impl Env {
                 closed.port
             ),
         );
+        // okta is provisioned by push: no schedule, no run, its IdP's requests are its health.
+        setup.write("tenants/okta-scim-token", format!("{PUSH_TOKEN}\n"));
+        setup.write(
+            "tenants/okta.toml",
+            "[source]\ntype = \"scim_push\"\ntoken_file = \"okta-scim-token\"\n",
+        );
         for id in ["acme", "globex", "initech"] {
             let path = setup.tenant_file(id);
             let text = std::fs::read_to_string(&path).unwrap();
@@ -135,6 +146,22 @@ impl Env {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// One request of the Okta-like client to the push tenant; the status and the answer.
+    async fn push(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, self.url(&format!("/scim/v2/okta{path}")))
+            .bearer_auth(PUSH_TOKEN)
+            .header("user-agent", OKTA_AGENT);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/scim+json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     async fn sign_in(&self, browser: &Browser) {
@@ -290,10 +317,8 @@ async fn an_operator_signs_in_triages_inspects_and_forces_a_sync() {
     browser.goto(&env.url("/console/t/acme")).await;
     assert_eq!(browser.find_all("svg.chart rect.bar.ok").await.len(), 3 * 6);
     assert_eq!(browser.find_all("svg.chart rect.bar.dry").await.len(), 3);
-    assert!(browser
-        .text("#push-requests")
-        .await
-        .contains("Push requests"));
+    // A tenant that pulls has no push request log.
+    assert!(browser.find_all("#push-requests").await.is_empty());
     shot(&browser, "tenant").await;
     browser.set_window(1280, 1000).await;
 
@@ -428,4 +453,194 @@ async fn without_console_token_file_there_is_no_console_and_no_link() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("console_token_file"));
     let out = setup.output(&["console-link", "nope"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+fn scim_user(user_name: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "name": {"givenName": "Pat", "familyName": "Push"},
+        "emails": [{"value": user_name, "type": "work", "primary": true}],
+        "password": PASSWORD,
+        "active": true
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_tenants_requests_show_with_their_refusals_redacted_bodies_and_events() {
+    let env = Env::start().await;
+
+    // Okta's usual opening: a lookup, the create, then (a retry) the same create again,
+    // refused; then a group with the user in it.
+    let filter = "/Users?filter=userName%20eq%20%22pat%40example.com%22";
+    assert_eq!(env.push(reqwest::Method::GET, filter, None).await.0, 200);
+    let (status, created) = env
+        .push(
+            reqwest::Method::POST,
+            "/Users",
+            Some(scim_user("pat@example.com")),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, refused) = env
+        .push(
+            reqwest::Method::POST,
+            "/Users",
+            Some(scim_user("pat@example.com")),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    let group = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "Sales",
+        "members": [{"value": created["id"]}]
+    });
+    assert_eq!(
+        env.push(reqwest::Method::POST, "/Groups", Some(group))
+            .await
+            .0,
+        201
+    );
+    // Reads are logged off the request path: wait until all four are.
+    wait_for(30, "the four requests in okta's log", || async {
+        env.setup.status_async("okta").await["push"]["last_hour"]["requests"] == 4
+    })
+    .await;
+
+    let browser = Browser::start().await;
+    env.sign_in(&browser).await;
+
+    // The tenants list: the push tenant's last request and its error rate in its health.
+    let row = browser.text("#tenants tr[data-tenant=okta]").await;
+    assert!(
+        row.contains("last request") && row.contains("25% errors in the last hour"),
+        "{row}"
+    );
+
+    browser.goto(&env.url("/console/t/okta")).await;
+    let health = browser.text("#push-health").await;
+    assert!(
+        health.contains("POST /Groups") && health.contains("from Okta"),
+        "{health}"
+    );
+    assert!(
+        health.contains("1 of 4 requests refused in the last hour"),
+        "{health}"
+    );
+    let rows = browser.find_all("#push-requests tbody tr").await;
+    assert_eq!(rows.len(), 4, "{}", browser.text("#push-requests").await);
+    let mut newest_first = Vec::new();
+    for row in &rows {
+        newest_first.push(browser.element_text(row).await);
+    }
+    assert!(
+        newest_first[0].contains("POST") && newest_first[0].contains("/Groups"),
+        "{newest_first:?}"
+    );
+    // (Arrival order, to the millisecond: the lookup and the first create may share one.)
+    assert!(
+        newest_first[2..]
+            .iter()
+            .any(|row| row.contains("GET") && row.contains("userName eq")),
+        "{newest_first:?}"
+    );
+    assert!(newest_first.iter().all(|row| row.contains("Okta")));
+
+    // The refused one is highlighted, with its detail.
+    let refused = browser.find_all("#push-requests tr.refused").await;
+    assert_eq!(refused.len(), 1);
+    let refused_text = browser.element_text(&refused[0]).await;
+    assert!(
+        refused_text.contains("409")
+            && refused_text.contains("userName \"pat@example.com\" is already taken"),
+        "{refused_text}"
+    );
+
+    // The body on demand: the userName, never the password.
+    assert!(!browser.source().await.contains(PASSWORD));
+    browser
+        .click(
+            &browser
+                .find("#push-requests tr.refused details.body summary")
+                .await,
+        )
+        .await;
+    let body = browser
+        .text("#push-requests tr.refused details.body pre")
+        .await;
+    assert!(
+        body.contains("\"userName\": \"pat@example.com\"") && body.contains("[redacted]"),
+        "{body}"
+    );
+    assert!(!body.contains(PASSWORD), "{body}");
+    shot(&browser, "tenant-push").await;
+
+    // The create's events link lands on the events it produced.
+    let create = browser
+        .find("#push-requests tr[data-path='/Users'][data-status='201'] a.request-events")
+        .await;
+    browser.click_and_wait(&create).await;
+    assert!(
+        browser
+            .current_url()
+            .await
+            .contains("/console/t/okta/events?from="),
+        "{}",
+        browser.current_url().await
+    );
+    let events = browser.text("table.events tbody").await;
+    assert!(
+        events.contains("user.created") && events.contains("pat@example.com"),
+        "{events}"
+    );
+    assert!(
+        !events.contains("group."),
+        "only that request's events: {events}"
+    );
+    // And the group's: the group and its member.
+    browser.goto(&env.url("/console/t/okta")).await;
+    browser
+        .click_and_wait(
+            &browser
+                .find("#push-requests tr[data-path='/Groups'][data-status='201'] a.request-events")
+                .await,
+        )
+        .await;
+    let events = browser.text("table.events tbody").await;
+    assert!(
+        events.contains("group.created") && events.contains("group.user_added"),
+        "{events}"
+    );
+    assert!(!events.contains("user.created"), "{events}");
+
+    // Paged: 50 a page, "Older" shows the rest.
+    for n in 0..50 {
+        let path = format!("/Users?filter=userName%20eq%20%22n{n}%40example.com%22");
+        assert_eq!(env.push(reqwest::Method::GET, &path, None).await.0, 200);
+    }
+    wait_for(30, "the 54 requests in okta's log", || async {
+        env.setup.status_async("okta").await["push"]["last_hour"]["requests"] == 54
+    })
+    .await;
+    browser.goto(&env.url("/console/t/okta")).await;
+    assert_eq!(browser.find_all("#push-requests tbody tr").await.len(), 50);
+    browser
+        .click_and_wait(&browser.find("#older-requests").await)
+        .await;
+    let older = browser.find_all("#push-requests tbody tr").await;
+    assert_eq!(older.len(), 4, "{}", browser.text("#push-requests").await);
+    assert!(browser
+        .text("#push-requests tbody")
+        .await
+        .contains("userName eq \"pat@example.com\""));
+    assert!(browser.find_all("#older-requests").await.is_empty());
+
+    // The IT admin's link: the health line, not the log (no bodies there).
+    browser.goto(&env.link("okta", "1h")).await;
+    assert!(browser
+        .text("#push-health")
+        .await
+        .contains("requests refused in the last hour"));
+    assert!(browser.find_all("#push-requests").await.is_empty());
+    assert!(!browser.source().await.contains("[redacted]"));
 }
