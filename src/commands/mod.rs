@@ -5,6 +5,7 @@ mod check_config;
 mod console_link;
 mod deliver;
 mod demo;
+mod demo_idp;
 mod events;
 mod forget;
 mod inspect;

@@ -1,5 +1,6 @@
 //! `dirsync demo` end to end: the real binary with its in-process emulator and daemon, for a
-//! few seconds; the initial sync, then changes to the organisation and the events they cause.
+//! few seconds; the initial sync, then changes to the organisation and the events they cause;
+//! and beside it the push tenant its simulated Okta provisions over HTTP.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -31,7 +32,11 @@ async fn the_demo_syncs_changes_the_organisation_and_prints_the_events() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let first = stdout.find("events (seq 1..").expect("the initial sync");
+    let first = stdout
+        .lines()
+        .find(|line| line.contains("(source google):") && line.contains("events (seq 1.."))
+        .and_then(|line| stdout.find(line))
+        .expect("the initial sync");
     assert!(stdout[first..].contains("× user.created"), "{stdout}");
     let change = stdout
         .find("~ the IdP changes:")
@@ -47,6 +52,38 @@ async fn the_demo_syncs_changes_the_organisation_and_prints_the_events() {
         "no event after the first change:\n{stdout}"
     );
     assert!(stdout.trim_end().ends_with("demo stopped"), "{stdout}");
+
+    // The push tenant: Okta's requests over HTTP, their events printed with their source.
+    assert!(
+        stdout.contains("a simulated Okta provisions it at http://127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("~ Okta (push to okta-demo) provisioned 6 users and 2 groups"),
+        "{stdout}"
+    );
+    let pushed: Vec<&str> = stdout
+        .split("\nokta-demo, push request ")
+        .skip(1)
+        .filter(|part| {
+            part.lines()
+                .next()
+                .unwrap_or("")
+                .contains("(source scim_push):")
+        })
+        .collect();
+    assert!(
+        pushed
+            .iter()
+            .any(|part| part.contains("user.created") && part.contains("@okta-demo.example")),
+        "no scim_push user.created:\n{stdout}"
+    );
+    assert!(
+        pushed
+            .iter()
+            .any(|part| part.contains("group.user_added") && part.contains("→ Sales")),
+        "no scim_push membership:\n{stdout}"
+    );
 
     let config_line = stdout
         .lines()
