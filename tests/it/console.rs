@@ -643,4 +643,32 @@ async fn a_push_tenants_requests_show_with_their_refusals_redacted_bodies_and_ev
         .contains("requests refused in the last hour"));
     assert!(browser.find_all("#push-requests").await.is_empty());
     assert!(!browser.source().await.contains("[redacted]"));
+
+    // The IdP's token is wrong: a problem, with its fix, for the operator and the IT admin.
+    let wrong = reqwest::Client::new()
+        .get(env.url("/scim/v2/okta/Users"))
+        .bearer_auth("not-the-token")
+        .header("user-agent", OKTA_AGENT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    wait_for(30, "the refused request in okta's log", || async {
+        env.setup.status_async("okta").await["push"]["last_hour"]["requests"] == 55
+    })
+    .await;
+    browser.goto(&env.link("okta", "1h")).await;
+    let problem = browser.text("#health .problem").await;
+    assert!(
+        problem.contains("the IdP's last request (GET /Users")
+            && problem.contains("Fix: set the Bearer token"),
+        "{problem}"
+    );
+    browser.goto(&env.url("/console/")).await;
+    let problems = browser.text("#problems").await;
+    assert!(
+        problems.contains("okta") && problems.contains("missing or wrong bearer token"),
+        "{problems}"
+    );
+    assert!(!browser.source().await.contains(PUSH_TOKEN));
 }

@@ -53,6 +53,24 @@ async fn the_demo_syncs_changes_the_organisation_and_prints_the_events() {
     );
     assert!(stdout.trim_end().ends_with("demo stopped"), "{stdout}");
 
+    // Each event is printed once: no (tenant, seq) twice.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut tenant = "";
+    for line in stdout.lines() {
+        if let Some((heading, _)) = line
+            .split_once(", sync ")
+            .or(line.split_once(", push request "))
+        {
+            tenant = heading;
+        } else if let Some(rest) = line.trim_start().strip_prefix('#') {
+            let seq = rest.split_whitespace().next().unwrap();
+            assert!(
+                seen.insert((tenant, seq.to_owned())),
+                "{tenant} #{seq} printed twice:\n{stdout}"
+            );
+        }
+    }
+
     // The push tenant: Okta's requests over HTTP, their events printed with their source.
     assert!(
         stdout.contains("a simulated Okta provisions it at http://127.0.0.1:"),
