@@ -573,7 +573,9 @@ async fn a_push_tenants_requests_show_with_their_refusals_redacted_bodies_and_ev
         "{body}"
     );
     assert!(!body.contains(PASSWORD), "{body}");
+    browser.set_window(1280, 1500).await;
     shot(&browser, "tenant-push").await;
+    browser.set_window(1280, 1000).await;
 
     // The create's events link lands on the events it produced.
     let create = browser
