@@ -32,25 +32,35 @@ pub enum BatchOutcome {
     },
 }
 
+#[allow(clippy::needless_pass_by_value)] // the batch is handed over to the blocking pool
 pub fn apply_batch(
     conn: &mut Connection,
     tenant: &TenantConfig,
     push: &ScimPushConfig,
     inputs: Vec<Input>,
 ) -> Result<BatchOutcome, StoreError> {
-    apply_in_transaction(conn, tenant, push, inputs)
+    // Most batches refuse nothing: they run without savepoints (a savepoint copies every
+    // page a write touches). The first refusal rolls the whole transaction back, unanswered,
+    // and the batch runs again with a savepoint per write.
+    match apply_in_transaction(conn, tenant, push, &inputs, false)? {
+        Some(outcome) => Ok(outcome),
+        None => Ok(apply_in_transaction(conn, tenant, push, &inputs, true)?
+            .expect("with savepoints every refusal is rolled back alone")),
+    }
 }
 
+/// `None`: a write was refused without savepoints; nothing was committed.
 fn apply_in_transaction(
     conn: &mut Connection,
     tenant: &TenantConfig,
     push: &ScimPushConfig,
-    inputs: Vec<Input>,
-) -> Result<BatchOutcome, StoreError> {
+    inputs: &[Input],
+    savepoints: bool,
+) -> Result<Option<BatchOutcome>, StoreError> {
     let mut tx = match PushTx::begin(conn, &tenant.id) {
         Ok(tx) => tx,
         Err(PushTxError::Busy { holder, until, .. }) => {
-            return Ok(BatchOutcome::Busy { holder, until })
+            return Ok(Some(BatchOutcome::Busy { holder, until }))
         }
         Err(PushTxError::Store(err)) => return Err(err),
     };
@@ -58,22 +68,27 @@ fn apply_in_transaction(
     let mut last_request = 0;
     for input in inputs {
         let seq_before = tx.last_seq();
-        tx.savepoint()?;
-        let mut log = input.log;
+        if savepoints {
+            tx.savepoint()?;
+        }
+        let mut log = input.log.clone();
         log.resource_kind = Some(input.op.kind());
         log.resource_id = input.op.target().map(str::to_owned);
         let request_id = tx.log_request(&log)?;
         last_request = request_id;
-        match write::apply(&mut tx, tenant, push, input.op, request_id) {
+        match write::apply(&mut tx, tenant, push, input.op.clone(), request_id) {
             Ok(written) => {
                 let latency = input.received.elapsed().as_micros() as i64;
                 tx.finish_request(request_id, written.status, None, written.seqs, latency)?;
                 if log.resource_id.is_none() {
                     tx.set_request_resource(request_id, &written.resource_id)?;
                 }
-                tx.release_savepoint()?;
+                if savepoints {
+                    tx.release_savepoint()?;
+                }
                 results.push(Ok(written));
             }
+            Err(_) if !savepoints => return Ok(None),
             Err(err) => {
                 tx.rollback_savepoint(seq_before)?;
                 let error = match err {
@@ -98,5 +113,5 @@ fn apply_in_transaction(
             tracing::warn!(tenant = %tenant.id, "cannot prune the push request log: {err}");
         }
     }
-    Ok(BatchOutcome::Done { results, last_seq })
+    Ok(Some(BatchOutcome::Done { results, last_seq }))
 }

@@ -27,7 +27,7 @@ use crate::store::{now_ms, StoreError};
 use crate::sync::plan::{exclusions_of, guard_refuses, StoredCounts};
 
 /// A group answered after a PATCH with up to this many members; a larger one gets `204`.
-pub const ECHOED_MEMBERS: usize = 1000;
+pub const ECHOED_MEMBERS: usize = 100;
 
 /// A write request, parsed.
 #[derive(Debug, Clone)]
