@@ -47,6 +47,12 @@ struct Options {
     groups: usize,
     schedule: String,
     intervals: u32,
+    /// Watch this many seconds instead of whole intervals (a part of a long interval: the
+    /// slots of the tenants whose offset falls in it).
+    window_seconds: Option<u64>,
+    /// The schedule of the warm-up (every tenant's first, full sync), switched to `schedule`
+    /// by a reload once every tenant has synced; `None`: the first fire time is the warm-up.
+    warm_up: Option<String>,
     /// Check the targets (off in the smoke run, whose machine may be busy with other tests).
     targets: bool,
 }
@@ -60,6 +66,8 @@ impl Options {
             groups: 10,
             schedule: "*/30 * * * * *".into(),
             intervals: 3,
+            window_seconds: None,
+            warm_up: None,
             targets: true,
         };
         let mut benchmarking = false;
@@ -83,17 +91,23 @@ impl Options {
                 "--intervals" => {
                     options.intervals = number("--intervals", value("--intervals")) as u32
                 }
+                "--window-seconds" => {
+                    options.window_seconds =
+                        Some(number("--window-seconds", value("--window-seconds")) as u64)
+                }
+                "--warm-up" => options.warm_up = Some(value("--warm-up")),
                 "--no-targets" => options.targets = false,
                 "--bench" => benchmarking = true,
                 "-h" | "--help" => usage(""),
                 other => usage(&format!("unknown argument {other:?}")),
             }
         }
-        if cron::Schedule::from_str(&options.schedule).is_err() {
-            usage(&format!(
-                "--schedule {:?} is not a cron expression with seconds",
-                options.schedule
-            ));
+        for schedule in std::iter::once(&options.schedule).chain(&options.warm_up) {
+            if cron::Schedule::from_str(schedule).is_err() {
+                usage(&format!(
+                    "{schedule:?} is not a cron expression with seconds"
+                ));
+            }
         }
         if options.tenants == 0 || options.intervals == 0 {
             usage("--tenants and --intervals must be at least 1");
@@ -108,6 +122,8 @@ impl Options {
             options.large = 0;
             options.schedule = "*/5 * * * * *".into();
             options.intervals = 2;
+            options.window_seconds = None;
+            options.warm_up = None;
             options.targets = false;
         }
         options
@@ -120,7 +136,7 @@ fn usage(problem: &str) -> ! {
     }
     eprintln!(
         "usage: cargo bench --bench tenants -- [--tenants N] [--large N] [--users N] [--groups N] \
-         [--schedule CRON] [--intervals K] [--no-targets]"
+         [--schedule CRON] [--intervals K] [--window-seconds S] [--warm-up CRON] [--no-targets]"
     );
     std::process::exit(2)
 }
@@ -242,23 +258,34 @@ async fn bench(options: Options) -> Vec<String> {
     let config = ConfigDir::builder(dirsync.clone().env("RUST_LOG", "warn"))
         .http_listen()
         .build();
-    for index in 0..options.tenants {
-        config.write_tenant(
-            &format!("t{index:05}"),
-            &tenant_file(&options.schedule, &small.key_file, &small.base_url),
-        );
-    }
-    if let Some(large) = &large {
-        for index in 0..options.large {
+    let metrics_url = format!("http://{}/metrics", config.http.unwrap());
+    // Every tenant's file, on `cron` (`extra`: more top-level keys).
+    let write_tenants = |cron: &str, extra: &str| {
+        for index in 0..options.tenants {
             config.write_tenant(
-                &format!("large{index}"),
-                &tenant_file(&options.schedule, &large.key_file, &large.base_url),
+                &format!("t{index:05}"),
+                &format!(
+                    "{extra}{}",
+                    tenant_file(cron, &small.key_file, &small.base_url)
+                ),
             );
         }
-    }
+        if let Some(large) = &large {
+            for index in 0..options.large {
+                config.write_tenant(
+                    &format!("large{index}"),
+                    &format!(
+                        "{extra}{}",
+                        tenant_file(cron, &large.key_file, &large.base_url)
+                    ),
+                );
+            }
+        }
+    };
+    write_tenants(options.warm_up.as_deref().unwrap_or(&options.schedule), "");
     let tenants = options.tenants + options.large;
     eprintln!(
-        "tenants bench: {} tenants of {} users / {} groups{}, schedule {:?}, {} intervals watched",
+        "tenants bench: {} tenants of {} users / {} groups{}, schedule {:?}, {}{}",
         options.tenants,
         options.users,
         options.groups,
@@ -268,7 +295,15 @@ async fn bench(options: Options) -> Vec<String> {
             String::new()
         },
         options.schedule,
-        options.intervals
+        match options.window_seconds {
+            Some(seconds) => format!("{seconds} s watched"),
+            None => format!("{} intervals watched", options.intervals),
+        },
+        options
+            .warm_up
+            .as_ref()
+            .map(|cron| format!(", warm-up on {cron:?}"))
+            .unwrap_or_default()
     );
 
     let mut daemon: Child = config
@@ -292,19 +327,58 @@ async fn bench(options: Options) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Warm-up: the first fire time runs every tenant's first, full sync; the window starts at
-    // the fire time after it.
-    let now = Utc::now();
-    let mut upcoming = schedule.after(&now);
-    let _warm_up = upcoming.next().unwrap();
-    let window: Vec<DateTime<Utc>> = upcoming.take(options.intervals as usize).collect();
-    let window_start = window[0];
-    let interval = schedule
-        .after(&window_start)
-        .next()
-        .map(|next| (next - window_start).to_std().unwrap())
-        .unwrap();
-    let window_end = *window.last().unwrap() + chrono::Duration::from_std(interval).unwrap();
+    let interval = {
+        let first = schedule.after(&Utc::now()).next().unwrap();
+        let second = schedule.after(&first).next().unwrap();
+        (second - first).to_std().unwrap()
+    };
+    let window_start = if options.warm_up.is_some() {
+        // Every tenant's first sync on the warm-up schedule, then the measured schedule by
+        // a reload; the window starts a few seconds after it.
+        let warming = Instant::now();
+        loop {
+            let synced = control_status(&socket).await.map_or(0, |answer| {
+                answer["tenants"]
+                    .as_array()
+                    .map_or(0, |states| {
+                        states
+                            .iter()
+                            .filter(|state| {
+                                state["last_outcome"] == "committed"
+                                    || state["last_outcome"] == "no_changes"
+                            })
+                            .count()
+                    })
+            });
+            if synced >= tenants {
+                break;
+            }
+            assert!(
+                warming.elapsed() < Duration::from_secs(3600),
+                "the warm-up did not finish within an hour ({synced} of {tenants} tenants synced)"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        eprintln!(
+            "tenants bench: warm-up done in {:.0} s; switching to {:?}",
+            warming.elapsed().as_secs_f64(),
+            options.schedule
+        );
+        write_tenants(&options.schedule, "");
+        reload(pid);
+        Utc::now() + chrono::Duration::seconds(5)
+    } else {
+        // The first fire time runs every tenant's first, full sync; the window starts at the
+        // fire time after it.
+        let mut upcoming = schedule.after(&Utc::now());
+        let _warm_up = upcoming.next().unwrap();
+        upcoming.next().unwrap()
+    };
+    let window_end = window_start
+        + match options.window_seconds {
+            Some(seconds) => chrono::Duration::seconds(seconds as i64),
+            None => chrono::Duration::from_std(interval * options.intervals).unwrap(),
+        };
 
     let http = reqwest::Client::new();
     let counters = |base: String| {
@@ -332,11 +406,12 @@ async fn bench(options: Options) -> Vec<String> {
 
     let mut peak = ProcSample::default();
     let mut status_ms: Vec<f64> = Vec::new();
+    let mut metrics_ms: Vec<f64> = Vec::new();
     let mut cpu_at_start: Option<u64> = None;
     let mut cpu_at_end: Option<u64> = None;
     let mut tokens_at_start: Option<u64> = None;
     let mut tokens_at_end: Option<u64> = None;
-    // Runs of the last interval may finish after it: watch a little longer.
+    // Runs of the last slots may finish after the window: watch a little longer.
     let grace = chrono::Duration::from_std((interval / 10).min(Duration::from_secs(30))).unwrap()
         + chrono::Duration::seconds(10);
     loop {
@@ -357,6 +432,12 @@ async fn bench(options: Options) -> Vec<String> {
         if control_status(&socket).await.is_some() {
             status_ms.push(asked.elapsed().as_secs_f64() * 1000.0);
         }
+        let asked = Instant::now();
+        if let Ok(reply) = http.get(&metrics_url).send().await {
+            if reply.status().is_success() && reply.bytes().await.is_ok() {
+                metrics_ms.push(asked.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
         if now >= window_end + grace {
             break;
         }
@@ -368,6 +449,29 @@ async fn bench(options: Options) -> Vec<String> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+
+    // Memory after the load: every tenant disabled (a reload), the last runs done, then how
+    // much of the peak the daemon still holds a while later.
+    write_tenants(&options.schedule, "enabled = false\n");
+    reload(pid);
+    let quiet = Instant::now();
+    loop {
+        let running = control_status(&socket).await.map_or(usize::MAX, |answer| {
+            answer["tenants"].as_array().map_or(usize::MAX, |states| {
+                states
+                    .iter()
+                    .filter(|state| !state["running"].is_null() || state["enabled"] == true)
+                    .count()
+            })
+        });
+        if running == 0 || quiet.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(IDLE_AFTER).await;
+    let idle_rss = sample(pid).map(|now| now.rss_bytes);
+
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())
@@ -386,43 +490,65 @@ async fn bench(options: Options) -> Vec<String> {
         .prepare("SELECT tenant, started_at, outcome FROM runs WHERE started_at >= ?1 ORDER BY started_at")
         .unwrap();
     let rows: Vec<(String, i64, String)> = statement
-        .query_map([window_start.timestamp_millis()], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
+        .query_map(
+            [(window_start - chrono::Duration::from_std(interval).unwrap()).timestamp_millis()],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
+    // Each tenant's slots (fire time + its offset) in the window: the runs it must start.
+    let mut tenant_ids: Vec<String> = (0..options.tenants).map(|i| format!("t{i:05}")).collect();
+    tenant_ids.extend((0..options.large).map(|i| format!("large{i}")));
+    let mut slots: std::collections::BTreeMap<&str, Vec<(DateTime<Utc>, DateTime<Utc>)>> =
+        std::collections::BTreeMap::new();
+    let from = window_start - chrono::Duration::from_std(interval).unwrap();
+    for tenant in &tenant_ids {
+        let list: Vec<(DateTime<Utc>, DateTime<Utc>)> = schedule
+            .after(&from)
+            .take_while(|fire| *fire < window_end)
+            .map(|fire| {
+                let offset = offset_of(tenant, &schedule, fire);
+                (fire, fire + chrono::Duration::from_std(offset).unwrap())
+            })
+            .filter(|(_, slot)| *slot >= window_start && *slot < window_end)
+            .collect();
+        slots.insert(tenant, list);
+    }
+    let scheduled: usize = slots.values().map(Vec::len).sum();
     let mut attributed = std::collections::BTreeSet::new();
     let mut lateness_s: Vec<f64> = Vec::new();
     // How late each run started after its own slot (fire time + the tenant's offset).
     let mut slot_lateness_s: Vec<f64> = Vec::new();
     let mut failed_runs = 0;
+    let mut window_runs = 0;
+    // A run serves its tenant's latest slot at or before its start (a run starts at its
+    // slot or, queued, after it). 2 ms of slack: a slot and a start are both rounded.
     for (tenant, started_ms, outcome) in &rows {
         let started = DateTime::from_timestamp_millis(*started_ms).unwrap();
-        let Some(fire) = window.iter().rev().find(|fire| **fire <= started) else {
+        if started >= window_start && started < window_end {
+            window_runs += 1;
+        }
+        let Some(list) = slots.get(tenant.as_str()) else {
             continue;
         };
-        if started >= window_end {
+        let slack = chrono::Duration::milliseconds(2);
+        let Some((fire, slot)) = list.iter().rev().find(|(_, slot)| *slot <= started + slack)
+        else {
             continue;
-        }
+        };
         if outcome == "failed" {
             failed_runs += 1;
         }
-        if attributed.insert((tenant.clone(), *fire)) {
+        if attributed.insert((tenant.clone(), *slot)) {
             lateness_s.push((started - *fire).num_milliseconds() as f64 / 1000.0);
-            let offset = offset_of(tenant, &schedule, *fire);
-            let slot = *fire + chrono::Duration::from_std(offset).unwrap();
-            slot_lateness_s.push((started - slot).num_milliseconds() as f64 / 1000.0);
+            slot_lateness_s.push((started - *slot).num_milliseconds() as f64 / 1000.0);
         }
     }
-    let scheduled = tenants * window.len();
     let completed = attributed.len();
     lateness_s.sort_by(f64::total_cmp);
     status_ms.sort_by(f64::total_cmp);
-    let window_runs = rows
-        .iter()
-        .filter(|(_, started, _)| *started < window_end.timestamp_millis())
-        .count();
+    metrics_ms.sort_by(f64::total_cmp);
     let cpu_per_run_ms = match (cpu_at_start, cpu_at_end) {
         (Some(start), Some(end)) if window_runs > 0 => {
             Some((end - start) as f64 / TICKS_PER_SECOND * 1000.0 / window_runs as f64)
@@ -443,24 +569,37 @@ async fn bench(options: Options) -> Vec<String> {
 
     println!();
     println!(
-        "tenants: {tenants} ({} small, {} of 10k users), schedule {:?} (interval {} s), window {} .. {} ({} fire times)",
+        "tenants: {tenants} ({} small, {} of 10k users), schedule {:?} (interval {} s), window {} .. {} ({} s{})",
         options.tenants,
         options.large,
         options.schedule,
         interval.as_secs(),
         window_start.format("%H:%M:%S"),
         window_end.format("%H:%M:%S"),
-        window.len()
+        (window_end - window_start).num_seconds(),
+        if (window_end - window_start).to_std().unwrap() < interval {
+            ": part of one interval, the slots of the tenants whose offset falls in it"
+        } else {
+            ""
+        }
     );
-    println!("runs in the window: {window_runs} ({failed_runs} failed)");
+    println!("runs started in the window: {window_runs} ({failed_runs} of the attributed ones failed)");
     let mut verdicts = Verdicts { failed: Vec::new() };
     let enforce = options.targets;
     verdicts.check(
         "completed / scheduled runs",
-        Some(completed as f64 / scheduled as f64),
+        (scheduled > 0).then(|| completed as f64 / scheduled as f64),
         format!("{completed} / {scheduled}"),
         |share| share >= 1.0,
         "every one",
+        enforce,
+    );
+    verdicts.check(
+        "failed runs",
+        Some(failed_runs as f64),
+        failed_runs.to_string(),
+        |failed| failed == 0.0,
+        "none",
         enforce,
     );
     let p50 = percentile(&lateness_s, 50.0);
@@ -512,6 +651,17 @@ async fn bench(options: Options) -> Vec<String> {
         "< 1 GiB",
         enforce,
     );
+    // Memory comes back: once idle, at most half the peak (or 64 MiB, what a daemon with its
+    // tenants loaded and nothing running may hold).
+    let idle_target = (peak.rss_bytes as f64 / 2.0).max(64.0 * MIB);
+    verdicts.check(
+        &format!("RSS {} s after the last run", IDLE_AFTER.as_secs()),
+        idle_rss.map(|rss| rss as f64),
+        idle_rss.map_or("-".into(), |rss| format!("{:.0} MiB", rss as f64 / MIB)),
+        |v| v <= idle_target,
+        &format!("<= {:.0} MiB", idle_target / MIB),
+        enforce,
+    );
     verdicts.check(
         "peak open file descriptors",
         (peak.fds > 0).then_some(peak.fds as f64),
@@ -531,24 +681,26 @@ async fn bench(options: Options) -> Vec<String> {
         "one per ~55 min",
         enforce,
     );
-    let status_p50 = percentile(&status_ms, 50.0);
-    let status_p99 = percentile(&status_ms, 99.0);
-    verdicts.check(
-        "status round trip p50",
-        status_p50,
-        status_p50.map_or("-".into(), |v| format!("{v:.1} ms")),
-        |_| true,
-        "(shown)",
-        enforce,
-    );
-    verdicts.check(
-        "status round trip p99",
-        status_p99,
-        status_p99.map_or("-".into(), |v| format!("{v:.1} ms")),
-        |v| v < 100.0,
-        "< 100 ms",
-        enforce,
-    );
+    for (what, samples) in [("status", &status_ms), ("/metrics", &metrics_ms)] {
+        let p50 = percentile(samples, 50.0);
+        let p99 = percentile(samples, 99.0);
+        verdicts.check(
+            &format!("{what} round trip p50"),
+            p50,
+            p50.map_or("-".into(), |v| format!("{v:.1} ms")),
+            |_| true,
+            "(shown)",
+            enforce,
+        );
+        verdicts.check(
+            &format!("{what} round trip p99"),
+            p99,
+            p99.map_or("-".into(), |v| format!("{v:.1} ms")),
+            |v| v < 100.0,
+            "< 100 ms",
+            enforce,
+        );
+    }
     if !enforce {
         // The smoke run still needs every figure: a bench that measures nothing fails.
         let measured = [
@@ -556,8 +708,10 @@ async fn bench(options: Options) -> Vec<String> {
             p99.map(|_| ()),
             cpu_per_run_ms.map(|_| ()),
             (peak.rss_bytes > 0).then_some(()),
+            idle_rss.map(|_| ()),
             tokens_per_tenant_hour.map(|_| ()),
-            status_p99.map(|_| ()),
+            percentile(&status_ms, 99.0).map(|_| ()),
+            percentile(&metrics_ms, 99.0).map(|_| ()),
         ];
         if measured.iter().any(Option::is_none) {
             verdicts
@@ -568,4 +722,16 @@ async fn bench(options: Options) -> Vec<String> {
     drop(small);
     drop(large);
     verdicts.failed
+}
+
+/// How long after the last run the idle RSS is read: jemalloc gives unused pages back after
+/// about ten seconds.
+const IDLE_AFTER: Duration = Duration::from_secs(30);
+
+/// `systemctl reload`: SIGHUP to the daemon.
+fn reload(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(pid.to_string())
+        .status();
 }

@@ -43,3 +43,46 @@ fn cpu_ms() -> Option<u64> {
     // The kernel reports in USER_HZ, which is 100 on every Linux that dirsync targets.
     Some(ticks * 10)
 }
+
+/// Whether `err` is this process (EMFILE) or the whole system (ENFILE) out of file
+/// descriptors.
+pub fn is_out_of_descriptors(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(23 | 24))
+}
+
+/// Whether this process cannot open one more file right now. Libraries that open files
+/// (SQLite, a TCP connect) report exhaustion in their own words ("unable to open database
+/// file"), so the caller of a failed open asks the system directly.
+pub fn descriptors_exhausted() -> bool {
+    match std::fs::File::open("/dev/null") {
+        Ok(_) => false,
+        Err(err) => is_out_of_descriptors(&err),
+    }
+}
+
+/// The soft limit on open files (`ulimit -n`, systemd's `LimitNOFILE=`), read once: when it
+/// matters, descriptors have run out and `/proc/self/limits` cannot be opened any more.
+pub fn open_files_limit() -> Option<u64> {
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))?;
+        line.trim_start_matches("Max open files")
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// What an operator should do when descriptors ran out.
+pub fn descriptors_advice() -> String {
+    let limit = open_files_limit()
+        .map(|limit| format!(" of {limit}"))
+        .unwrap_or_default();
+    format!(
+        "too many open files: dirsync reached its limit{limit} open file descriptors (or the system ran out). Raise the limit: LimitNOFILE= in the systemd unit (the shipped dirsync.service sets 65536), or `ulimit -n` in the shell that starts dirsync"
+    )
+}

@@ -1,7 +1,8 @@
 //! The daemon (`dirsync run`): one task per tenant that syncs on the tenant's cron schedule
 //! (`tenant`), the control socket for force syncs and status (`control`), the optional HTTP
 //! listener for `/healthz` and `/metrics` (`http`, `metrics`), systemd notifications
-//! (`notify`), reload on SIGHUP and a bounded drain on shutdown.
+//! (`notify`), reload on SIGHUP and a bounded drain on shutdown. The control socket and the
+//! HTTP listener answer from a thread of their own (`ControlPlane`), never behind the runs.
 //!
 //! Other parts plug in through [`Extension`]: extra HTTP routes (the events API), per-tenant
 //! background tasks (sink delivery) that the daemon starts, restarts on reload and stops on
@@ -57,6 +58,8 @@ pub enum DaemonError {
     },
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(std::io::Error),
+    #[error("cannot start the control thread (control socket and HTTP listener): {0}. The system may be out of threads or memory (check `ulimit -u` and TasksMax= of the unit)")]
+    ControlThread(std::io::Error),
 }
 
 /// What an extension gets once, when the daemon starts.
@@ -176,6 +179,44 @@ impl Shared {
     }
 }
 
+/// The control socket and the HTTP listener (`/healthz`, `/metrics`, extension routes) run on
+/// a thread and runtime of their own: on the daemon's workers an answer would queue behind
+/// the runs' CPU work (parsing and diffing a directory between awaits), and `status` took
+/// hundreds of milliseconds in a burst of due runs. Their own work is small; what they hand
+/// to the runs (a forced sync) goes over channels, which work across runtimes.
+struct ControlPlane {
+    handle: tokio::runtime::Handle,
+    done: CancellationToken,
+}
+
+impl ControlPlane {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("dirsync-control")
+            .build()?;
+        let handle = runtime.handle().clone();
+        let done = CancellationToken::new();
+        let until = done.clone();
+        std::thread::Builder::new()
+            .name("dirsync-control".into())
+            .spawn(move || {
+                runtime.block_on(until.cancelled());
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })?;
+        Ok(Self { handle, done })
+    }
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.handle.spawn(task);
+    }
+
+    /// Ends the thread; its tasks (tracked by the daemon's tracker) have stopped by now.
+    fn stop(&self) {
+        self.done.cancel();
+    }
+}
+
 struct Daemon {
     options: DaemonOptions,
     global: GlobalConfig,
@@ -237,6 +278,7 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let socket_path = self.global.control_socket.clone();
         let control = control::bind(&socket_path).await?;
+        let plane = ControlPlane::start().map_err(DaemonError::ControlThread)?;
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(DaemonError::Signal)?;
 
@@ -262,19 +304,37 @@ impl Daemon {
                 .collect();
             let router = http::router(self.shared.clone(), extra);
             let stop = self.shared.shutdown.clone();
-            self.shared.tracker.spawn(async move {
-                if let Err(err) = axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-                {
+            let listener = listener.into_std().map_err(|source| DaemonError::HttpBind {
+                addr,
+                file: self.global.file.clone(),
+                source,
+            })?;
+            plane.spawn(self.shared.tracker.track_future(async move {
+                let served = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => axum::serve(listener, router)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await,
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = served {
                     error!("the HTTP listener failed: {err}");
                 }
-            });
+            }));
             info!(%addr, "HTTP listener: /healthz, /metrics");
         }
-        self.shared
-            .tracker
-            .spawn(control::serve(control, self.shared.clone()));
+        let control = control
+            .into_std()
+            .map_err(|source| control::ControlError::Bind {
+                path: socket_path.clone(),
+                source,
+            })?;
+        let shared = self.shared.clone();
+        plane.spawn(self.shared.tracker.track_future(async move {
+            match tokio::net::UnixListener::from_std(control) {
+                Ok(control) => control::serve(control, shared).await,
+                Err(err) => error!("the control socket failed: {err}"),
+            }
+        }));
 
         self.apply(config.tenants);
         self.shared.beat();
@@ -309,6 +369,7 @@ impl Daemon {
                 "some tasks did not stop within the deadline; exiting anyway"
             );
         }
+        plane.stop();
         let _ = std::fs::remove_file(&socket_path);
         info!("dirsync daemon stopped");
         Ok(())

@@ -213,6 +213,12 @@ impl SourceError {
             {
                 Some(google::console::api_not_enabled(None))
             }
+            // A connect that failed for lack of descriptors is this host's limit, not the IdP.
+            SourceError::Network { message, .. }
+                if message.contains("os error 24") || message.contains("os error 23") =>
+            {
+                Some(crate::process_stats::descriptors_advice())
+            }
             _ => None,
         }
     }

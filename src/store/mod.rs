@@ -65,13 +65,34 @@ pub enum StoreError {
         known: i64,
     },
     #[error("database error: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
+    /// The process is out of file descriptors: said as such, not as a permission problem.
+    #[error("{action}: {detail}. {}", crate::process_stats::descriptors_advice())]
+    OutOfDescriptors { action: String, detail: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(transparent)]
     Lease(#[from] LeaseError),
     #[error("a database task stopped: {0}")]
     Task(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// SQLite says "unable to open database file" when it cannot open the `-wal` or `-shm`
+    /// file, or a temporary file, for lack of descriptors: that is then said as such.
+    fn from(err: rusqlite::Error) -> Self {
+        if cannot_open(&err) && crate::process_stats::descriptors_exhausted() {
+            return StoreError::OutOfDescriptors {
+                action: "a database statement failed".into(),
+                detail: err.to_string(),
+            };
+        }
+        StoreError::Sql(err)
+    }
+}
+
+fn cannot_open(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(failure, _) if failure.code == rusqlite::ErrorCode::CannotOpen)
 }
 
 /// The one handle on the database: cheap to clone, shared by every task of a process.
@@ -103,10 +124,9 @@ const IDLE_CONNECTIONS: usize = 8;
 impl Store {
     /// Creates the state directory if needed, opens the database and migrates it.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::StateDir {
-            path: state_dir.to_owned(),
-            source,
-        })?;
+        // Read now, while a file can still be opened: the message for running out needs it.
+        crate::process_stats::open_files_limit();
+        std::fs::create_dir_all(state_dir).map_err(|source| state_dir_error(state_dir, source))?;
         let store = Self::at(state_dir.join("dirsync.db"));
         create_private(store.path())?;
         let mut conn = store.connect()?;
@@ -117,6 +137,7 @@ impl Store {
 
     /// Opens the database only if it exists (for read-only verbs); never creates it.
     pub fn open_existing(state_dir: &Path) -> Result<Option<Self>, StoreError> {
+        crate::process_stats::open_files_limit();
         let path = state_dir.join("dirsync.db");
         if !path.exists() {
             return Ok(None);
@@ -235,6 +256,12 @@ impl Store {
                     attempts += 1;
                     std::thread::sleep(Duration::from_millis(25));
                 }
+                Err(source) if crate::process_stats::descriptors_exhausted() => {
+                    return Err(StoreError::OutOfDescriptors {
+                        action: format!("cannot open the database {}", path.display()),
+                        detail: source.to_string(),
+                    })
+                }
                 Err(source) => {
                     return Err(StoreError::Open {
                         path: path.to_owned(),
@@ -259,10 +286,22 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     {
         Ok(_) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(StoreError::StateDir {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(state_dir_error(path, source)),
+    }
+}
+
+/// A state directory or database file that cannot be created: out of descriptors is said as
+/// such, anything else points at `state_dir`.
+fn state_dir_error(path: &Path, source: std::io::Error) -> StoreError {
+    if crate::process_stats::is_out_of_descriptors(&source) {
+        return StoreError::OutOfDescriptors {
+            action: format!("cannot create {}", path.display()),
+            detail: source.to_string(),
+        };
+    }
+    StoreError::StateDir {
+        path: path.to_owned(),
+        source,
     }
 }
 

@@ -117,8 +117,11 @@ async fn run_sync_inner(
     let lease = match acquired {
         Ok(lease) => lease,
         Err(err) => {
+            // Failed before it began (the lease is held elsewhere past max_run_seconds, the
+            // store cannot be reached, the run was cancelled): still a run of the history.
             result.summary.error = Some(err.to_string());
             result.summary.finish(Millis::now());
+            record_uncommitted(store, &mut result.summary).await;
             return result;
         }
     };
@@ -357,9 +360,15 @@ fn phase(name: &str) {
 
 /// Records a run that committed nothing. A refused run keeps the counts it would have
 /// committed; a failed one has none (`run_sync_inner` cleared them).
-async fn record_uncommitted(store: &Store, summary: &mut RunSummary) {
+/// When the store itself cannot take the record, the log is the only trace of the run.
+pub async fn record_uncommitted(store: &Store, summary: &mut RunSummary) {
     match store.record_run(summary.clone()).await {
         Ok(id) => summary.sync_id = Some(id),
-        Err(err) => warn!("cannot record the run: {err}"),
+        Err(err) => warn!(
+            tenant = %summary.tenant,
+            outcome = summary.outcome.as_str(),
+            run_error = summary.error.as_deref().unwrap_or(""),
+            "cannot record the run in the run history: {err}"
+        ),
     }
 }

@@ -50,6 +50,8 @@ mod systemd_unit;
 mod lease_signals;
 // What a run reports.
 mod run_report;
+// Out of file descriptors: the error says so.
+mod descriptors;
 // IdP text in human-readable output, log colour.
 mod terminal_text;
 // Whole syncs of the real binary against the emulator: changes, faults, guard, dry runs.
