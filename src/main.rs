@@ -58,6 +58,17 @@ fn install_panic_hook() {
             .location()
             .map(|at| format!("{}:{}", at.file(), at.line()))
             .unwrap_or_default();
+        // A library that panics when it cannot open a descriptor (tokio's signal driver does)
+        // is the process's limit, not a bug.
+        if message.contains("os error 24") || message.contains("os error 23") {
+            let advice = dirsync::process_stats::descriptors_advice();
+            if tracing::dispatcher::has_been_set() {
+                tracing::error!("{advice} (at {location}: {message})");
+            } else {
+                eprintln!("dirsync: {advice} (at {location}: {message})");
+            }
+            return;
+        }
         if tracing::dispatcher::has_been_set() {
             tracing::error!("internal error (a bug): panic at {location}: {message}");
         } else {

@@ -51,9 +51,19 @@ fn process_cache(key: String) -> SharedCache {
     caches.entry(key).or_default().clone()
 }
 
+fn unusable_key() -> SourceError {
+    SourceError::Auth {
+        message: "the service-account key's `private_key` is not a usable RSA key".into(),
+        hint: Some("download a new key (JSON) for the service account in the Cloud console".into()),
+    }
+}
+
 pub struct TokenSource {
     http: reqwest::Client,
-    signer: RsaKeyPair,
+    /// The key's PKCS#8 DER; parsed into `signer` only when a token is signed. Parsing checks
+    /// the RSA key (about a millisecond of CPU), and a run whose token is cached signs nothing.
+    der: Vec<u8>,
+    signer: OnceLock<RsaKeyPair>,
     token_uri: url::Url,
     /// The key's `token_uri` exactly as written: the assertion's audience.
     audience: String,
@@ -89,14 +99,7 @@ impl TokenSource {
                 ),
                 hint: Some("download the service-account key (JSON) again; its token_uri is normally https://oauth2.googleapis.com/token".into()),
             })?;
-        let signer = pkcs8_der(&key.private_key)
-            .and_then(|der| RsaKeyPair::from_pkcs8(&der).ok())
-            .ok_or_else(|| SourceError::Auth {
-                message: "the service-account key's `private_key` is not a usable RSA key".into(),
-                hint: Some(
-                    "download a new key (JSON) for the service account in the Cloud console".into(),
-                ),
-            })?;
+        let der = pkcs8_der(&key.private_key).ok_or_else(unusable_key)?;
         let cache_key = format!(
             "{}\n{}\n{}\n{}\n{}",
             key.token_uri,
@@ -112,7 +115,8 @@ impl TokenSource {
             .unwrap_or_else(|| key.client_email.clone());
         Ok(Self {
             http,
-            signer,
+            der,
+            signer: OnceLock::new(),
             token_uri,
             audience: key.token_uri.clone(),
             subject: subject.to_owned(),
@@ -232,8 +236,15 @@ impl TokenSource {
             engine.encode(header.to_string()),
             engine.encode(claims.to_string())
         );
-        let mut signature = vec![0; self.signer.public_modulus_len()];
-        self.signer
+        let signer = match self.signer.get() {
+            Some(signer) => signer,
+            None => {
+                let parsed = RsaKeyPair::from_pkcs8(&self.der).map_err(|_| unusable_key())?;
+                self.signer.get_or_init(|| parsed)
+            }
+        };
+        let mut signature = vec![0; signer.public_modulus_len()];
+        signer
             .sign(
                 &RSA_PKCS1_SHA256,
                 &aws_lc_rs::rand::SystemRandom::new(),
