@@ -355,17 +355,15 @@ async fn bench(options: Options) -> Vec<String> {
         let warming = Instant::now();
         loop {
             let synced = control_status(&socket).await.map_or(0, |answer| {
-                answer["tenants"]
-                    .as_array()
-                    .map_or(0, |states| {
-                        states
-                            .iter()
-                            .filter(|state| {
-                                state["last_outcome"] == "committed"
-                                    || state["last_outcome"] == "no_changes"
-                            })
-                            .count()
-                    })
+                answer["tenants"].as_array().map_or(0, |states| {
+                    states
+                        .iter()
+                        .filter(|state| {
+                            state["last_outcome"] == "committed"
+                                || state["last_outcome"] == "no_changes"
+                        })
+                        .count()
+                })
             });
             if synced >= tenants {
                 break;
@@ -517,11 +515,10 @@ async fn bench(options: Options) -> Vec<String> {
     // Each tenant's slots (fire time + its offset) in the window: the runs it must start.
     let mut tenant_ids: Vec<String> = (0..options.tenants).map(|i| format!("t{i:05}")).collect();
     tenant_ids.extend((0..options.large).map(|i| format!("large{i}")));
-    let mut slots: std::collections::BTreeMap<&str, Vec<(DateTime<Utc>, DateTime<Utc>)>> =
-        std::collections::BTreeMap::new();
+    let mut slots: std::collections::BTreeMap<&str, Vec<Slot>> = std::collections::BTreeMap::new();
     let from = window_start - chrono::Duration::from_std(interval).unwrap();
     for tenant in &tenant_ids {
-        let list: Vec<(DateTime<Utc>, DateTime<Utc>)> = schedule
+        let list: Vec<Slot> = schedule
             .after(&from)
             .take_while(|fire| *fire < window_end)
             .map(|fire| {
@@ -600,7 +597,9 @@ async fn bench(options: Options) -> Vec<String> {
             ""
         }
     );
-    println!("runs started in the window: {window_runs} ({failed_runs} of the attributed ones failed)");
+    println!(
+        "runs started in the window: {window_runs} ({failed_runs} of the attributed ones failed)"
+    );
     let mut verdicts = Verdicts { failed: Vec::new() };
     let enforce = options.targets;
     verdicts.check(
@@ -744,6 +743,9 @@ async fn bench(options: Options) -> Vec<String> {
 /// How long after the last run the idle RSS is read: jemalloc gives unused pages back after
 /// about ten seconds.
 const IDLE_AFTER: Duration = Duration::from_secs(30);
+
+/// A fire time and a tenant's slot after it (the fire time + the tenant's offset).
+type Slot = (DateTime<Utc>, DateTime<Utc>);
 
 /// `systemctl reload`: SIGHUP to the daemon.
 fn reload(pid: u32) {

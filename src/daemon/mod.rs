@@ -304,16 +304,20 @@ impl Daemon {
                 .collect();
             let router = http::router(self.shared.clone(), extra);
             let stop = self.shared.shutdown.clone();
-            let listener = listener.into_std().map_err(|source| DaemonError::HttpBind {
-                addr,
-                file: self.global.file.clone(),
-                source,
-            })?;
+            let listener = listener
+                .into_std()
+                .map_err(|source| DaemonError::HttpBind {
+                    addr,
+                    file: self.global.file.clone(),
+                    source,
+                })?;
             plane.spawn(self.shared.tracker.track_future(async move {
                 let served = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => axum::serve(listener, router)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await,
+                    Ok(listener) => {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(stop.cancelled_owned())
+                            .await
+                    }
                     Err(err) => Err(err),
                 };
                 if let Err(err) = served {

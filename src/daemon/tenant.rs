@@ -337,16 +337,15 @@ impl TenantTask {
             state.next_run = None;
         }
         // run_sync catches panics in the run itself; this also covers its own bookkeeping.
-        let result = match catch_unwind_future(run_sync(&self.store, &config, options, &self.stop))
-            .await
-        {
-            Ok(result) => result,
-            Err(message) => {
-                let mut result = panicked_run(&config.id, &message);
-                crate::sync::record_uncommitted(&self.store, &mut result.summary).await;
-                result
-            }
-        };
+        let result =
+            match catch_unwind_future(run_sync(&self.store, &config, options, &self.stop)).await {
+                Ok(result) => result,
+                Err(message) => {
+                    let mut result = panicked_run(&config.id, &message);
+                    crate::sync::record_uncommitted(&self.store, &mut result.summary).await;
+                    result
+                }
+            };
         let report: &RunSummary = &result.summary;
         let stopped = self.stop.is_cancelled();
         self.metrics.record_run(report, options.dry_run);
