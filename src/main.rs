@@ -60,7 +60,7 @@ fn install_panic_hook() {
             .unwrap_or_default();
         // A library that panics when it cannot open a descriptor (tokio's signal driver does)
         // is the process's limit, not a bug.
-        if message.contains("os error 24") || message.contains("os error 23") {
+        if dirsync::process_stats::mentions_out_of_descriptors(&message) {
             let advice = dirsync::process_stats::descriptors_advice();
             if tracing::dispatcher::has_been_set() {
                 tracing::error!("{advice} (at {location}: {message})");

@@ -50,14 +50,33 @@ pub fn is_out_of_descriptors(err: &std::io::Error) -> bool {
     matches!(err.raw_os_error(), Some(23 | 24))
 }
 
-/// Whether this process cannot open one more file right now. Libraries that open files
-/// (SQLite, a TCP connect) report exhaustion in their own words ("unable to open database
-/// file"), so the caller of a failed open asks the system directly.
+/// Whether an error's text (a library's message, a panic's) is EMFILE or ENFILE, in any of
+/// the forms `std::io::Error` prints.
+pub fn mentions_out_of_descriptors(text: &str) -> bool {
+    [
+        "os error 24",
+        "os error 23",
+        "Too many open files",
+        "Too many open files in system",
+    ]
+    .iter()
+    .any(|form| text.contains(form))
+}
+
+/// Whether this process is (nearly) out of descriptors right now: it cannot hold a few more
+/// files open at once. Libraries that open files (SQLite, a TCP connect) report exhaustion in
+/// their own words ("unable to open database file"), and give back what they had opened when
+/// they fail, so the caller of a failed open asks the system for as many as such an open
+/// needs (SQLite: the database, its `-wal` and `-shm`, a journal).
 pub fn descriptors_exhausted() -> bool {
-    match std::fs::File::open("/dev/null") {
-        Ok(_) => false,
-        Err(err) => is_out_of_descriptors(&err),
+    let mut held = Vec::with_capacity(4);
+    for _ in 0..4 {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => held.push(file),
+            Err(err) => return is_out_of_descriptors(&err),
+        }
     }
+    false
 }
 
 /// The soft limit on open files (`ulimit -n`, systemd's `LimitNOFILE=`), read once: when it

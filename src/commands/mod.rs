@@ -259,7 +259,15 @@ where
 /// Prints a failure the contract's way: one readable line (or a few) on stderr, control
 /// characters (from an IdP's error body) escaped.
 pub fn report(failure: &Failure) -> ExitCode {
-    let text = format!("{:#}", failure.error);
+    let mut text = format!("{:#}", failure.error);
+    // Whatever was being opened (a config file, the database, a socket), running out of
+    // descriptors is the process's limit: say which one to raise.
+    if crate::process_stats::mentions_out_of_descriptors(&text) && !text.contains("LimitNOFILE") {
+        text.push_str(&format!(
+            " ({})",
+            crate::process_stats::descriptors_advice()
+        ));
+    }
     eprintln!("dirsync: {}", crate::terminal::escape_lines(&text));
     ExitCode::from(failure.code)
 }

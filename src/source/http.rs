@@ -40,6 +40,13 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, SourceError> {
             let cause = std::error::Error::source(&err)
                 .map(|cause| format!(" ({cause})"))
                 .unwrap_or_default();
+            // The certificates are files: out of descriptors, none loads either.
+            if crate::process_stats::descriptors_exhausted() {
+                return SourceError::Protocol(format!(
+                    "cannot set up the HTTP client: {err}{cause}: {}",
+                    crate::process_stats::descriptors_advice()
+                ));
+            }
             SourceError::Protocol(format!(
                 "cannot set up the HTTP client: {err}{cause}: if this machine has no CA certificates, install the ca-certificates package"
             ))

@@ -215,7 +215,7 @@ impl SourceError {
             }
             // A connect that failed for lack of descriptors is this host's limit, not the IdP.
             SourceError::Network { message, .. }
-                if message.contains("os error 24") || message.contains("os error 23") =>
+                if crate::process_stats::mentions_out_of_descriptors(message) =>
             {
                 Some(crate::process_stats::descriptors_advice())
             }
