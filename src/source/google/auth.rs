@@ -347,6 +347,13 @@ mod tests {
         }
         let mut key = key;
         key.token_uri = "https://oauth2.googleapis.com/token".into();
+        // The key is parsed when a token is first signed (config loading has checked it
+        // already): a bad one is an error then, not a panic.
+        let source = TokenSource::new(&key, "admin@x", vec![], reqwest::Client::new()).unwrap();
+        let err = source.assertion().err().unwrap();
+        assert!(err.to_string().contains("private_key"), "{err}");
+        // Not even base64 between the markers: refused at once.
+        key.private_key = "-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----\n".into();
         let err = TokenSource::new(&key, "admin@x", vec![], reqwest::Client::new())
             .err()
             .unwrap();
