@@ -381,6 +381,41 @@ async fn bench(options: Options) -> Vec<String> {
         );
         write_tenants(&options.schedule, "");
         reload(pid);
+        // Runs of the warm-up schedule still queued for a run slot are not the measured
+        // schedule's load: the window starts once none is running or overdue.
+        let draining = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = Utc::now();
+            let busy = control_status(&socket).await.map_or(usize::MAX, |answer| {
+                answer["tenants"].as_array().map_or(usize::MAX, |states| {
+                    states
+                        .iter()
+                        .filter(|state| {
+                            !state["running"].is_null()
+                                || state["next_run"]
+                                    .as_str()
+                                    .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                                    .is_some_and(|at| at < now)
+                        })
+                        .count()
+                })
+            });
+            // A node that cannot keep up with the measured schedule never drains: its window
+            // then starts anyway, and shows it.
+            if busy == 0 || draining.elapsed() > Duration::from_secs(300) {
+                eprintln!(
+                    "tenants bench: {} after {:.0} s",
+                    if busy == 0 {
+                        "the warm-up's queue drained".to_owned()
+                    } else {
+                        format!("{busy} tenants still running or overdue")
+                    },
+                    draining.elapsed().as_secs_f64()
+                );
+                break;
+            }
+        }
         Utc::now() + chrono::Duration::seconds(5)
     } else {
         // The first fire time runs every tenant's first, full sync; the window starts at the
