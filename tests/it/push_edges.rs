@@ -398,10 +398,9 @@ async fn one_patch_adds_and_removes_thousands_of_members() {
         .collect();
     operations.push(json!({"op": "Remove", "path": "members",
                            "value": users.iter().skip(2).step_by(4).map(|u| json!({"value": u})).collect::<Vec<_>>()}));
-    let left = push
-        .patch(&format!("/Groups/{group}"), Value::Array(operations))
+    // Still over 100 members: answered 204, so the GET tells.
+    push.patch(&format!("/Groups/{group}"), Value::Array(operations))
         .await;
-    assert_eq!(member_ids(&left).len(), 750);
     let now = push.get(&format!("/Groups/{group}")).await.body;
     assert_eq!(member_ids(&now).len(), 750);
     let events = push.events().await;
