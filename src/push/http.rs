@@ -362,65 +362,6 @@ async fn answer(
                 .await;
             finish(read_answer(result), log)
         }
-        (Method::POST, Target::Collection(kind)) => {
-            let body = match parse_json(&bytes) {
-                Ok(body) => body,
-                Err(error) => return finish(Answer::error(&error), log),
-            };
-            log.body = Some(logged_body(&body));
-            write(
-                receiver,
-                tenant,
-                WriteOp::Create { kind, body },
-                log,
-                received,
-                &base,
-            )
-            .await
-        }
-        (Method::PUT, Target::Resource(kind, id)) => {
-            let body = match parse_json(&bytes) {
-                Ok(body) => body,
-                Err(error) => return finish(Answer::error(&error), log),
-            };
-            log.body = Some(logged_body(&body));
-            write(
-                receiver,
-                tenant,
-                WriteOp::Replace { kind, id, body },
-                log,
-                received,
-                &base,
-            )
-            .await
-        }
-        (Method::PATCH, Target::Resource(kind, id)) => {
-            let body = match parse_json(&bytes) {
-                Ok(body) => body,
-                Err(error) => return finish(Answer::error(&error), log),
-            };
-            log.body = Some(logged_body(&body));
-            write(
-                receiver,
-                tenant,
-                WriteOp::Patch { kind, id, body },
-                log,
-                received,
-                &base,
-            )
-            .await
-        }
-        (Method::DELETE, Target::Resource(kind, id)) => {
-            write(
-                receiver,
-                tenant,
-                WriteOp::Delete { kind, id },
-                log,
-                received,
-                &base,
-            )
-            .await
-        }
         // RFC 7644 §3.12: 501 for an operation the service provider does not support (a 404
         // would say the tenant's base URL is wrong).
         (Method::POST, Target::RootSearch) => finish(
@@ -433,14 +374,38 @@ async fn answer(
             }),
             log,
         ),
-        (method, _) => finish(
-            Answer::error(&ScimError {
-                status: 405,
-                scim_type: None,
-                detail: format!("{method} is not supported on /scim/v2/{tenant_id}/{rest}"),
-            }),
-            log,
-        ),
+        (method @ (Method::POST | Method::PUT | Method::PATCH), target) => {
+            let make: Box<dyn FnOnce(Value) -> WriteOp + Send> = match (method, target) {
+                (Method::POST, Target::Collection(kind)) => {
+                    Box::new(move |body| WriteOp::Create { kind, body })
+                }
+                (Method::PUT, Target::Resource(kind, id)) => {
+                    Box::new(move |body| WriteOp::Replace { kind, id, body })
+                }
+                (Method::PATCH, Target::Resource(kind, id)) => {
+                    Box::new(move |body| WriteOp::Patch { kind, id, body })
+                }
+                (method, _) => return finish(not_allowed(&method, tenant_id, rest), log),
+            };
+            let body = match parse_json(&bytes) {
+                Ok(body) => body,
+                Err(error) => return finish(Answer::error(&error), log),
+            };
+            log.body = Some(logged_body(&body));
+            write(receiver, tenant, make(body), log, received, &base).await
+        }
+        (Method::DELETE, Target::Resource(kind, id)) => {
+            write(
+                receiver,
+                tenant,
+                WriteOp::Delete { kind, id },
+                log,
+                received,
+                &base,
+            )
+            .await
+        }
+        (method, _) => finish(not_allowed(&method, tenant_id, rest), log),
     }
 }
 
@@ -481,6 +446,14 @@ async fn write(
         }
         Err(WriteRefusal::Unanswered) => (restarting(), None),
     }
+}
+
+fn not_allowed(method: &Method, tenant_id: &str, rest: &str) -> Answer {
+    Answer::error(&ScimError {
+        status: 405,
+        scim_type: None,
+        detail: format!("{method} is not supported on /scim/v2/{tenant_id}/{rest}"),
+    })
 }
 
 fn restarting() -> Answer {

@@ -237,9 +237,11 @@ fn existing(tx: &PushTx<'_>, kind: ScimKind, id: &str) -> Result<ScimRow, WriteE
 
 /// A body's `id` may repeat the resource's (Okta sends it), not change it.
 fn check_body_id(body: &Value, id: &str) -> Result<(), ScimError> {
-    let given = body
-        .as_object()
-        .and_then(|object| crate::scim_protocol::path::get_ci(object, "id"));
+    check_object_id(body.as_object(), id)
+}
+
+fn check_object_id(body: Option<&Map<String, Value>>, id: &str) -> Result<(), ScimError> {
+    let given = body.and_then(|object| crate::scim_protocol::path::get_ci(object, "id"));
     match given {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(given)) if given == id => Ok(()),
@@ -492,7 +494,7 @@ fn patch_resource(
             patch::apply(&mut resource, operations)?;
         }
     }
-    check_body_id(&Value::Object(resource.clone()), &existing.id)?;
+    check_object_id(Some(&resource), &existing.id)?;
     let canonical = resource::canonical(existing.kind, Value::Object(resource))?;
     check_unique(tx, existing.kind, &canonical, Some(&existing.id))?;
     let members = match canonical.members.clone() {

@@ -92,20 +92,37 @@ fn row_of(row: &rusqlite::Row<'_>) -> Result<ScimRow, StoreError> {
     })
 }
 
+/// Runs a cached statement and maps every row.
+fn collect<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(map(row)?);
+    }
+    Ok(found)
+}
+
 pub fn get_resource(
     conn: &Connection,
     tenant: &str,
     kind: ScimKind,
     id: &str,
 ) -> Result<Option<ScimRow>, StoreError> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {ROW_COLUMNS} FROM scim_resources WHERE tenant = ?1 AND kind = ?2 AND id = ?3"
-    ))?;
-    let mut rows = statement.query(params![tenant, kind.as_str(), id])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(row_of(row)?)),
-        None => Ok(None),
-    }
+    Ok(collect(
+        conn,
+        &format!(
+            "SELECT {ROW_COLUMNS} FROM scim_resources WHERE tenant = ?1 AND kind = ?2 AND id = ?3"
+        ),
+        params![tenant, kind.as_str(), id],
+        row_of,
+    )?
+    .pop())
 }
 
 /// Resources whose `lookup` column equals `value` (lower-cased for the case-insensitive ones),
@@ -123,15 +140,12 @@ pub fn find_resources(
         Lookup::ExternalId => ("external_id", value.to_owned()),
         Lookup::DisplayName => ("display_name", value.to_lowercase()),
     };
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {ROW_COLUMNS} FROM scim_resources WHERE tenant = ?1 AND kind = ?2 AND {column} = ?3 ORDER BY rowid"
-    ))?;
-    let mut rows = statement.query(params![tenant, kind.as_str(), value])?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(row_of(row)?);
-    }
-    Ok(found)
+    collect(
+        conn,
+        &format!("SELECT {ROW_COLUMNS} FROM scim_resources WHERE tenant = ?1 AND kind = ?2 AND {column} = ?3 ORDER BY rowid"),
+        params![tenant, kind.as_str(), value],
+        row_of,
+    )
 }
 
 /// Every resource of `kind`, in creation order.
@@ -151,15 +165,12 @@ pub fn page_resources(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<ScimRow>, StoreError> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {ROW_COLUMNS} FROM scim_resources WHERE tenant = ?1 AND kind = ?2 ORDER BY rowid LIMIT ?3 OFFSET ?4"
-    ))?;
-    let mut rows = statement.query(params![tenant, kind.as_str(), limit, offset])?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(row_of(row)?);
-    }
-    Ok(found)
+    collect(
+        conn,
+        &format!("SELECT {ROW_COLUMNS} FROM scim_resources WHERE tenant = ?1 AND kind = ?2 ORDER BY rowid LIMIT ?3 OFFSET ?4"),
+        params![tenant, kind.as_str(), limit, offset],
+        row_of,
+    )
 }
 
 pub fn count_resources(conn: &Connection, tenant: &str, kind: ScimKind) -> Result<u64, StoreError> {
@@ -175,19 +186,20 @@ pub fn members_of(
     tenant: &str,
     group: &str,
 ) -> Result<Vec<ScimMember>, StoreError> {
-    let mut statement = conn.prepare_cached(
+    collect(
+        conn,
         "SELECT member_id, kind, display FROM scim_members WHERE tenant = ?1 AND group_id = ?2 ORDER BY member_id",
-    )?;
-    let mut rows = statement.query(params![tenant, group])?;
-    let mut members = Vec::new();
-    while let Some(row) = rows.next()? {
-        members.push(ScimMember {
-            id: row.get(0)?,
-            kind: ScimKind::parse(text(row, 1)?)?,
-            display: row.get(2)?,
-        });
-    }
-    Ok(members)
+        params![tenant, group],
+        member_of,
+    )
+}
+
+fn member_of(row: &rusqlite::Row<'_>) -> Result<ScimMember, StoreError> {
+    Ok(ScimMember {
+        id: row.get(0)?,
+        kind: ScimKind::parse(text(row, 1)?)?,
+        display: row.get(2)?,
+    })
 }
 
 pub fn is_member(
@@ -483,15 +495,12 @@ pub fn requests_after(
     after_id: i64,
     limit: usize,
 ) -> Result<Vec<PushRequest>, StoreError> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-    ))?;
-    let mut rows = statement.query(params![tenant, after_id, limit as i64])?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(request_of(row)?);
-    }
-    Ok(found)
+    collect(
+        conn,
+        &format!("SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3"),
+        params![tenant, after_id, limit as i64],
+        request_of,
+    )
 }
 
 /// The latest `limit` logged requests, newest first.
@@ -500,15 +509,12 @@ pub fn latest_requests(
     tenant: &str,
     limit: usize,
 ) -> Result<Vec<PushRequest>, StoreError> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2"
-    ))?;
-    let mut rows = statement.query(params![tenant, limit as i64])?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(request_of(row)?);
-    }
-    Ok(found)
+    collect(
+        conn,
+        &format!("SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2"),
+        params![tenant, limit as i64],
+        request_of,
+    )
 }
 
 /// The latest `limit` logged requests older than `before_id` (all when `None`), newest
@@ -519,15 +525,12 @@ pub fn requests_before(
     before_id: Option<i64>,
     limit: usize,
 ) -> Result<Vec<PushRequest>, StoreError> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
-    ))?;
-    let mut rows = statement.query(params![tenant, before_id.unwrap_or(i64::MAX), limit as i64])?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(request_of(row)?);
-    }
-    Ok(found)
+    collect(
+        conn,
+        &format!("SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"),
+        params![tenant, before_id.unwrap_or(i64::MAX), limit as i64],
+        request_of,
+    )
 }
 
 /// The latest `limit` logged requests that touched `resource_id`, newest first.
@@ -537,15 +540,12 @@ pub fn requests_touching(
     resource_id: &str,
     limit: usize,
 ) -> Result<Vec<PushRequest>, StoreError> {
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 AND resource_id = ?2 ORDER BY id DESC LIMIT ?3"
-    ))?;
-    let mut rows = statement.query(params![tenant, resource_id, limit as i64])?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(request_of(row)?);
-    }
-    Ok(found)
+    collect(
+        conn,
+        &format!("SELECT {REQUEST_COLUMNS} FROM push_requests WHERE tenant = ?1 AND resource_id = ?2 ORDER BY id DESC LIMIT ?3"),
+        params![tenant, resource_id, limit as i64],
+        request_of,
+    )
 }
 
 pub fn request_by_id(
@@ -612,18 +612,12 @@ pub fn members_up_to(
     group: &str,
     limit: usize,
 ) -> Result<Option<Vec<ScimMember>>, StoreError> {
-    let mut statement = conn.prepare_cached(
+    let members = collect(
+        conn,
         "SELECT member_id, kind, display FROM scim_members WHERE tenant = ?1 AND group_id = ?2 ORDER BY member_id LIMIT ?3",
+        params![tenant, group, limit as i64 + 1],
+        member_of,
     )?;
-    let mut rows = statement.query(params![tenant, group, limit as i64 + 1])?;
-    let mut members = Vec::new();
-    while let Some(row) = rows.next()? {
-        members.push(ScimMember {
-            id: row.get(0)?,
-            kind: ScimKind::parse(text(row, 1)?)?,
-            display: row.get(2)?,
-        });
-    }
     Ok((members.len() <= limit).then_some(members))
 }
 
