@@ -123,25 +123,28 @@ pub fn try_psql(url: &str, sql: &str) -> Result<String, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {}: {e} ({HOW_TO_RUN})", psql.display()))?;
-    let written = child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(sql.as_bytes()));
+    // Written from a thread of its own: psql answers while it reads, and a long script with
+    // a long answer would otherwise fill both pipes and wait forever.
+    let mut stdin = child.stdin.take();
+    let sql = sql.to_owned();
+    let writer = std::thread::spawn(move || {
+        stdin
+            .as_mut()
+            .map_or(Ok(()), |stdin| stdin.write_all(sql.as_bytes()))
+    });
     let output = child.wait_with_output().map_err(|e| format!("psql: {e}"))?;
-    if let Some(Err(e)) = written {
-        return Err(format!("writing SQL to psql: {e}"));
-    }
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout)
-            .trim_end()
-            .to_owned())
-    } else {
-        Err(format!(
+    let written = writer.join().unwrap_or(Ok(()));
+    if !output.status.success() {
+        return Err(format!(
             "psql {url} failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        ));
     }
+    written.map_err(|e| format!("writing SQL to psql: {e}"))?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_owned())
 }
 
 /// [`try_psql`], panicking with psql's error.
@@ -624,6 +627,19 @@ mod tests {
         assert_eq!(psql(&server, &exists), "0");
         drop(open_session.stdin.take());
         open_session.wait().unwrap();
+    }
+
+    #[test]
+    fn psql_takes_a_long_script_with_a_long_answer_and_reports_errors() {
+        let db = PgDatabase::create();
+        let script: String = (0..20_000)
+            .map(|i| format!("SELECT {i} AS n, repeat('x', 100);\n"))
+            .collect();
+        let answer = psql(db.url(), &script);
+        assert_eq!(answer.lines().count(), 20_000);
+        assert!(answer.ends_with(&format!("19999|{}", "x".repeat(100))));
+        let error = try_psql(db.url(), "SELECT 1; SELECT * FROM missing; SELECT 2;").unwrap_err();
+        assert!(error.contains("missing"), "{error}");
     }
 
     #[test]
