@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rusqlite::Connection;
+use crate::store::Connection;
 use serde_json::{json, Value};
 
 use crate::config::{SourceConfig, TenantConfig};

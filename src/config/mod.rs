@@ -283,6 +283,12 @@ struct RawGlobal {
     max_concurrent_runs: Option<usize>,
     /// Runs kept in each tenant's history.
     run_history: Option<u32>,
+    /// A PostgreSQL store shared by several nodes, instead of the SQLite file in `state_dir`.
+    database_url: Option<String>,
+    /// The database password, read from this file (instead of one in `database_url`).
+    database_password_file: Option<PathBuf>,
+    /// PostgreSQL connections one node opens at most.
+    database_pool_size: Option<u32>,
 }
 
 /// The validated global file.
@@ -304,7 +310,21 @@ pub struct GlobalConfig {
     pub max_concurrent_runs: usize,
     /// Runs kept per tenant in the run history (default [`DEFAULT_RUN_HISTORY`]).
     pub run_history: u32,
+    /// The PostgreSQL store (`database_url`); `None`: SQLite in `state_dir`.
+    pub database: Option<DatabaseConfig>,
 }
+
+/// A PostgreSQL store: `database_url`, `database_password_file`, `database_pool_size`.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub password: Option<Secret>,
+    pub pool_size: u32,
+}
+
+/// PostgreSQL connections per node: a run, its lease renewal, the deliverers and the push
+/// writers share them; beyond it callers wait for one to be free.
+pub const DEFAULT_DATABASE_POOL_SIZE: u32 = 10;
 
 /// Runs at once in one daemon: enough to keep a few slow IdPs from holding up everyone, few
 /// enough that a burst of due runs does not starve the control socket on a small machine.
@@ -593,7 +613,9 @@ fn load_global(file: &Path, found: &mut Findings) -> Option<(GlobalConfig, bool)
             "must be at least 1: the last run is what `status` shows",
         );
     }
+    let database = database_config(&raw, &mut p);
     let global = GlobalConfig {
+        database,
         file: file.to_owned(),
         state_dir,
         tenants_dir,
@@ -611,6 +633,50 @@ fn load_global(file: &Path, found: &mut Findings) -> Option<(GlobalConfig, bool)
     };
     let valid = found.problems.len() == before;
     Some((global, valid))
+}
+
+fn database_config(raw: &RawGlobal, p: &mut Problems<'_>) -> Option<DatabaseConfig> {
+    if raw.database_url.is_none() {
+        for key in ["database_password_file", "database_pool_size"] {
+            let set = match key {
+                "database_password_file" => raw.database_password_file.is_some(),
+                _ => raw.database_pool_size.is_some(),
+            };
+            if set {
+                p.add(key, "only applies with database_url (a PostgreSQL store); set database_url or remove it");
+            }
+        }
+        return None;
+    }
+    let url = raw.database_url.as_deref()?.trim();
+    let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let parsed = url.parse::<tokio_postgres::Config>();
+    if !scheme_ok || parsed.is_err() {
+        let why = parsed
+            .err()
+            .map(|err| format!(" ({err})"))
+            .unwrap_or_default();
+        p.add(
+            "database_url",
+            format!("not a PostgreSQL URL{why}: write it as \"postgres://USER@HOST:5432/DATABASE\" (add ?sslmode=require for TLS)"),
+        );
+        return None;
+    }
+    if raw.database_pool_size == Some(0) {
+        p.add("database_pool_size", "must be at least 1");
+    }
+    let password = raw
+        .database_password_file
+        .as_deref()
+        .and_then(|path| p.read_secret("database_password_file", path, SecretShape::Text));
+    Some(DatabaseConfig {
+        url: url.to_owned(),
+        password,
+        pool_size: raw
+            .database_pool_size
+            .unwrap_or(DEFAULT_DATABASE_POOL_SIZE)
+            .clamp(1, 1000),
+    })
 }
 
 fn tenant_files(global: &GlobalConfig, problems: &mut Vec<Problem>) -> Vec<PathBuf> {

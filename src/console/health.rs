@@ -6,7 +6,7 @@
 //! and the error rate over the last hour, as `dirsync status` counts them. Must not: write
 //! anything.
 
-use rusqlite::Connection;
+use crate::store::Connection;
 
 use crate::config::TenantConfig;
 use crate::daemon::tenant::TenantState;

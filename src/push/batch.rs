@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use rusqlite::Connection;
+use crate::store::Connection;
 
 use super::write::{self, WriteError, WriteOp, Written};
 use crate::config::{ScimPushConfig, TenantConfig};

@@ -3,7 +3,7 @@
 //! IdPs look resources up by) reads the matching rows by index; any other filter is
 //! evaluated over the resources of the type.
 
-use rusqlite::Connection;
+use crate::store::Connection;
 use serde_json::{json, Map, Value};
 
 use super::discovery::MAX_RESULTS;

@@ -806,7 +806,7 @@ fn recompute(
 
 /// `group` and every group below it (members of members), cycles included.
 fn member_groups_below(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     tenant: &str,
     group: &str,
 ) -> Result<BTreeSet<String>, StoreError> {

@@ -2,7 +2,7 @@
 //! Read from the database (not from a running process's metrics), so it is right whichever
 //! process delivers. Must not: change delivery state.
 
-use rusqlite::Connection;
+use crate::store::Connection;
 use serde::Serialize;
 
 use crate::config::{SinkConfig, SinkKind, TenantConfig};

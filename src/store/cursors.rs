@@ -3,7 +3,7 @@
 //! outbox reads delivery needs (pages of pending events, lag) and retention pruning, which
 //! never removes an event some configured sink has not acknowledged.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use super::sql::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use super::{now_ms, StoreError};
@@ -94,7 +94,7 @@ pub fn record_delivery_error(
         "INSERT INTO sink_cursors (tenant, sink, delivered_seq, updated_at, last_error, last_error_at, parked)
          VALUES (?1, ?2, 0, ?4, ?3, ?4, ?5)
          ON CONFLICT (tenant, sink) DO UPDATE SET last_error = excluded.last_error,
-             last_error_at = excluded.last_error_at, parked = MAX(parked, excluded.parked)",
+             last_error_at = excluded.last_error_at, parked = CASE WHEN excluded.parked > sink_cursors.parked THEN excluded.parked ELSE sink_cursors.parked END",
         params![tenant, sink, error, now, park as i64],
     )?;
     Ok(())

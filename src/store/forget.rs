@@ -2,7 +2,7 @@
 //! `tenant` column, in one transaction — so a table added by a later migration is forgotten
 //! too. Refused while the tenant's lease is held by a live holder (a sync would write it back).
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use super::sql::{params, Backend, Connection, OptionalExtension, TransactionBehavior};
 
 use super::lock::LeaseError;
 use super::{now_ms, StoreError};
@@ -19,6 +19,7 @@ pub struct Forgotten {
 
 pub fn forget_tenant(conn: &mut Connection, tenant: &str) -> Result<Forgotten, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.lock_tenant(tenant)?;
     let lease: Option<(String, i64)> = tx
         .query_row(
             "SELECT holder, expires_at FROM leases WHERE tenant = ?1",
@@ -37,11 +38,18 @@ pub fn forget_tenant(conn: &mut Connection, tenant: &str) -> Result<Forgotten, S
         }
     }
     let tables: Vec<String> = {
-        let mut statement = tx.prepare(
-            "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p
-             WHERE m.type = 'table' AND p.name = 'tenant' ORDER BY m.name",
-        )?;
-        let names = statement.query_map([], |row| row.get(0))?;
+        let mut statement = tx.prepare(match tx.backend() {
+            Backend::Sqlite => {
+                "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p
+                 WHERE m.type = 'table' AND p.name = 'tenant' ORDER BY m.name"
+            }
+            Backend::Postgres => {
+                "SELECT table_name::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND column_name = 'tenant'
+                 ORDER BY table_name"
+            }
+        })?;
+        let names = statement.query_map((), |row| row.get(0))?;
         names.collect::<Result<_, _>>()?
     };
     let mut forgotten = Forgotten::default();
@@ -73,8 +81,12 @@ mod tests {
 
     #[test]
     fn forgets_every_row_of_one_tenant_only() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrations::migrate(&mut conn, std::path::Path::new(":memory:")).unwrap();
+        let mut conn = Connection::from_sqlite(rusqlite::Connection::open_in_memory().unwrap());
+        super::super::migrations::migrate(
+            &mut conn,
+            &super::super::Location::Sqlite(":memory:".into()),
+        )
+        .unwrap();
         for tenant in ["gone", "kept"] {
             conn.execute(
                 "INSERT INTO users (tenant, id, email, data) VALUES (?1, 'u1', 'a@b.c', '{}')",
@@ -87,7 +99,7 @@ mod tests {
         let left: Vec<String> = conn
             .prepare("SELECT tenant FROM users")
             .unwrap()
-            .query_map([], |r| r.get(0))
+            .query_map((), |r| r.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

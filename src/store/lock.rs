@@ -3,6 +3,11 @@
 //! the commit checks it in the same transaction, so a holder whose lease lapsed cannot commit
 //! a diff computed from a state someone else has since changed.
 //!
+//! Every new holder bumps the lease's fencing token, and a commit checks holder and token in
+//! its own transaction, locking the lease row on PostgreSQL: a node that paused past its lease
+//! (GC, partition, SIGSTOP) and resumes cannot commit, and a takeover waits for a commit that
+//! already passed its check.
+//!
 //! A holder id names its process, user and host (`pid 4242 uid 998 on web-1 (01J…)`), so a
 //! waiter of the same user on the same host can tell that the holder has died and take its lease over at once
 //! ([`take_over_lease`]) instead of waiting out the expiry. Deciding whether a process is gone
@@ -10,7 +15,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use super::sql::{params, Backend, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{now_ms, StoreError};
 
@@ -19,6 +24,8 @@ pub struct Lease {
     pub tenant: String,
     pub holder: String,
     pub ttl: Duration,
+    /// The fencing token: one more than the previous holder's.
+    pub token: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +108,7 @@ pub fn acquire_lease(
     ttl: Duration,
 ) -> Result<Lease, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.lock_tenant(tenant)?;
     let now = now_ms();
     let current: Option<(String, i64)> = tx
         .query_row(
@@ -119,16 +127,20 @@ pub fn acquire_lease(
             .into());
         }
     }
-    tx.execute(
-        "INSERT INTO leases (tenant, holder, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
+    let token: i64 = tx.query_row(
+        "INSERT INTO leases (tenant, holder, expires_at, token) VALUES (?1, ?2, ?3, 1)
+         ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at,
+             token = leases.token + 1
+         RETURNING token",
         params![tenant, holder, now + ttl.as_millis() as i64],
+        |row| row.get(0),
     )?;
     tx.commit()?;
     Ok(Lease {
         tenant: tenant.to_owned(),
         holder: holder.to_owned(),
         ttl,
+        token,
     })
 }
 
@@ -141,25 +153,34 @@ pub fn take_over_lease(
     holder: &str,
     ttl: Duration,
 ) -> Result<Option<Lease>, StoreError> {
-    let changed = conn.execute(
-        "UPDATE leases SET holder = ?3, expires_at = ?4 WHERE tenant = ?1 AND holder = ?2",
-        params![tenant, from, holder, now_ms() + ttl.as_millis() as i64],
-    )?;
-    Ok((changed == 1).then(|| Lease {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.lock_tenant(tenant)?;
+    let token: Option<i64> = tx
+        .query_row(
+            "UPDATE leases SET holder = ?3, expires_at = ?4, token = token + 1
+             WHERE tenant = ?1 AND holder = ?2 RETURNING token",
+            params![tenant, from, holder, now_ms() + ttl.as_millis() as i64],
+            |row| row.get(0),
+        )
+        .optional()?;
+    tx.commit()?;
+    Ok(token.map(|token| Lease {
         tenant: tenant.to_owned(),
         holder: holder.to_owned(),
         ttl,
+        token,
     }))
 }
 
 /// Extends the lease; fails if it was lost.
 pub fn renew_lease(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
     let changed = conn.execute(
-        "UPDATE leases SET expires_at = ?3 WHERE tenant = ?1 AND holder = ?2",
+        "UPDATE leases SET expires_at = ?3 WHERE tenant = ?1 AND holder = ?2 AND token = ?4",
         params![
             lease.tenant,
             lease.holder,
-            now_ms() + lease.ttl.as_millis() as i64
+            now_ms() + lease.ttl.as_millis() as i64,
+            lease.token
         ],
     )?;
     if changed == 0 {
@@ -175,8 +196,16 @@ pub fn renew_lease(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
 pub(super) fn check_lease(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
     let held: Option<i64> = conn
         .query_row(
-            "SELECT expires_at FROM leases WHERE tenant = ?1 AND holder = ?2",
-            params![lease.tenant, lease.holder],
+            match conn.backend() {
+                Backend::Sqlite => {
+                    "SELECT expires_at FROM leases WHERE tenant = ?1 AND holder = ?2 AND token = ?3"
+                }
+                Backend::Postgres => {
+                    "SELECT expires_at FROM leases WHERE tenant = ?1 AND holder = ?2 AND token = ?3
+                     FOR UPDATE"
+                }
+            },
+            params![lease.tenant, lease.holder, lease.token],
             |row| row.get(0),
         )
         .optional()?;

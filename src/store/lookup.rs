@@ -1,7 +1,7 @@
 //! Point lookups for triage (`inspect`) and status: one object, its memberships, its events,
 //! and why something is missing.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::{params, Backend, Connection, OptionalExtension, Row};
 
 use super::StoreError;
 use crate::model::{Group, User};
@@ -35,11 +35,17 @@ pub fn find_user(conn: &Connection, tenant: &str, key: &str) -> Result<Option<Us
     }
     // Only the user's own addresses count: other strings of the raw object can name someone
     // else (a manager relation holds the manager's email).
-    let mut statement = conn.prepare_cached(
+    let mut statement = conn.prepare_cached(match conn.backend() {
         // CROSS JOIN keeps this order: the address index first, then the few users it names.
-        "SELECT u.data FROM user_addresses a CROSS JOIN users u ON u.tenant = a.tenant AND u.id = a.user_id
-         WHERE a.tenant = ?1 AND a.address = ?2 ORDER BY a.user_id",
-    )?;
+        Backend::Sqlite => {
+            "SELECT u.data FROM user_addresses a CROSS JOIN users u ON u.tenant = a.tenant AND u.id = a.user_id
+             WHERE a.tenant = ?1 AND a.address = ?2 ORDER BY a.user_id"
+        }
+        Backend::Postgres => {
+            "SELECT u.data FROM user_addresses a JOIN users u ON u.tenant = a.tenant AND u.id = a.user_id
+             WHERE a.tenant = ?1 AND a.address = ?2 ORDER BY a.user_id"
+        }
+    })?;
     let mut rows = statement.query(params![tenant, lowered])?;
     while let Some(row) = rows.next()? {
         let user: User = parse(&row.get::<_, String>(0)?, "user")?;
@@ -151,10 +157,20 @@ pub fn last_deletion(
     // Through the partial index of deletion events: the outbox itself is never scanned.
     Ok(conn
         .query_row(
-            "SELECT body FROM events INDEXED BY events_deletions
-             WHERE tenant = ?1 AND type IN ('user.deleted', 'group.deleted')
-               AND (subject_id = ?2 OR json_extract(body, '$.data.email') = ?3)
-             ORDER BY seq DESC LIMIT 1",
+            match conn.backend() {
+                Backend::Sqlite => {
+                    "SELECT body FROM events INDEXED BY events_deletions
+                     WHERE tenant = ?1 AND type IN ('user.deleted', 'group.deleted')
+                       AND (subject_id = ?2 OR json_extract(body, '$.data.email') = ?3)
+                     ORDER BY seq DESC LIMIT 1"
+                }
+                Backend::Postgres => {
+                    "SELECT body FROM events
+                     WHERE tenant = ?1 AND type IN ('user.deleted', 'group.deleted')
+                       AND (subject_id = ?2 OR body::jsonb #>> '{data,email}' = ?3)
+                     ORDER BY seq DESC LIMIT 1"
+                }
+            },
             params![tenant, key, lowered],
             |row| row.get(0),
         )
@@ -181,7 +197,7 @@ pub fn find_exclusion(
     key: &str,
 ) -> Result<Option<Exclusion>, StoreError> {
     const COLUMNS: &str = "SELECT id, email, kind, reason, detail, run_id FROM exclusions";
-    let read = |row: &rusqlite::Row<'_>| {
+    let read = |row: Row<'_>| {
         Ok(Exclusion {
             id: row.get(0)?,
             email: row.get(1)?,
@@ -273,6 +289,6 @@ pub fn group_label(
 /// Tenants that have anything stored (runs or events), for `status` without config.
 pub fn known_tenants(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let mut statement = conn.prepare("SELECT DISTINCT tenant FROM runs ORDER BY tenant")?;
-    let rows = statement.query_map([], |row| row.get(0))?;
+    let rows = statement.query_map((), |row| row.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -1,13 +1,14 @@
-//! The SQLite store: the only module that speaks SQL. It owns the schema (numbered,
-//! forward-only migrations tracked by `PRAGMA user_version`), the stored snapshot of every
-//! tenant, the transactional outbox of events, the record of runs, the per-tenant sync lease
-//! and the sinks' delivery cursors.
+//! The store: the only module that speaks SQL, to SQLite (one node, `state_dir/dirsync.db`)
+//! or PostgreSQL (`database_url`, shared by several nodes). It owns the schema (numbered,
+//! forward-only migrations per backend), the stored snapshot of every tenant, the
+//! transactional outbox of events, the record of runs, the per-tenant sync lease and the
+//! sinks' delivery cursors.
 //!
-//! Every SQL function here is synchronous over a `rusqlite::Connection`/`Transaction`. The rest
-//! of dirsync reaches them through one handle, [`Store`]: its async methods run the SQL on the
-//! blocking pool with a connection from a small pool, so no async worker ever waits on SQLite
-//! and a run does not open (and checkpoint on close) connections of its own. A second backend
-//! (PostgreSQL) goes behind the same methods. Must not: import sources or sinks.
+//! Every SQL function here is synchronous over a [`sql::Connection`] (rusqlite's shape, either
+//! engine). The rest of dirsync reaches them through one handle, [`Store`]: its async methods
+//! run the SQL on the blocking pool with a connection from a small pool, so no async worker
+//! ever waits on the database and a run does not open connections of its own. Must not:
+//! import sources or sinks.
 
 pub mod console;
 pub mod cursors;
@@ -17,9 +18,11 @@ mod lock;
 pub mod lookup;
 mod migrations;
 mod outbox;
+mod postgres_tls;
 pub mod push;
 mod runs;
 mod snapshot;
+pub mod sql;
 
 pub use cursors::{
     advance_cursor, ensure_cursor, load_cursor, pending_events, prune_delivered,
@@ -42,7 +45,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
+
+pub use sql::{Backend, Connection, PostgresConfig};
 
 pub use migrations::SCHEMA_VERSION;
 
@@ -58,6 +63,8 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("cannot connect to PostgreSQL at {url}: {source}. Check `database_url` (and `database_password_file`) in the global config, and that the server accepts this host")]
+    Connect { url: String, source: sql::Error },
     #[error("the database {path} has schema version {found}, newer than this dirsync knows ({known}); run a newer dirsync or restore a backup")]
     TooNew {
         path: PathBuf,
@@ -65,7 +72,7 @@ pub enum StoreError {
         known: i64,
     },
     #[error("database error: {0}")]
-    Sql(rusqlite::Error),
+    Sql(sql::Error),
     /// The process is out of file descriptors: said as such, not as a permission problem.
     #[error("{action}: {detail}. {}", crate::process_stats::descriptors_advice())]
     OutOfDescriptors { action: String, detail: String },
@@ -87,7 +94,16 @@ impl From<rusqlite::Error> for StoreError {
                 detail: err.to_string(),
             };
         }
-        StoreError::Sql(err)
+        StoreError::Sql(err.into())
+    }
+}
+
+impl From<sql::Error> for StoreError {
+    fn from(err: sql::Error) -> Self {
+        match err {
+            sql::Error::Sqlite(err) => err.into(),
+            other => StoreError::Sql(other),
+        }
     }
 }
 
@@ -103,11 +119,56 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
-    path: PathBuf,
+    location: Location,
     /// Connections kept open between calls; at most [`IDLE_CONNECTIONS`].
     idle: Mutex<Vec<Connection>>,
+    /// PostgreSQL: connections open now, at most `pool_size`; callers beyond wait here.
+    open: Mutex<u32>,
+    freed: std::sync::Condvar,
     /// Runs kept per tenant; older ones are deleted as new ones are recorded.
     run_history: AtomicU32,
+}
+
+/// Where the store is.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// `state_dir/dirsync.db`.
+    Sqlite(PathBuf),
+    Postgres {
+        config: PostgresConfig,
+        pool_size: u32,
+    },
+}
+
+impl Location {
+    /// The store the global config names: `database_url`, else the SQLite file in `state_dir`.
+    pub fn of(global: &crate::config::GlobalConfig) -> Result<Self, StoreError> {
+        match &global.database {
+            None => Ok(Location::Sqlite(global.database_path())),
+            Some(database) => {
+                let config = PostgresConfig::parse(
+                    &database.url,
+                    database.password.as_ref().map(|secret| secret.expose()),
+                )
+                .map_err(|err| StoreError::Connect {
+                    url: sql::redact_url(&database.url),
+                    source: sql::Error::Usage(err),
+                })?;
+                Ok(Location::Postgres {
+                    config,
+                    pool_size: database.pool_size,
+                })
+            }
+        }
+    }
+
+    /// For messages: the SQLite file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(path) => path.display().to_string(),
+            Location::Postgres { config, .. } => config.display().to_owned(),
+        }
+    }
 }
 
 /// Page cache per connection: a push writer or a run gets a different pooled connection each
@@ -122,45 +183,92 @@ const STATEMENT_CACHE: usize = 256;
 const IDLE_CONNECTIONS: usize = 8;
 
 impl Store {
-    /// Creates the state directory if needed, opens the database and migrates it.
+    /// Creates the state directory if needed, opens the SQLite database and migrates it.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         // Read now, while a file can still be opened: the message for running out needs it.
         crate::process_stats::open_files_limit();
         std::fs::create_dir_all(state_dir).map_err(|source| state_dir_error(state_dir, source))?;
-        let store = Self::at(state_dir.join("dirsync.db"));
+        let store = Self::at(Location::Sqlite(state_dir.join("dirsync.db")));
         create_private(store.path())?;
-        let mut conn = store.connect()?;
-        migrations::migrate(&mut conn, store.path())?;
-        store.put_back(conn);
+        store.migrate()?;
         Ok(store)
     }
 
-    /// Opens the database only if it exists (for read-only verbs); never creates it.
+    /// Opens the store the global config names (`database_url`, else SQLite in `state_dir`).
+    pub fn open_global(global: &crate::config::GlobalConfig) -> Result<Self, StoreError> {
+        match Location::of(global)? {
+            Location::Sqlite(_) => Self::open(&global.state_dir),
+            postgres => Self::open_at(postgres),
+        }
+    }
+
+    /// Opens (and migrates) the store at `location`.
+    pub fn open_at(location: Location) -> Result<Self, StoreError> {
+        if let Location::Sqlite(path) = &location {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            return Self::open(dir);
+        }
+        let store = Self::at(location);
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens the database only if it exists (for read-only verbs); never creates it. A
+    /// PostgreSQL store always exists.
     pub fn open_existing(state_dir: &Path) -> Result<Option<Self>, StoreError> {
         crate::process_stats::open_files_limit();
         let path = state_dir.join("dirsync.db");
         if !path.exists() {
             return Ok(None);
         }
-        let store = Self::at(path);
-        let mut conn = store.connect()?;
-        migrations::migrate(&mut conn, store.path())?;
-        store.put_back(conn);
+        let store = Self::at(Location::Sqlite(path));
+        store.migrate()?;
         Ok(Some(store))
     }
 
-    fn at(path: PathBuf) -> Self {
+    /// [`Store::open_existing`] for the store the global config names.
+    pub fn open_existing_global(
+        global: &crate::config::GlobalConfig,
+    ) -> Result<Option<Self>, StoreError> {
+        match Location::of(global)? {
+            Location::Sqlite(_) => Self::open_existing(&global.state_dir),
+            postgres => Self::open_at(postgres).map(Some),
+        }
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        self.run_blocking(|conn| migrations::migrate(conn, &self.inner.location))
+    }
+
+    fn at(location: Location) -> Self {
         Self {
             inner: Arc::new(Inner {
-                path,
+                location,
                 idle: Mutex::new(Vec::new()),
+                open: Mutex::new(0),
+                freed: std::sync::Condvar::new(),
                 run_history: AtomicU32::new(u32::MAX),
             }),
         }
     }
 
+    pub fn location(&self) -> &Location {
+        &self.inner.location
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.inner.location {
+            Location::Sqlite(_) => Backend::Sqlite,
+            Location::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// The SQLite file; for PostgreSQL, a path naming no file (messages use [`Location`]).
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        match &self.inner.location {
+            Location::Sqlite(path) => path,
+            Location::Postgres { .. } => Path::new("postgres"),
+        }
     }
 
     /// Keeps at most `runs` runs per tenant in the run history (config `run_history`).
@@ -190,33 +298,113 @@ impl Store {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let pooled = lock(&self.inner.idle).pop();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => self.connect()?,
-        };
+        let mut conn = self.checkout()?;
         let result = work(&mut conn);
-        // A connection left inside a transaction (a panic in `work` aside, which drops it)
-        // must not be handed to the next caller.
-        if conn.is_autocommit() {
+        // A connection left inside a transaction (a panic in `work` aside, which drops it),
+        // or one the server closed, must not be handed to the next caller.
+        if conn.is_reusable() {
             self.put_back(conn);
+        } else {
+            self.closed(conn);
         }
         result
     }
 
     fn put_back(&self, conn: Connection) {
         let mut idle = lock(&self.inner.idle);
-        if idle.len() < IDLE_CONNECTIONS {
+        if idle.len() < self.idle_limit() {
             idle.push(conn);
+        } else {
+            drop(idle);
+            self.closed(conn);
+        }
+    }
+
+    fn idle_limit(&self) -> usize {
+        match self.inner.location {
+            Location::Sqlite(_) => IDLE_CONNECTIONS,
+            Location::Postgres { pool_size, .. } => pool_size as usize,
+        }
+    }
+
+    /// Closes a connection and lets a waiter open one (PostgreSQL's pool size).
+    fn closed(&self, conn: Connection) {
+        drop(conn);
+        if let Location::Postgres { .. } = self.inner.location {
+            let mut open = lock(&self.inner.open);
+            *open = open.saturating_sub(1);
+            self.inner.freed.notify_one();
         }
     }
 
     /// A new connection configured like the pooled ones, for tests and tools that read the
-    /// database directly; dirsync itself goes through [`Store::run`].
+    /// database directly; dirsync itself goes through [`Store::run`]. Not counted against
+    /// PostgreSQL's pool size.
     pub fn connect(&self) -> Result<Connection, StoreError> {
-        let path = self.path();
-        let open = || -> rusqlite::Result<Connection> {
-            let conn = Connection::open_with_flags(
+        match &self.inner.location {
+            Location::Sqlite(path) => Ok(Connection::from_sqlite(connect_sqlite(path)?)),
+            Location::Postgres { config, .. } => {
+                Connection::connect_postgres(config).map_err(|source| StoreError::Connect {
+                    url: config.display().to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// A connection for [`Store::run_blocking`]: an idle one, else a new one; for PostgreSQL
+    /// at most `pool_size` open at once, waiting for one to be put back beyond that.
+    fn checkout(&self) -> Result<Connection, StoreError> {
+        if let Some(conn) = lock(&self.inner.idle).pop() {
+            return Ok(conn);
+        }
+        let Location::Postgres { pool_size, .. } = &self.inner.location else {
+            return self.connect();
+        };
+        let mut open = lock(&self.inner.open);
+        loop {
+            // Someone may have put a connection back while we waited.
+            if let Some(conn) = lock(&self.inner.idle).pop() {
+                return Ok(conn);
+            }
+            if *open < *pool_size {
+                break;
+            }
+            open = self
+                .inner
+                .freed
+                .wait_timeout(open, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *open += 1;
+        drop(open);
+        self.connect().inspect_err(|_| {
+            let mut open = lock(&self.inner.open);
+            *open = open.saturating_sub(1);
+            self.inner.freed.notify_one();
+        })
+    }
+
+    /// A connection of its own, outside the pool, for a task that holds one for long (a
+    /// `LISTEN`er). `None` for SQLite.
+    pub fn dedicated_postgres(&self) -> Result<Option<Connection>, StoreError> {
+        match &self.inner.location {
+            Location::Sqlite(_) => Ok(None),
+            Location::Postgres { config, .. } => Connection::connect_postgres(config)
+                .map(Some)
+                .map_err(|source| StoreError::Connect {
+                    url: config.display().to_owned(),
+                    source,
+                }),
+        }
+    }
+}
+
+fn connect_sqlite(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    {
+        let open = || -> rusqlite::Result<rusqlite::Connection> {
+            let conn = rusqlite::Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE
                     | OpenFlags::SQLITE_OPEN_CREATE

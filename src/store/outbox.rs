@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use super::sql::{params, Backend, Connection, OptionalExtension, TransactionBehavior};
 
 use super::lock::{check_lease, Lease};
 use super::runs::{insert_run, next_run_id};
@@ -102,17 +102,17 @@ pub fn commit(conn: &mut Connection, input: NewEvents<'_>) -> Result<CommitSumma
     // connection may live on.
     const LARGE: usize = 10_000;
     const LARGE_CACHE_KIB: i64 = 128 * 1024;
-    let large = input.changes.len() > LARGE;
-    if large {
-        conn.pragma_update(None, "cache_size", -LARGE_CACHE_KIB)?;
+    let large = input.changes.len() > LARGE && conn.backend() == Backend::Sqlite;
+    if let Some(sqlite) = conn.as_sqlite().filter(|_| large) {
+        sqlite.pragma_update(None, "cache_size", -LARGE_CACHE_KIB)?;
         // Index rebuilds sort a million entries: in temporary files, not in memory.
-        conn.pragma_update(None, "temp_store", "FILE")?;
+        sqlite.pragma_update(None, "temp_store", "FILE")?;
     }
     let result = commit_transaction(conn, input);
-    if large {
+    if let Some(sqlite) = conn.as_sqlite().filter(|_| large) {
         // Frees the pages; the default size again for whatever the connection does next.
-        conn.pragma_update(None, "cache_size", -super::CACHE_KIB)?;
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        sqlite.pragma_update(None, "cache_size", -super::CACHE_KIB)?;
+        sqlite.pragma_update(None, "temp_store", "MEMORY")?;
     }
     result
 }
@@ -122,6 +122,7 @@ fn commit_transaction(
     mut input: NewEvents<'_>,
 ) -> Result<CommitSummary, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.lock_tenant(input.tenant)?;
     check_lease(&tx, input.lease)?;
     let previous_seq = last_seq(&tx, input.tenant)?;
     let events = input.changes.len() as u64;
@@ -271,17 +272,26 @@ pub(super) fn set_aside_indexes(
         if inserting < bulk {
             continue;
         }
-        let held: i64 = tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+        let held: i64 = tx.query_row(&format!("SELECT count(*) FROM {table}"), (), |row| {
             row.get(0)
         })?;
         if inserting as i64 <= held {
             continue;
         }
-        let indexes: Vec<(String, String)> = tx
-            .prepare(
+        // Indexes that back a constraint (primary keys) stay: they are how rows are found.
+        let indexes_sql = match tx.backend() {
+            Backend::Sqlite => {
                 "SELECT name, sql FROM sqlite_schema
-                 WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
-            )?
+                 WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL"
+            }
+            Backend::Postgres => {
+                "SELECT i.indexname, i.indexdef FROM pg_indexes i
+                 WHERE i.schemaname = current_schema() AND i.tablename = ?1
+                   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
+            }
+        };
+        let indexes: Vec<(String, String)> = tx
+            .prepare(indexes_sql)?
             .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<Result<_, _>>()?;
         for (name, definition) in indexes {
@@ -453,7 +463,7 @@ fn write_exclusions(
 /// The stored edges are streamed and looked up in `wanted`, never collected: at 1M edges a
 /// copy of the stored graph would cost about 170 MB. Per group, when every wanted edge was
 /// found stored, nothing is inserted; otherwise that group's wanted edges are inserted with
-/// `INSERT OR IGNORE`, which writes only the missing ones.
+/// `ON CONFLICT DO NOTHING`, which writes only the missing ones.
 fn write_direct_graph(
     conn: &Connection,
     tenant: &str,
@@ -493,7 +503,7 @@ fn write_direct_graph(
         delete.execute(params![tenant, group, member_kind, member])?;
     }
     let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
     )?;
     for (group, members) in wanted.groups() {
         if found_per_group.get(&**group).copied().unwrap_or(0) == members.len() {
@@ -516,7 +526,9 @@ pub fn events_after(
     let mut statement = conn.prepare_cached(
         "SELECT seq, body FROM events WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    let limit = limit.map(|l| l.min(i64::MAX as u64) as i64).unwrap_or(-1);
+    let limit = limit
+        .map(|l| l.min(i64::MAX as u64) as i64)
+        .unwrap_or(i64::MAX);
     let rows = statement.query_map(params![tenant, after as i64, limit], |row| {
         Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))
     })?;

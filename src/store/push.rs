@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use super::sql::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde::Serialize;
 
 use super::outbox::append_change_set;
@@ -78,7 +78,7 @@ pub enum Lookup {
 const ROW_COLUMNS: &str =
     "kind, id, user_name, external_id, display_name, created, modified, version, data";
 
-fn row_of(row: &rusqlite::Row<'_>) -> Result<ScimRow, StoreError> {
+fn row_of(row: Row<'_>) -> Result<ScimRow, StoreError> {
     Ok(ScimRow {
         kind: ScimKind::parse(text(row, 0)?)?,
         id: row.get(1)?,
@@ -93,11 +93,11 @@ fn row_of(row: &rusqlite::Row<'_>) -> Result<ScimRow, StoreError> {
 }
 
 /// Runs a cached statement and maps every row.
-fn collect<T, P: rusqlite::Params>(
+fn collect<T, P: super::sql::Params>(
     conn: &Connection,
     sql: &str,
     params: P,
-    map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    map: impl Fn(Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let mut statement = conn.prepare_cached(sql)?;
     let mut rows = statement.query(params)?;
@@ -194,7 +194,7 @@ pub fn members_of(
     )
 }
 
-fn member_of(row: &rusqlite::Row<'_>) -> Result<ScimMember, StoreError> {
+fn member_of(row: Row<'_>) -> Result<ScimMember, StoreError> {
     Ok(ScimMember {
         id: row.get(0)?,
         kind: ScimKind::parse(text(row, 1)?)?,
@@ -445,12 +445,12 @@ pub struct PushRequest {
 
 /// Logs a request; returns its id.
 pub fn insert_request(conn: &Connection, request: &NewPushRequest) -> Result<i64, StoreError> {
-    conn.prepare_cached(
+    Ok(conn.prepare_cached(
         "INSERT INTO push_requests (tenant, at, method, path, status, latency_us, user_agent, resource_kind,
                                     resource_id, detail, first_seq, last_seq, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
     )?
-    .execute(params![
+    .query_row(params![
         request.tenant,
         request.at_ms,
         request.method,
@@ -464,13 +464,12 @@ pub fn insert_request(conn: &Connection, request: &NewPushRequest) -> Result<i64
         request.first_seq.map(|seq| seq as i64),
         request.last_seq.map(|seq| seq as i64),
         request.body,
-    ])?;
-    Ok(conn.last_insert_rowid())
+    ], |row| row.get(0))?)
 }
 
 const REQUEST_COLUMNS: &str = "id, at, method, path, status, latency_us, user_agent, resource_kind, resource_id, detail, first_seq, last_seq, body";
 
-fn request_of(row: &rusqlite::Row<'_>) -> Result<PushRequest, StoreError> {
+fn request_of(row: Row<'_>) -> Result<PushRequest, StoreError> {
     Ok(PushRequest {
         id: row.get(0)?,
         at_ms: row.get(1)?,
@@ -634,8 +633,8 @@ pub enum PushTxError {
     Store(#[from] StoreError),
 }
 
-impl From<rusqlite::Error> for PushTxError {
-    fn from(err: rusqlite::Error) -> Self {
+impl From<super::sql::Error> for PushTxError {
+    fn from(err: super::sql::Error) -> Self {
         PushTxError::Store(err.into())
     }
 }
@@ -656,6 +655,7 @@ pub struct PushTx<'c> {
 impl<'c> PushTx<'c> {
     pub fn begin(conn: &'c mut Connection, tenant: &str) -> Result<Self, PushTxError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.lock_tenant(tenant)?;
         let holder: Option<(String, i64)> = tx
             .prepare_cached("SELECT holder, expires_at FROM leases WHERE tenant = ?1")?
             .query_row([tenant], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -694,12 +694,12 @@ impl<'c> PushTx<'c> {
     pub fn savepoint(&self) -> Result<(), StoreError> {
         self.tx
             .prepare_cached("SAVEPOINT push_write")?
-            .execute([])?;
+            .execute(())?;
         Ok(())
     }
 
     pub fn release_savepoint(&self) -> Result<(), StoreError> {
-        self.tx.prepare_cached("RELEASE push_write")?.execute([])?;
+        self.tx.prepare_cached("RELEASE push_write")?.execute(())?;
         Ok(())
     }
 
@@ -783,7 +783,7 @@ impl<'c> PushTx<'c> {
     pub fn add_member(&self, group: &str, member: &ScimMember) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
             )?
             .execute(params![self.tenant, group, edge_kind(member.kind), member.id])?;
         self.tx

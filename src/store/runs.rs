@@ -1,6 +1,6 @@
 //! The record of runs: every sync, committed or not, with its outcome, counts and error.
 
-use rusqlite::{params, Connection};
+use super::sql::{params, Backend, Connection};
 
 use super::StoreError;
 use crate::run::{Millis, RunOutcome, RunSummary};
@@ -8,10 +8,19 @@ use crate::run::{Millis, RunOutcome, RunSummary};
 /// The id the next recorded run gets (ids are never reused: `AUTOINCREMENT`). Only stable
 /// inside a write transaction.
 pub(super) fn next_run_id(conn: &Connection) -> Result<i64, StoreError> {
+    // PostgreSQL hands ids out from the identity's sequence: commits of other tenants run
+    // at the same time there, and ids need not be gap-free.
+    if conn.backend() == Backend::Postgres {
+        return Ok(conn.query_row(
+            "SELECT nextval(pg_get_serial_sequence('runs', 'id'))",
+            (),
+            |row| row.get(0),
+        )?);
+    }
     let last: i64 = conn.query_row(
         "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'runs'), 0),
                     COALESCE((SELECT MAX(id) FROM runs), 0))",
-        [],
+        (),
         |row| row.get(0),
     )?;
     Ok(last + 1)
@@ -26,30 +35,36 @@ pub(super) fn insert_run(
 ) -> Result<i64, StoreError> {
     let events: u64 = run.counts.values().sum();
     let counts = serde_json::to_string(&run.counts).unwrap_or_else(|_| "{}".into());
-    conn.execute(
+    // Without an id, the column is left out: PostgreSQL's identity refuses a NULL.
+    let sql = if id.is_some() {
         "INSERT INTO runs (tenant, started_at, finished_at, outcome, duration_ms, events, counts, users, groups,
                            memberships, api_requests, retries, first_seq, last_seq, error, id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        params![
-            run.tenant,
-            run.started_at.0,
-            run.finished_at.0,
-            run.outcome.as_str(),
-            (run.finished_at.0 - run.started_at.0).max(0),
-            events as i64,
-            counts,
-            run.users.map(|v| v as i64),
-            run.groups.map(|v| v as i64),
-            run.memberships.map(|v| v as i64),
-            run.api_requests as i64,
-            run.retries as i64,
-            run.first_seq.map(|v| v as i64),
-            run.last_seq.map(|v| v as i64),
-            run.error,
-            id,
-        ],
-    )?;
-    Ok(conn.last_insert_rowid())
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) RETURNING id"
+    } else {
+        "INSERT INTO runs (tenant, started_at, finished_at, outcome, duration_ms, events, counts, users, groups,
+                           memberships, api_requests, retries, first_seq, last_seq, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id"
+    };
+    let values = params![
+        run.tenant,
+        run.started_at.0,
+        run.finished_at.0,
+        run.outcome.as_str(),
+        (run.finished_at.0 - run.started_at.0).max(0),
+        events as i64,
+        counts,
+        run.users.map(|v| v as i64),
+        run.groups.map(|v| v as i64),
+        run.memberships.map(|v| v as i64),
+        run.api_requests as i64,
+        run.retries as i64,
+        run.first_seq.map(|v| v as i64),
+        run.last_seq.map(|v| v as i64),
+        run.error,
+        id,
+    ];
+    let values = if id.is_some() { values } else { &values[..15] };
+    Ok(conn.query_row(sql, values, |row| row.get(0))?)
 }
 
 /// Records a run that committed nothing (failed, refused, dry run).

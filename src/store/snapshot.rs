@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{params, Connection};
+use super::sql::{params, Connection, Row};
 
 use super::StoreError;
 use crate::diff::Needed;
@@ -115,10 +115,9 @@ fn load_members<U, G>(
     Ok(members)
 }
 
-/// Column `index` of `row` as text, borrowed from SQLite's buffer (no copy).
-pub(super) fn text<'a>(row: &'a rusqlite::Row<'_>, index: usize) -> Result<&'a str, StoreError> {
-    row.get_ref(index)?
-        .as_str()
+/// Column `index` of `row` as text, borrowed from the row's buffer (no copy).
+pub(super) fn text<'a>(row: Row<'a>, index: usize) -> Result<&'a str, StoreError> {
+    row.get_str(index)
         .map_err(|err| StoreError::Corrupt(format!("column {index} is not text: {err}")))
 }
 
@@ -137,7 +136,7 @@ pub(super) fn write_changes(
     let mut forget_addresses =
         conn.prepare_cached("DELETE FROM user_addresses WHERE tenant = ?1 AND user_id = ?2")?;
     let mut add_address = conn.prepare_cached(
-        "INSERT OR IGNORE INTO user_addresses (tenant, user_id, address) VALUES (?1, ?2, ?3)",
+        "INSERT INTO user_addresses (tenant, user_id, address) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?;
     let mut upsert_group = conn.prepare_cached(
         "INSERT INTO groups (tenant, id, email, name, data) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -146,7 +145,7 @@ pub(super) fn write_changes(
     let mut delete_group =
         conn.prepare_cached("DELETE FROM groups WHERE tenant = ?1 AND id = ?2")?;
     let mut add_member = conn.prepare_cached(
-        "INSERT OR IGNORE INTO memberships (tenant, group_id, user_id) VALUES (?1, ?2, ?3)",
+        "INSERT INTO memberships (tenant, group_id, user_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?;
     let mut remove_member = conn.prepare_cached(
         "DELETE FROM memberships WHERE tenant = ?1 AND group_id = ?2 AND user_id = ?3",

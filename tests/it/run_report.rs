@@ -83,7 +83,7 @@ fn a_run_that_never_got_its_lease_is_recorded_as_failed() {
     let recorded: Vec<(String, Option<String>)> = conn
         .prepare("SELECT outcome, error FROM runs WHERE tenant = 'acme' ORDER BY started_at")
         .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_map((), |row| Ok((row.get(0)?, row.get(1)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();

@@ -14,10 +14,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
+use dirsync::store::sql::params;
 use dirsync_testkit::bench;
 use dirsync_testkit::webhook::*;
 use dirsync_testkit::*;
-use rusqlite::params;
 
 /// Fills the outbox with `n` small synthetic events (straight SQL: a sync of a million users
 /// would benchmark the diff, not delivery).
