@@ -44,7 +44,7 @@ pub async fn run(config_path: &Path, args: &ForgetArgs) -> Outcome {
             )));
         }
     }
-    let store = Store::open(&global.state_dir).map_err(|err| {
+    let store = Store::open_global(&global).map_err(|err| {
         Failure::run(anyhow::anyhow!(
             "opening the store (state_dir in {}): {err}",
             global.file.display()

@@ -201,7 +201,7 @@ pub fn tenant<'a>(config: &'a Config, id: &str) -> Result<&'a config::TenantConf
 
 /// Opens (creating if needed) the database under `state_dir`.
 pub fn open_store(config: &Config) -> Result<Store, Failure> {
-    Store::open(&config.global.state_dir)
+    Store::open_global(&config.global)
         .map(|store| store.keep_run_history(config.global.run_history))
         .with_context(|| {
             format!(

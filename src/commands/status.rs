@@ -134,7 +134,7 @@ pub async fn run(config: &Config, args: &StatusArgs, problems: &[Problem]) -> Ou
         Some(id) => vec![tenant(config, id)?],
         None => config.tenants.values().collect(),
     };
-    let store = Store::open_existing(&config.global.state_dir).map_err(Failure::run)?;
+    let store = Store::open_existing_global(&config.global).map_err(Failure::run)?;
     let mut statuses = Vec::new();
     for tenant in tenants {
         statuses.push(tenant_status(store.as_ref(), tenant).map_err(Failure::run)?);

@@ -231,8 +231,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let store = {
-        let state_dir = config.global.state_dir.clone();
-        tokio::task::spawn_blocking(move || Store::open(&state_dir))
+        let global = config.global.clone();
+        tokio::task::spawn_blocking(move || Store::open_global(&global))
             .await
             .map_err(|err| StoreError::Corrupt(format!("opening the store failed: {err}")))??
             .keep_run_history(config.global.run_history)

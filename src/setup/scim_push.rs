@@ -270,10 +270,7 @@ async fn wait_for_first_request(
     let mut after_id = None;
     while Instant::now() < deadline {
         // The daemon creates the database on its first start: until then there is no log.
-        if let Some(store) = Store::open_existing(&context.global.state_dir)
-            .ok()
-            .flatten()
-        {
+        if let Some(store) = Store::open_existing_global(&context.global).ok().flatten() {
             let start = match after_id {
                 Some(id) => Ok(id),
                 None => latest_request_id(&store, tenant).await,
