@@ -332,9 +332,10 @@ fn append_events(
         after,
         changes,
     } = events;
-    let mut insert = tx.prepare_cached(
+    let mut insert = tx.batch_insert(
         "INSERT INTO events (tenant, seq, id, type, subject_id, occurred_at, sync_id, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        8,
     )?;
     // A small change set (a push write, most syncs) is not worth a thread.
     if changes.len() <= BATCH {
@@ -345,7 +346,7 @@ fn append_events(
             let body = renderer
                 .render(change, &id, tenant, seq, sync_id, source, occurred_at)
                 .map_err(|err| StoreError::Corrupt(err.to_string()))?;
-            insert.execute(params![
+            insert.push(params![
                 tenant,
                 seq as i64,
                 id,
@@ -356,6 +357,7 @@ fn append_events(
                 body
             ])?;
         }
+        insert.finish()?;
         return Ok(());
     }
     std::thread::scope(|scope| {
@@ -382,7 +384,7 @@ fn append_events(
         let mut changes = changes.iter();
         for batch in receiver {
             for (event, change) in batch.into_iter().zip(changes.by_ref()) {
-                insert.execute(params![
+                insert.push(params![
                     tenant,
                     event.seq as i64,
                     event.id,
@@ -394,6 +396,7 @@ fn append_events(
                 ])?;
             }
         }
+        insert.finish()?;
         match renderer.join() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(StoreError::Corrupt(err.to_string())),
@@ -502,17 +505,19 @@ fn write_direct_graph(
     for (group, member_kind, member) in &stale {
         delete.execute(params![tenant, group, member_kind, member])?;
     }
-    let mut insert = conn.prepare_cached(
+    let mut insert = conn.batch_insert(
         "INSERT INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        4,
     )?;
     for (group, members) in wanted.groups() {
         if found_per_group.get(&**group).copied().unwrap_or(0) == members.len() {
             continue;
         }
         for (kind, member) in members {
-            insert.execute(params![tenant, &**group, kind.as_str(), &**member])?;
+            insert.push(params![tenant, &**group, kind.as_str(), &**member])?;
         }
     }
+    insert.finish()?;
     Ok(())
 }
 

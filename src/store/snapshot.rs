@@ -128,24 +128,28 @@ pub(super) fn write_changes(
     changes: &[Change],
     after: &Snapshot,
 ) -> Result<(), StoreError> {
-    let mut upsert_user = conn.prepare_cached(
+    let mut upsert_user = conn.batch_insert(
         "INSERT INTO users (tenant, id, email, data) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (tenant, id) DO UPDATE SET email = excluded.email, data = excluded.data",
+        4,
     )?;
     let mut delete_user = conn.prepare_cached("DELETE FROM users WHERE tenant = ?1 AND id = ?2")?;
     let mut forget_addresses =
         conn.prepare_cached("DELETE FROM user_addresses WHERE tenant = ?1 AND user_id = ?2")?;
-    let mut add_address = conn.prepare_cached(
+    let mut add_address = conn.batch_insert(
         "INSERT INTO user_addresses (tenant, user_id, address) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        3,
     )?;
-    let mut upsert_group = conn.prepare_cached(
+    let mut upsert_group = conn.batch_insert(
         "INSERT INTO groups (tenant, id, email, name, data) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (tenant, id) DO UPDATE SET email = excluded.email, name = excluded.name, data = excluded.data",
+        5,
     )?;
     let mut delete_group =
         conn.prepare_cached("DELETE FROM groups WHERE tenant = ?1 AND id = ?2")?;
-    let mut add_member = conn.prepare_cached(
+    let mut add_member = conn.batch_insert(
         "INSERT INTO memberships (tenant, group_id, user_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        3,
     )?;
     let mut remove_member = conn.prepare_cached(
         "DELETE FROM memberships WHERE tenant = ?1 AND group_id = ?2 AND user_id = ?3",
@@ -156,12 +160,12 @@ pub(super) fn write_changes(
                 let user = after.users.get(id).ok_or_else(|| {
                     StoreError::Corrupt(format!("change names unknown user {id}"))
                 })?;
-                upsert_user.execute(params![tenant, &**id, user.email, to_json(user)?])?;
+                upsert_user.push(params![tenant, &**id, user.email, to_json(user)?])?;
                 if matches!(change, Change::UserUpdated { .. }) {
                     forget_addresses.execute(params![tenant, &**id])?;
                 }
                 for address in secondary_addresses(user) {
-                    add_address.execute(params![tenant, &**id, address])?;
+                    add_address.push(params![tenant, &**id, address])?;
                 }
             }
             Change::UserDeleted(id) => {
@@ -172,7 +176,7 @@ pub(super) fn write_changes(
                 let group = after.groups.get(id).ok_or_else(|| {
                     StoreError::Corrupt(format!("change names unknown group {id}"))
                 })?;
-                upsert_group.execute(params![
+                upsert_group.push(params![
                     tenant,
                     &**id,
                     group.email,
@@ -184,13 +188,17 @@ pub(super) fn write_changes(
                 delete_group.execute(params![tenant, &**id])?;
             }
             Change::UserAdded { group, user } => {
-                add_member.execute(params![tenant, &**group, &**user])?;
+                add_member.push(params![tenant, &**group, &**user])?;
             }
             Change::UserRemoved { group, user } => {
                 remove_member.execute(params![tenant, &**group, &**user])?;
             }
         }
     }
+    upsert_user.finish()?;
+    add_address.finish()?;
+    upsert_group.finish()?;
+    add_member.finish()?;
     Ok(())
 }
 
