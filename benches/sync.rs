@@ -32,6 +32,8 @@
 //! cargo bench --bench sync -- --scale 100k --rpm 2400     # Google's default quota, enforced by the emulator too
 //! cargo bench --bench sync -- --users 5000 --groups 300 --members 20000 --concurrency 16
 //! cargo bench --bench sync -- --projection full           # only the custom-schema tenant
+//! cargo bench --bench sync -- --scale 100k --store both    # SQLite, then PostgreSQL (DIRSYNC_TEST_DATABASE_URL
+//!                                                          # or --database-url: a server to create a database on)
 //! ```
 #![allow(clippy::unwrap_used)]
 
@@ -41,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use dirsync_testkit::bench::{Targets, MIB};
 use dirsync_testkit::emulator::EmulatorProcess;
+use dirsync_testkit::PgDatabase;
 use dirsync_testkit::{ConfigDir, Dirsync};
 use rusqlite::Connection;
 use serde_json::Value;
@@ -88,8 +91,32 @@ const WATCHED: &[&str] = &[
     "tenants",
 ];
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+impl StoreKind {
+    fn label(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where a scenario's store is, for the bench's own queries.
+enum BenchDb {
+    Sqlite(std::path::PathBuf),
+    Postgres(PgDatabase),
+}
+
 #[derive(Debug, Clone)]
 struct Options {
+    stores: Vec<StoreKind>,
+    /// The PostgreSQL server to create the bench's databases on.
+    database_url: Option<String>,
     users: usize,
     groups: usize,
     members: usize,
@@ -106,6 +133,8 @@ struct Options {
 impl Options {
     fn parse() -> Self {
         let mut options = Options {
+            stores: vec![StoreKind::Sqlite],
+            database_url: std::env::var("DIRSYNC_TEST_DATABASE_URL").ok(),
             users: 10_000,
             groups: 1_000,
             members: 100_000,
@@ -161,6 +190,15 @@ impl Options {
                     }
                 }
                 "--keep" => options.keep = true,
+                "--store" => {
+                    options.stores = match value("--store").as_str() {
+                        "sqlite" => vec![StoreKind::Sqlite],
+                        "postgres" => vec![StoreKind::Postgres],
+                        "both" => vec![StoreKind::Sqlite, StoreKind::Postgres],
+                        other => usage(&format!("--store {other}: use sqlite, postgres or both")),
+                    }
+                }
+                "--database-url" => options.database_url = Some(value("--database-url")),
                 // cargo bench passes --bench to every harness = false target.
                 "--bench" => benchmarking = true,
                 "-h" | "--help" => usage(""),
@@ -187,7 +225,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: cargo bench --bench sync -- [--scale 10k|100k] [--users N] [--groups N] [--members N] \
          [--seed N] [--latency-ms MS] [--rpm N (0 = no limit)] [--concurrency N] [--projection basic|full|both] \
-         [--no-resync] [--keep]"
+         [--no-resync] [--keep] [--store sqlite|postgres|both] [--database-url URL]"
     );
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }
@@ -279,6 +317,7 @@ fn write_config(
     key_file: &Path,
     options: &Options,
     projection: Projection,
+    database: Option<&PgDatabase>,
 ) -> ConfigDir {
     let mut dirsync = Dirsync::new(BIN);
     // The testkit scrubs the environment; a log level asked for on the command line still
@@ -286,7 +325,11 @@ fn write_config(
     if let Some(level) = std::env::var_os("RUST_LOG") {
         dirsync = dirsync.env("RUST_LOG", level);
     }
-    let config = ConfigDir::new(dirsync);
+    let mut builder = ConfigDir::builder(dirsync);
+    if let Some(database) = database {
+        builder = builder.global(&format!("database_url = {:?}\n", database.url()));
+    }
+    let config = builder.build();
     config.write_tenant(
         TENANT,
         &format!(
@@ -340,47 +383,91 @@ async fn sync(emulator: &Emulator, config: &ConfigDir, label: String) -> Run {
 }
 
 /// Triggers counting every row written to the watched tables, from now on.
-fn install_write_counters(db: &Path) {
-    let conn = Connection::open(db).unwrap();
-    let mut sql = String::from(
-        "CREATE TABLE IF NOT EXISTS bench_row_writes (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL);",
-    );
-    for table in WATCHED {
-        sql.push_str(&format!(
-            "INSERT OR REPLACE INTO bench_row_writes VALUES ('{table}', 0);"
-        ));
-        for op in ["INSERT", "UPDATE", "DELETE"] {
-            sql.push_str(&format!(
-                "CREATE TRIGGER IF NOT EXISTS bench_{table}_{op} AFTER {op} ON {table} \
-                 BEGIN UPDATE bench_row_writes SET n = n + 1 WHERE tbl = '{table}'; END;"
-            ));
+fn install_write_counters(db: &BenchDb) {
+    match db {
+        BenchDb::Sqlite(path) => {
+            let conn = Connection::open(path).unwrap();
+            let mut sql = String::from(
+                "CREATE TABLE IF NOT EXISTS bench_row_writes (tbl TEXT PRIMARY KEY, n INTEGER NOT NULL);",
+            );
+            for table in WATCHED {
+                sql.push_str(&format!(
+                    "INSERT OR REPLACE INTO bench_row_writes VALUES ('{table}', 0);"
+                ));
+                for op in ["INSERT", "UPDATE", "DELETE"] {
+                    sql.push_str(&format!(
+                        "CREATE TRIGGER IF NOT EXISTS bench_{table}_{op} AFTER {op} ON {table} \
+                         BEGIN UPDATE bench_row_writes SET n = n + 1 WHERE tbl = '{table}'; END;"
+                    ));
+                }
+            }
+            conn.execute_batch(&sql).unwrap();
+        }
+        BenchDb::Postgres(database) => {
+            let mut sql = String::from(
+                "CREATE TABLE IF NOT EXISTS bench_row_writes (tbl TEXT PRIMARY KEY, n BIGINT NOT NULL);
+                 CREATE OR REPLACE FUNCTION bench_count_write() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN UPDATE bench_row_writes SET n = n + 1 WHERE tbl = TG_TABLE_NAME; RETURN NULL; END $$;",
+            );
+            for table in WATCHED {
+                sql.push_str(&format!(
+                    "INSERT INTO bench_row_writes VALUES ('{table}', 0) ON CONFLICT (tbl) DO UPDATE SET n = 0;
+                     CREATE OR REPLACE TRIGGER bench_{table} AFTER INSERT OR UPDATE OR DELETE ON {table}
+                     FOR EACH ROW EXECUTE FUNCTION bench_count_write();"
+                ));
+            }
+            dirsync_testkit::postgres::psql(database.url(), &sql);
         }
     }
-    conn.execute_batch(&sql).unwrap();
 }
 
-fn read_write_counters(db: &Path) -> Vec<(String, u64)> {
-    let conn = Connection::open(db).unwrap();
-    let mut statement = conn
-        .prepare("SELECT tbl, n FROM bench_row_writes ORDER BY tbl")
-        .unwrap();
-    let rows = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))
-        .unwrap();
-    rows.collect::<Result<_, _>>().unwrap()
+fn read_write_counters(db: &BenchDb) -> Vec<(String, u64)> {
+    match db {
+        BenchDb::Sqlite(path) => {
+            let conn = Connection::open(path).unwrap();
+            let mut statement = conn
+                .prepare("SELECT tbl, n FROM bench_row_writes ORDER BY tbl")
+                .unwrap();
+            let rows = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))
+                .unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        }
+        BenchDb::Postgres(database) => dirsync_testkit::postgres::psql(
+            database.url(),
+            "SELECT tbl, n FROM bench_row_writes ORDER BY tbl",
+        )
+        .lines()
+        .filter_map(|line| line.split_once('|'))
+        .map(|(table, n)| (table.to_owned(), n.trim().parse().unwrap()))
+        .collect(),
+    }
 }
 
 /// Stored users whose `raw_attributes` carry `customSchemas`: all of them under
 /// `projection=full`, none under `basic` — the check that each tenant measured the requests
 /// it claims to.
-fn users_with_custom_schemas(db: &Path) -> u64 {
-    let conn = Connection::open(db).unwrap();
-    conn.query_row(
-        "SELECT count(*) FROM users WHERE tenant = ?1 AND instr(data, '\"customSchemas\"') > 0",
-        [TENANT],
-        |row| row.get::<_, i64>(0),
-    )
-    .unwrap() as u64
+fn users_with_custom_schemas(db: &BenchDb) -> u64 {
+    match db {
+        BenchDb::Sqlite(path) => {
+            let conn = Connection::open(path).unwrap();
+            conn.query_row(
+                "SELECT count(*) FROM users WHERE tenant = ?1 AND instr(data, '\"customSchemas\"') > 0",
+                [TENANT],
+                |row| row.get::<_, i64>(0),
+            )
+            .unwrap() as u64
+        }
+        BenchDb::Postgres(database) => dirsync_testkit::postgres::psql(
+            database.url(),
+            &format!(
+                "SELECT count(*) FROM users WHERE tenant = '{TENANT}' AND position('\"customSchemas\"' in data) > 0"
+            ),
+        )
+        .trim()
+        .parse()
+        .unwrap(),
+    }
 }
 
 fn mib(bytes: Option<u64>) -> String {
@@ -404,22 +491,35 @@ fn main() {
 
 /// The runs of one tenant: its first sync and (unless `--no-resync`) a no-change resync.
 struct Scenario {
+    store: StoreKind,
     projection: Projection,
     runs: Vec<Run>,
     /// Stored users with `customSchemas` after the first sync, and all stored users.
     custom_schema_users: u64,
     config: ConfigDir,
+    /// Held for its Drop: the PostgreSQL database goes with the scenario.
+    _db: BenchDb,
 }
 
 async fn scenario(
     emulator: &Emulator,
     key_file: &Path,
     options: &Options,
+    store: StoreKind,
     projection: Projection,
 ) -> Scenario {
-    let config = write_config(emulator, key_file, options, projection);
-    let db = config.state_dir().join("dirsync.db");
-    let name = projection.label();
+    let database = (store == StoreKind::Postgres).then(|| {
+        let server = options.database_url.as_deref().unwrap_or_else(|| {
+            usage("--store postgres: set DIRSYNC_TEST_DATABASE_URL or --database-url to a PostgreSQL server (scripts/test.sh starts one)")
+        });
+        PgDatabase::create_on(server)
+    });
+    let config = write_config(emulator, key_file, options, projection, database.as_ref());
+    let db = match database {
+        Some(database) => BenchDb::Postgres(database),
+        None => BenchDb::Sqlite(config.state_dir().join("dirsync.db")),
+    };
+    let name = format!("{} {}", store.label(), projection.label());
     let mut runs = vec![sync(emulator, &config, format!("{name}: first sync")).await];
     let custom_schema_users = users_with_custom_schemas(&db);
     if options.resync {
@@ -429,10 +529,12 @@ async fn scenario(
         runs.push(resync);
     }
     Scenario {
+        store,
         projection,
         runs,
         custom_schema_users,
         config,
+        _db: db,
     }
 }
 
@@ -477,8 +579,10 @@ async fn bench(options: Options) -> i32 {
     let minimum = users.div_ceil(500).max(1) + groups.div_ceil(200).max(1) + count("member_pages");
 
     let mut scenarios = Vec::new();
-    for &projection in &options.projections {
-        scenarios.push(scenario(&emulator, &key_file, &options, projection).await);
+    for &store in &options.stores {
+        for &projection in &options.projections {
+            scenarios.push(scenario(&emulator, &key_file, &options, store, projection).await);
+        }
     }
 
     println!();
@@ -544,7 +648,8 @@ async fn bench(options: Options) -> i32 {
     println!();
     for scenario in &scenarios {
         println!(
-            "{}: {} of {} stored users carry customSchemas in raw_attributes",
+            "{} {}: {} of {} stored users carry customSchemas in raw_attributes",
+            scenario.store.label(),
             scenario.projection.label(),
             scenario.custom_schema_users,
             scenario.runs[0].shown("users"),
@@ -578,7 +683,7 @@ async fn bench(options: Options) -> i32 {
     if options.keep {
         println!();
         for scenario in scenarios {
-            let projection = scenario.projection.label();
+            let projection = format!("{} {}", scenario.store.label(), scenario.projection.label());
             println!("kept {projection}: {}", scenario.config.keep().display());
         }
         println!("kept the key: {}", keys.keep().display());
@@ -592,7 +697,7 @@ fn judge(options: &Options, scenarios: &[Scenario], minimum: u64) -> Targets {
     let seconds = |s: f64| format!("{s:.1}s");
     let mib_limit = |m: f64| format!("{:.0} MiB", m / MIB as f64);
     for scenario in scenarios {
-        let name = scenario.projection.label();
+        let name = format!("{} {}", scenario.store.label(), scenario.projection.label());
         for run in &scenario.runs {
             let label = &run.label;
             targets.at_most(
@@ -639,13 +744,13 @@ fn judge(options: &Options, scenarios: &[Scenario], minimum: u64) -> Targets {
             let carried = scenario.custom_schema_users;
             match scenario.projection {
                 Projection::Basic => targets.check(
-                    "basic: no stored user carries customSchemas (projection=basic)",
+                    &format!("{name}: no stored user carries customSchemas (projection=basic)"),
                     Some(carried as f64),
                     |n| n == 0.0,
                     |n| format!("{n:.0} do"),
                 ),
                 Projection::Full => targets.check(
-                    "full: every stored user carries customSchemas (projection=full)",
+                    &format!("{name}: every stored user carries customSchemas (projection=full)"),
                     stored.map(|stored| carried as f64 / stored.max(1) as f64),
                     |share| share >= 0.99,
                     |_| format!("{carried} of {}", first.shown("users")),
@@ -678,6 +783,40 @@ fn judge(options: &Options, scenarios: &[Scenario], minimum: u64) -> Targets {
                         written.unwrap_or_default()
                     )
                 },
+            );
+        }
+    }
+    // The PostgreSQL store against SQLite's on this machine, projection by projection.
+    for postgres in scenarios.iter().filter(|s| s.store == StoreKind::Postgres) {
+        let Some(sqlite) = scenarios
+            .iter()
+            .find(|s| s.store == StoreKind::Sqlite && s.projection == postgres.projection)
+        else {
+            continue;
+        };
+        let (pg_first, lite_first) = (&postgres.runs[0], &sqlite.runs[0]);
+        let ratio = pg_first.wall.as_secs_f64() / lite_first.wall.as_secs_f64();
+        targets.at_most(
+            &format!(
+                "{}: postgres first sync within 2x of sqlite's {:.1}s ({ratio:.2}x)",
+                postgres.projection.label(),
+                lite_first.wall.as_secs_f64()
+            ),
+            Some(pg_first.wall.as_secs_f64()),
+            lite_first.wall.as_secs_f64() * 2.0,
+            seconds,
+        );
+        if let Some(lite_rss) = lite_first.field("peak_rss_bytes") {
+            // "Unchanged": within a tenth (allocator and timing noise) of SQLite's.
+            targets.at_most(
+                &format!(
+                    "{}: postgres first sync peak RSS within 10% of sqlite's {}",
+                    postgres.projection.label(),
+                    mib(Some(lite_rss))
+                ),
+                pg_first.field("peak_rss_bytes").map(|b| b as f64),
+                lite_rss as f64 * 1.1,
+                mib_limit,
             );
         }
     }
