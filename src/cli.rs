@@ -36,6 +36,9 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Delete the stored data of a tenant whose config file is gone (extension).
     Forget(ForgetArgs),
+    /// Copy the SQLite store (state_dir) into an empty PostgreSQL database, seq and ids kept
+    /// (extension; then set database_url).
+    MigrateStore(MigrateStoreArgs),
     /// Print a signed link to one tenant's console pages for its IT admin (web console).
     ConsoleLink(ConsoleLinkArgs),
     /// Onboard a tenant: guided connection to Google Workspace or a SCIM server, verified.
@@ -47,6 +50,17 @@ pub enum Command {
     /// Deliver stored events to the tenants' [[sinks]] without the daemon (extension).
     #[command(hide = true)]
     Deliver(DeliverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateStoreArgs {
+    /// The PostgreSQL database to copy into, `postgres://USER@HOST:5432/DATABASE`; it must
+    /// hold no dirsync data yet
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// A file holding the database password (instead of one in the URL)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod demo_idp;
 mod events;
 mod forget;
 mod inspect;
+mod migrate_store;
 mod run;
 mod setup;
 mod status;
@@ -114,6 +115,11 @@ pub async fn dispatch(cli: Cli) -> Outcome {
             let config = load_config(&config_path)?;
             init_tracing(config.global.log_format, "info");
             deliver::run(&config, &args).await
+        }
+        Command::MigrateStore(args) => {
+            let config = load_config(&config_path)?;
+            init_tracing(config.global.log_format, "warn");
+            migrate_store::run(&config, &args).await
         }
         Command::Forget(args) => {
             init_tracing(LogFormat::Text, "warn");

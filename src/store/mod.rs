@@ -23,6 +23,7 @@ pub mod push;
 mod runs;
 mod snapshot;
 pub mod sql;
+mod transfer;
 
 pub use cursors::{
     advance_cursor, ensure_cursor, load_cursor, pending_events, prune_delivered,
@@ -39,6 +40,7 @@ pub use outbox::{
 };
 pub use runs::{last_runs, prune_runs, record_run};
 pub use snapshot::{load_index, load_objects, load_snapshot, stored_counts, StoredCounts};
+pub use transfer::{transfer, Transferred};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1163,7 +1163,7 @@ impl ToSql for OwnedValue {
 /// is sent after an error. [`BatchInsert::finish`] sends the last batch.
 pub struct BatchInsert<'c> {
     conn: &'c Connection,
-    insert: &'static str,
+    insert: String,
     columns: usize,
     single: Option<Statement<'c>>,
     pending: Vec<OwnedValue>,
@@ -1173,14 +1173,14 @@ pub struct BatchInsert<'c> {
 impl Connection {
     /// `insert` is one row's statement, `INSERT INTO t (a, b) VALUES (?1, ?2)` with an
     /// optional `ON CONFLICT …` after it; `columns` is its number of parameters.
-    pub fn batch_insert(&self, insert: &'static str, columns: usize) -> Result<BatchInsert<'_>> {
+    pub fn batch_insert(&self, insert: &str, columns: usize) -> Result<BatchInsert<'_>> {
         let single = match self.backend() {
             Backend::Sqlite => Some(self.prepare_cached(insert)?),
             Backend::Postgres => None,
         };
         Ok(BatchInsert {
             conn: self,
-            insert,
+            insert: insert.to_owned(),
             columns,
             single,
             pending: Vec::new(),
@@ -1221,11 +1221,66 @@ impl BatchInsert<'_> {
             return Ok(());
         }
         let rows = self.pending.len() / self.columns;
-        let sql = multi_row_insert(self.insert, self.columns, rows)?;
+        let sql = multi_row_insert(&self.insert, self.columns, rows)?;
         let values: Vec<&dyn ToSql> = self.pending.iter().map(|v| v as &dyn ToSql).collect();
         self.conn.prepare_cached(&sql)?.execute(values.as_slice())?;
         self.pending.clear();
         Ok(())
+    }
+}
+
+/// One row's values, whatever their types, read to be written elsewhere (`migrate-store`).
+pub struct OwnedRow(Vec<OwnedValue>);
+
+impl OwnedRow {
+    pub fn read(row: Row<'_>, columns: usize) -> Result<Self> {
+        let mut values = Vec::with_capacity(columns);
+        for index in 0..columns {
+            let value = match row {
+                Row::Sqlite(row) => match row.get_ref(index)? {
+                    rusqlite::types::ValueRef::Null => OwnedValue::Null,
+                    rusqlite::types::ValueRef::Integer(value) => OwnedValue::Integer(value),
+                    rusqlite::types::ValueRef::Real(value) => OwnedValue::Real(value),
+                    rusqlite::types::ValueRef::Text(text) => {
+                        OwnedValue::Text(String::from_utf8_lossy(text).into_owned())
+                    }
+                    rusqlite::types::ValueRef::Blob(bytes) => OwnedValue::Blob(bytes.to_vec()),
+                },
+                Row::Postgres(pg) => {
+                    use tokio_postgres::types::Type;
+                    let column_type = pg.columns()[index].type_().clone();
+                    let failed = |err: String| Error::Column { index, detail: err };
+                    match column_type {
+                        Type::INT8 | Type::INT4 | Type::INT2 | Type::BOOL => {
+                            match postgres_integer(pg, index).map_err(failed)? {
+                                Some(value) => OwnedValue::Integer(value),
+                                None => OwnedValue::Null,
+                            }
+                        }
+                        Type::FLOAT8 | Type::FLOAT4 => {
+                            match f64::from_postgres(pg, index).map_err(failed)? {
+                                Some(value) => OwnedValue::Real(value),
+                                None => OwnedValue::Null,
+                            }
+                        }
+                        Type::BYTEA => match Vec::<u8>::from_postgres(pg, index).map_err(failed)? {
+                            Some(value) => OwnedValue::Blob(value),
+                            None => OwnedValue::Null,
+                        },
+                        _ => match String::from_postgres(pg, index).map_err(failed)? {
+                            Some(value) => OwnedValue::Text(value),
+                            None => OwnedValue::Null,
+                        },
+                    }
+                }
+            };
+            values.push(value);
+        }
+        Ok(Self(values))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &dyn ToSql> {
+        self.0.iter().map(|value| value as &dyn ToSql)
     }
 }
 

@@ -48,6 +48,8 @@ mod events_access;
 mod systemd_unit;
 // A stand-alone sync, signals and the tenant's lease.
 mod lease_signals;
+// Moving a SQLite history to PostgreSQL.
+mod migrate_store;
 // What a run reports.
 mod run_report;
 // Out of file descriptors: the error says so.
