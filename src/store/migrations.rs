@@ -436,7 +436,7 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
 
 /// Serializes nodes migrating one PostgreSQL database at once (a transaction-scoped lock,
 /// which works behind PgBouncer in transaction mode).
-const POSTGRES_MIGRATION_LOCK: i64 = 0x6469_7273_796e_63; // "dirsync"
+const POSTGRES_MIGRATION_LOCK: i64 = 0x0064_6972_7379_6e63; // "dirsync"
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

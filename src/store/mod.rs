@@ -133,6 +133,7 @@ struct Inner {
 
 /// Where the store is.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // One per store, made once.
 pub enum Location {
     /// `state_dir/dirsync.db`.
     Sqlite(PathBuf),

@@ -951,6 +951,8 @@ enum StatementInner<'c> {
 }
 
 impl<'c> Statement<'c> {
+    // Taken by value as rusqlite takes them, so call sites read the same on both backends.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn execute<P: Params>(&mut self, params: P) -> Result<usize> {
         let values = params.values();
         let (pg, statement) = match &mut self.inner {
@@ -967,6 +969,7 @@ impl<'c> Statement<'c> {
         Ok(changed as usize)
     }
 
+    #[allow(clippy::needless_pass_by_value)]
     pub fn query<P: Params>(&mut self, params: P) -> Result<Rows<'_>> {
         let values = params.values();
         let (pg, statement) = match &mut self.inner {
@@ -1038,7 +1041,7 @@ struct PgStream {
 impl PgStream {
     fn read_to_end(&mut self, runtime: &tokio::runtime::Runtime) -> Result<()> {
         if let Some(mut stream) = self.stream.take() {
-            block_on(&runtime, async {
+            block_on(runtime, async {
                 while let Some(row) = stream.next().await {
                     match row {
                         Ok(row) => self.buffered.push_back(row),
@@ -1063,7 +1066,7 @@ impl PgStream {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(None);
         };
-        match block_on(&runtime, stream.next()) {
+        match block_on(runtime, stream.next()) {
             Some(row) => Ok(Some(row?)),
             None => {
                 self.stream = None;
@@ -1402,6 +1405,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
