@@ -1050,3 +1050,26 @@ fn seq_stays_gap_free_when_commits_of_one_tenant_race(backend: Backend) {
         WRITERS * COMMITS
     );
 }
+
+#[test]
+fn a_postgres_schema_newer_than_the_binary_is_refused() {
+    let db = PgTestDatabase::create();
+    drop(db.store());
+    let admin = PgTestDatabase::admin(&db.url);
+    admin
+        .execute_batch(&format!(
+            "UPDATE dirsync_schema SET version = {}",
+            migrations::POSTGRES_SCHEMA_VERSION + 1
+        ))
+        .unwrap();
+    let err = Store::open_at(Location::Postgres {
+        config: PostgresConfig::parse(&db.url, None).unwrap(),
+        pool_size: 2,
+    })
+    .unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+    assert!(
+        err.to_string().contains("newer than this dirsync knows"),
+        "{err}"
+    );
+}
