@@ -49,6 +49,34 @@ impl HeldDelivery {
             .await?;
         let lease = match taken {
             Ok(lease) => lease,
+            // A deliverer on this host that died (kill -9) need not be waited out.
+            Err(other) if cluster::holder_is_gone(&other) => {
+                let (t, s, h, from) = (
+                    tenant.to_owned(),
+                    sink.to_owned(),
+                    holder.to_owned(),
+                    other.clone(),
+                );
+                let taken = store
+                    .run(move |conn| {
+                        cluster::take_over_delivery_lease(
+                            conn,
+                            &t,
+                            &s,
+                            &from,
+                            &h,
+                            DELIVERY_LEASE_TTL,
+                        )
+                    })
+                    .await?;
+                match taken {
+                    Some(lease) => {
+                        warn!(tenant, sink, "took over the delivery lease of {other}: that process is no longer running on this host");
+                        lease
+                    }
+                    None => return Ok(Err(other)),
+                }
+            }
             Err(other) => return Ok(Err(other)),
         };
         let (lost, stop_renewal) = (CancellationToken::new(), CancellationToken::new());

@@ -2,7 +2,8 @@
 //! processes on one SQLite file): which node ran a tenant's scheduled slot
 //! (`schedule_claims`), the nodes alive (`nodes`), one deliverer per (tenant, sink)
 //! (`delivery_leases`) and, on PostgreSQL, the `NOTIFY` a commit sends so other nodes' deliverers
-//! wake at once.
+//! wake at once. Also whether a lease holder named on this host has died (from `/proc`), so
+//! sync and delivery leases of a killed process are taken over rather than waited out.
 //!
 //! Every claim is one conditional statement (an upsert guarded by `WHERE`), so two nodes racing
 //! for the same slot or lease cannot both win on either backend. Must not: decide when to run or
@@ -245,6 +246,57 @@ pub fn release_delivery_lease(conn: &Connection, lease: &DeliveryLease) -> Resul
     Ok(())
 }
 
+/// Gives the delivery lease to `holder` if `from` still holds it (expired or not): for a holder
+/// known to be dead ([`holder_is_gone`]). `None` when someone else holds it by now.
+pub fn take_over_delivery_lease(
+    conn: &Connection,
+    tenant: &str,
+    sink: &str,
+    from: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<Option<DeliveryLease>, StoreError> {
+    let token: Option<i64> = conn
+        .query_row(
+            "UPDATE delivery_leases SET holder = ?4, expires_at = ?5, token = token + 1
+             WHERE tenant = ?1 AND sink = ?2 AND holder = ?3 RETURNING token",
+            params![tenant, sink, from, holder, now_ms() + ttl_ms(ttl)],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(token.map(|token| DeliveryLease {
+        tenant: tenant.to_owned(),
+        sink: sink.to_owned(),
+        holder: holder.to_owned(),
+        ttl,
+        token,
+    }))
+}
+
+/// Whether `holder` names a process of this user on this host that no longer runs (a zombie
+/// counts as gone). Only this user's: `/proc` may hide other users' processes (systemd's
+/// `ProtectProc=invisible`), and a hidden process must not look dead. Anything unclear counts
+/// as alive.
+pub fn holder_is_gone(holder: &str) -> bool {
+    let Some(process) = super::holder_process(holder) else {
+        return false;
+    };
+    if process.host != super::host_name()
+        || Some(process.uid) != super::process_uid()
+        || !std::path::Path::new("/proc/self/stat").exists()
+    {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{}/stat", process.pid)) {
+        // The state follows the parenthesised command name, which may itself hold ")".
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|state| matches!(state, 'Z' | 'X')),
+        Err(err) => err.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// What [`advance_cursor_leased`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Advanced {
@@ -324,4 +376,159 @@ pub fn next_commit(conn: &Connection, timeout: Duration) -> Result<Option<String
         .wait_for_notification(timeout)?
         .filter(|notification| notification.channel == EVENTS_CHANNEL)
         .map(|notification| notification.payload))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::store::Store;
+
+    /// Runs `check` on a fresh SQLite store and a fresh PostgreSQL database.
+    fn on_both(check: impl Fn(&Store)) {
+        let dir = tempfile::tempdir().unwrap();
+        check(&Store::open(dir.path()).unwrap());
+        let db = crate::store::tests::PgTestDatabase::create();
+        check(&db.store());
+    }
+
+    #[test]
+    fn a_slot_is_claimed_once_and_only_forward() {
+        on_both(|store| {
+            let conn = store.connect().unwrap();
+            assert!(claim_slot(&conn, "acme", 1000, "node-a").unwrap());
+            assert!(!claim_slot(&conn, "acme", 1000, "node-b").unwrap());
+            assert!(!claim_slot(&conn, "acme", 500, "node-b").unwrap());
+            assert!(claim_slot(&conn, "acme", 2000, "node-b").unwrap());
+            assert!(claim_slot(&conn, "other", 1000, "node-b").unwrap());
+            let claim = tenant_cluster(&conn, "acme").unwrap().last_claim.unwrap();
+            assert_eq!(claim.node, "node-b");
+        });
+    }
+
+    #[test]
+    fn racing_nodes_claim_each_slot_once() {
+        on_both(|store| {
+            let wins = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for node in 0..4 {
+                    let (store, wins) = (store.clone(), &wins);
+                    scope.spawn(move || {
+                        for slot in 0..25 {
+                            let won = store
+                                .run_blocking(|conn| {
+                                    claim_slot(conn, "acme", slot * 1000 + 1, &format!("n{node}"))
+                                })
+                                .unwrap();
+                            if won {
+                                wins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            });
+            // Each slot at most once; a node that fell behind skips slots others ran.
+            assert!(wins.load(std::sync::atomic::Ordering::Relaxed) <= 25);
+            assert!(wins.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+        });
+    }
+
+    #[test]
+    fn one_delivery_lease_holder_and_the_cursor_moves_only_under_it() {
+        on_both(|store| {
+            let mut conn = store.connect().unwrap();
+            crate::store::ensure_cursor(&conn, "acme", "app").unwrap();
+            let ttl = Duration::from_secs(30);
+            let a = acquire_delivery_lease(&conn, "acme", "app", "a", ttl)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                acquire_delivery_lease(&conn, "acme", "app", "b", ttl).unwrap(),
+                Err("a".to_owned())
+            );
+            // Another sink is another lease.
+            assert!(acquire_delivery_lease(&conn, "acme", "other", "b", ttl)
+                .unwrap()
+                .is_ok());
+            assert!(renew_delivery_lease(&conn, &a).unwrap());
+            assert_eq!(
+                advance_cursor_leased(&mut conn, &a, 0, 5).unwrap(),
+                Advanced::Moved
+            );
+            assert_eq!(
+                advance_cursor_leased(&mut conn, &a, 0, 7).unwrap(),
+                Advanced::CursorMoved
+            );
+            // Expired: b takes it, and a can neither renew nor move the cursor.
+            conn.execute(
+                "UPDATE delivery_leases SET expires_at = 0 WHERE sink = 'app'",
+                params![],
+            )
+            .unwrap();
+            let b = acquire_delivery_lease(&conn, "acme", "app", "b", ttl)
+                .unwrap()
+                .unwrap();
+            assert!(b.token > a.token);
+            assert!(!renew_delivery_lease(&conn, &a).unwrap());
+            assert_eq!(
+                advance_cursor_leased(&mut conn, &a, 5, 9).unwrap(),
+                Advanced::LeaseLost
+            );
+            assert_eq!(
+                crate::store::load_cursor(&conn, "acme", "app")
+                    .unwrap()
+                    .unwrap()
+                    .delivered_seq,
+                5
+            );
+            // a's release does not free b's lease; b's does.
+            release_delivery_lease(&conn, &a).unwrap();
+            assert!(acquire_delivery_lease(&conn, "acme", "app", "c", ttl)
+                .unwrap()
+                .is_err());
+            release_delivery_lease(&conn, &b).unwrap();
+            assert!(acquire_delivery_lease(&conn, "acme", "app", "c", ttl)
+                .unwrap()
+                .is_ok());
+        });
+    }
+
+    #[test]
+    fn nodes_register_are_seen_and_leave() {
+        on_both(|store| {
+            let conn = store.connect().unwrap();
+            register_node(&conn, "n1", "web-1", 11).unwrap();
+            register_node(&conn, "n2", "web-2", 22).unwrap();
+            node_seen(&conn, "n1", "web-1", 11).unwrap();
+            let nodes = list_nodes(&conn).unwrap();
+            assert_eq!(nodes.len(), 2);
+            remove_node(&conn, "n2").unwrap();
+            assert_eq!(list_nodes(&conn).unwrap()[0].node, "n1");
+            // A node removed meanwhile is registered again by its heartbeat.
+            remove_node(&conn, "n1").unwrap();
+            node_seen(&conn, "n1", "web-1", 11).unwrap();
+            assert_eq!(list_nodes(&conn).unwrap().len(), 1);
+        });
+    }
+
+    #[test]
+    fn a_commit_notifies_listeners_on_postgres() {
+        let db = crate::store::tests::PgTestDatabase::create();
+        let store = db.store();
+        let listener = store.dedicated_postgres().unwrap().unwrap();
+        listen_for_commits(&listener).unwrap();
+        let mut conn = store.connect().unwrap();
+        let tx = conn.transaction().unwrap();
+        notify_commit(&tx, "acme").unwrap();
+        assert_eq!(
+            next_commit(&listener, Duration::from_millis(200)).unwrap(),
+            None,
+            "nothing before the commit"
+        );
+        tx.commit().unwrap();
+        assert_eq!(
+            next_commit(&listener, Duration::from_secs(10)).unwrap(),
+            Some("acme".to_owned())
+        );
+    }
 }

@@ -36,16 +36,23 @@ fn fixture() -> Value {
 
 /// A node's config folder: the shared store, `tenants` tenants on `schedule` against the
 /// emulator, `tenant_extra` appended to each tenant file.
-fn node_dir(global: &str, emulator: &GoogleEmulator, tenants: usize, schedule: &str, tenant_extra: &str) -> ConfigDir {
+fn node_dir(
+    global: &str,
+    emulator: &GoogleEmulator,
+    tenants: usize,
+    schedule: &str,
+    tenant_extra: &str,
+) -> ConfigDir {
     let dir = ConfigDir::builder(dirsync()).global(global).build();
     dir.write("tenants/secret", SECRET);
     for n in 0..tenants {
         let name = format!("t{n:02}");
         dir.emulator_tenant(&name, emulator, "requests_per_minute = 0", tenant_extra);
         let path = dir.tenant_file(&name);
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("schedule = \"0 0 * * * *\"", &format!("schedule = \"{schedule}\""));
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "schedule = \"0 0 * * * *\"",
+            &format!("schedule = \"{schedule}\""),
+        );
         std::fs::write(path, text).unwrap();
     }
     dir
@@ -63,7 +70,10 @@ fn rows(url: &str, sql: &str) -> Vec<Vec<String>> {
 /// Per tenant, the start times (ms) of its runs, oldest first.
 fn run_starts(url: &str) -> BTreeMap<String, Vec<i64>> {
     let mut starts: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for row in rows(url, "SELECT tenant, started_at FROM runs ORDER BY tenant, started_at;") {
+    for row in rows(
+        url,
+        "SELECT tenant, started_at FROM runs ORDER BY tenant, started_at;",
+    ) {
         starts
             .entry(row[0].clone())
             .or_default()
@@ -87,9 +97,7 @@ async fn three_nodes_run_every_scheduled_slot_once_spread_over_the_nodes() {
     let url = db.url().to_owned();
     wait_for(180, &format!("{SLOTS} runs of every tenant"), || {
         let starts = run_starts(&url);
-        async move {
-            starts.len() == TENANTS && starts.values().all(|runs| runs.len() >= SLOTS)
-        }
+        async move { starts.len() == TENANTS && starts.values().all(|runs| runs.len() >= SLOTS) }
     })
     .await;
     // Halfway through: a new user, which every tenant's next run commits once.
@@ -131,7 +139,10 @@ async fn three_nodes_run_every_scheduled_slot_once_spread_over_the_nodes() {
         .iter()
         .map(|n| n["node"].as_str().unwrap().to_owned())
         .collect();
-    assert!(claimers.is_subset(&node_ids), "{claimers:?} vs {node_ids:?}");
+    assert!(
+        claimers.is_subset(&node_ids),
+        "{claimers:?} vs {node_ids:?}"
+    );
     assert!(
         claimers.len() > 1,
         "the last slots of all {TENANTS} tenants were claimed by one node: {claimers:?}"
@@ -162,10 +173,17 @@ async fn three_nodes_run_every_scheduled_slot_once_spread_over_the_nodes() {
             );
         }
         let slots = (runs[runs.len() - 1] - runs[0]) / INTERVAL_MS + 1;
-        assert!(runs.len() as i64 <= slots + 1, "tenant {tenant}: {} runs in {slots} slots", runs.len());
+        assert!(
+            runs.len() as i64 <= slots + 1,
+            "tenant {tenant}: {} runs in {slots} slots",
+            runs.len()
+        );
     }
     let total: usize = starts.values().map(Vec::len).sum();
-    eprintln!("{total} runs of {TENANTS} tenants on {NODES} nodes; last slots claimed by {} nodes", claimers.len());
+    eprintln!(
+        "{total} runs of {TENANTS} tenants on {NODES} nodes; last slots claimed by {} nodes",
+        claimers.len()
+    );
 
     // Each stream is gap-free from seq 1, and holds the new user once.
     for row in rows(
