@@ -333,7 +333,7 @@ pub fn advance_cursor_leased(
             |row| row.get(0),
         )
         .optional()?;
-    if !held.is_some_and(|expires_at| expires_at > now_ms()) {
+    if held.is_none_or(|expires_at| expires_at <= now_ms()) {
         return Ok(Advanced::LeaseLost);
     }
     let moved = super::advance_cursor(&tx, &lease.tenant, &lease.sink, from, to)?;
