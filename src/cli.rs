@@ -182,6 +182,9 @@ pub struct StatusArgs {
     pub tenant: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// Only the nodes sharing the store (`dirsync run` processes) and when each was last seen.
+    #[arg(long, conflicts_with = "tenant")]
+    pub nodes: bool,
 }
 
 #[derive(Debug, Args)]

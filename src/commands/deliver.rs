@@ -39,15 +39,17 @@ pub async fn run(config: &Config, args: &DeliverArgs) -> Outcome {
                 .unwrap_or_default()
         )));
     }
-    let deliveries = Deliveries::new(store, config.global.event_retention);
+    let deliveries = Deliveries::new(store.clone(), config.global.event_retention);
     if args.once {
         return once(&deliveries, &tenants, config).await;
     }
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    // Nothing commits in this process: the workers find other processes' commits by polling.
+    // Nothing commits in this process: the workers find other processes' commits by polling,
+    // and sooner on PostgreSQL, where the commits' notifications are announced here.
     let commits = CommitFeed::default();
+    crate::daemon::cluster::spawn_commit_listener(&store, commits.clone(), cancel.clone());
     for tenant in &tenants {
         deliveries.spawn(tenant, &commits.subscribe(&tenant.id), &cancel, &tracker);
     }
@@ -64,6 +66,13 @@ async fn once(deliveries: &Deliveries, tenants: &[&TenantConfig], config: &Confi
     let mut failed = false;
     for tenant in tenants {
         for report in deliveries.deliver_once(tenant).await {
+            if let Some(holder) = &report.held_by {
+                println!(
+                    "tenant {} sink {}: delivered by another process ({holder}); nothing delivered here, cursor at seq {}",
+                    tenant.id, report.sink, report.delivered_seq
+                );
+                continue;
+            }
             match &report.error {
                 None => println!(
                     "tenant {} sink {}: delivered {} events, cursor at seq {}",

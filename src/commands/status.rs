@@ -35,6 +35,10 @@ pub struct TenantStatus {
     /// A push tenant's IdP requests: the last one, and the last hour's count and refusals.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<PushStatus>,
+    /// Which node holds the tenant's sync lease now and which claimed its last scheduled run
+    /// (the store's view, across every node); absent when there is no store yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<store::cluster::TenantCluster>,
     /// The running daemon's view; absent when no daemon runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daemon: Option<TenantState>,
@@ -62,17 +66,20 @@ pub fn tenant_status(
         last_seq: 0,
         sinks: Vec::new(),
         push: None,
+        cluster: None,
         daemon: None,
     };
     if let Some(store) = store {
-        let (runs, stored, last_seq, sinks) = store.run_blocking(|conn| {
+        let (runs, stored, last_seq, sinks, cluster) = store.run_blocking(|conn| {
             Ok((
                 store::last_runs(conn, &tenant.id, 50)?,
                 store::stored_counts(conn, &tenant.id)?,
                 store::last_seq(conn, &tenant.id)?,
                 crate::sink::sink_statuses(conn, tenant)?,
+                store::cluster::tenant_cluster(conn, &tenant.id)?,
             ))
         })?;
+        status.cluster = Some(cluster);
         status.last_success = runs
             .iter()
             .find(|r| r.outcome.is_success())
@@ -135,6 +142,15 @@ pub async fn run(config: &Config, args: &StatusArgs, problems: &[Problem]) -> Ou
         None => config.tenants.values().collect(),
     };
     let store = Store::open_existing_global(&config.global).map_err(Failure::run)?;
+    let nodes = match &store {
+        Some(store) => store
+            .run_blocking(|conn| store::cluster::list_nodes(conn))
+            .map_err(Failure::run)?,
+        None => Vec::new(),
+    };
+    if args.nodes {
+        return print_nodes(&nodes, args.json);
+    }
     let mut statuses = Vec::new();
     for tenant in tenants {
         statuses.push(tenant_status(store.as_ref(), tenant).map_err(Failure::run)?);
@@ -193,6 +209,10 @@ pub async fn run(config: &Config, args: &StatusArgs, problems: &[Problem]) -> Ou
                 "no tenants configured in {}",
                 config.global.tenants_dir.display()
             );
+        }
+        if !nodes.is_empty() && args.tenant.is_none() {
+            println!("nodes:");
+            print_node_lines(&nodes);
         }
     }
     if problems.is_empty() {
@@ -275,6 +295,21 @@ fn print_text(status: &TenantStatus) {
     } else if status.enabled {
         println!("  daemon:      not running (next run is what the schedule says)");
     }
+    if let Some(cluster) = &status.cluster {
+        if let Some(holder) = &cluster.lease_holder {
+            println!(
+                "  held by:     {} (sync lease until {})",
+                cluster.lease_node.as_deref().unwrap_or(holder),
+                cluster.lease_until.as_deref().unwrap_or("-")
+            );
+        }
+        if let Some(claim) = &cluster.last_claim {
+            println!(
+                "  last slot:   {} claimed by {} at {}",
+                claim.slot, claim.node, claim.claimed_at
+            );
+        }
+    }
     println!(
         "  stored:      {} users, {} groups, {} memberships; last event seq {}",
         status.stored.users, status.stored.groups, status.stored.memberships, status.last_seq
@@ -339,6 +374,30 @@ fn print_sink(sink: &crate::sink::SinkStatus) {
             "    last error ({}): {}",
             sink.last_error_at.as_deref().unwrap_or("-"),
             crate::terminal::escape(error)
+        );
+    }
+}
+
+/// `status --nodes`: the `dirsync run` processes registered in the store.
+fn print_nodes(nodes: &[store::cluster::Node], json: bool) -> Outcome {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(nodes).unwrap_or_default()
+        );
+    } else if nodes.is_empty() {
+        println!("no nodes registered: no `dirsync run` uses this store now");
+    } else {
+        print_node_lines(nodes);
+    }
+    Ok(super::exit::SUCCESS)
+}
+
+fn print_node_lines(nodes: &[store::cluster::Node]) {
+    for node in nodes {
+        println!(
+            "  {}  started {}, last seen {}",
+            node.node, node.started_at, node.seen_at
         );
     }
 }

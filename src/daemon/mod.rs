@@ -11,6 +11,7 @@
 //!
 //! Must not: speak SQL (that is `store`) or know how a source fetches.
 
+pub mod cluster;
 pub mod control;
 pub mod http;
 pub mod metrics;
@@ -151,6 +152,8 @@ pub struct Shared {
     started: Instant,
     heartbeat_ms: AtomicU64,
     clock: Clock,
+    /// This process as a node of the store's cluster.
+    pub(crate) node: cluster::NodeId,
 }
 
 impl Shared {
@@ -251,6 +254,7 @@ pub async fn run(
         started: Instant::now(),
         heartbeat_ms: AtomicU64::new(0),
         clock: options.clock,
+        node: cluster::NodeId::new(),
     });
     // Weak: the registry lives inside `Shared`.
     shared
@@ -340,6 +344,18 @@ impl Daemon {
             }
         }));
 
+        cluster::register(
+            &self.store,
+            &self.shared.node,
+            self.shared.shutdown.clone(),
+            &self.shared.tracker,
+        )
+        .await;
+        cluster::spawn_commit_listener(
+            &self.store,
+            self.shared.commits.clone(),
+            self.shared.shutdown.clone(),
+        );
         self.apply(config.tenants);
         self.shared.beat();
         notify::ready(&format!("scheduling {} tenants", self.tenant_count())).await;
@@ -511,6 +527,7 @@ impl Daemon {
             backoff: self.options.backoff,
             clock: self.options.clock,
             run_slots: self.shared.run_slots.clone(),
+            node: self.shared.node.id.clone().into(),
         };
         let watched = state.clone();
         self.shared.tracker.spawn(async move {

@@ -191,6 +191,9 @@ pub struct TenantTask {
     /// The daemon's bound on runs at once (`max_concurrent_runs`): a due run waits for a slot,
     /// and slots go to the runs that waited longest (the semaphore is fair).
     pub run_slots: Arc<tokio::sync::Semaphore>,
+    /// This daemon's node id: a scheduled run is claimed for it in the store first, so with
+    /// several nodes on one store each slot runs on one of them.
+    pub node: Arc<str>,
 }
 
 fn same_options(a: SyncOptions, b: SyncOptions) -> bool {
@@ -271,7 +274,9 @@ impl TenantTask {
                     }
                 }
                 () = tokio::time::sleep(wait) => {
-                    self.run_once(Trigger::Schedule, SyncOptions::default(), &mut backoff_until).await;
+                    if self.claim(&config.id, due).await {
+                        self.run_once(Trigger::Schedule, SyncOptions::default(), &mut backoff_until).await;
+                    }
                     // Fire times that passed during a run longer than the interval are not
                     // made up one after another: the next run is the next one still ahead.
                     served = due.map_or(served, |due| due.max(self.clock.now()));
@@ -285,6 +290,34 @@ impl TenantTask {
         state.next_run = None;
         state.running = None;
         // Dropping `pending` answers every waiting requester with "the daemon stopped".
+    }
+
+    /// Claims the scheduled slot `due` (the fire time, not now: every node computes the same
+    /// one) for this node. False when another node claimed it: that node runs it. A store that
+    /// cannot be asked lets the run go ahead; it then fails and reports the store's trouble.
+    async fn claim(&self, tenant: &str, due: Option<DateTime<Utc>>) -> bool {
+        let Some(due) = due else {
+            return true;
+        };
+        let (id, node, slot) = (tenant.to_owned(), self.node.clone(), due.timestamp_millis());
+        match self
+            .store
+            .run(move |conn| store::cluster::claim_slot(conn, &id, slot, &node))
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                debug!(tenant, slot = %format_timestamp(due), "another node claimed this scheduled run");
+                false
+            }
+            Err(err) => {
+                warn!(
+                    tenant,
+                    "cannot claim the scheduled run: {err}; running it anyway"
+                );
+                true
+            }
+        }
     }
 
     /// Seeds metrics and the commit feed from the database, so a restart does not reset them.

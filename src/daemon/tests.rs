@@ -121,6 +121,7 @@ impl PausedTask {
             },
             clock,
             run_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            node: "test-node".into(),
         };
         Self {
             _dir: dir,

@@ -14,6 +14,7 @@
 
 pub mod api;
 mod jsonl;
+mod lease;
 mod metrics;
 mod resend;
 mod status;

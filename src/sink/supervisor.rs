@@ -40,6 +40,9 @@ struct Inner {
     metrics: SinkMetricsTable,
     /// Per tenant: the stop token of its current tasks.
     running: Mutex<HashMap<String, CancellationToken>>,
+    /// The holder id of this process's delivery leases: one for all its workers, so a worker
+    /// started by a reload takes over its predecessor's lease at once.
+    holder: Arc<str>,
 }
 
 impl Deliveries {
@@ -52,6 +55,7 @@ impl Deliveries {
                 reopen: Arc::new(AtomicU64::new(0)),
                 metrics: SinkMetricsTable::default(),
                 running: Mutex::new(HashMap::new()),
+                holder: store::new_holder().into(),
             }),
         }
     }
@@ -159,6 +163,8 @@ impl Deliveries {
             sink: sink.clone(),
             target: Target::new(sink, &self.inner.reopen),
             metrics: self.inner.metrics.sink(tenant, &sink.name),
+            holder: self.inner.holder.clone(),
+            held: None,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! for the previous one; a failure is retried with capped exponential backoff and jitter
 //! (forever unless `max_attempts`), a rejection is logged loudly, counted and either retried or
 //! parked with the cursor held. Between rounds it waits for the commit feed or the poll
-//! interval.
+//! interval. It delivers only while it holds the (tenant, sink) delivery lease (`lease`):
+//! without it, it waits and tries again, so two processes never deliver one sink at once.
 //!
 //! All SQL goes through [`Store::run`]. Must not: start or stop tasks (the supervisor does),
 //! or write events.
@@ -17,9 +18,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::lease::{HeldDelivery, RETRY};
 use super::metrics::SinkMetrics;
 use super::{DeliveryError, Target, POLL_INTERVAL};
 use crate::config::{RejectPolicy, SinkConfig};
+use crate::store::cluster::Advanced;
 use crate::store::{self, Cursor, PendingEvent, Store, StoreError};
 
 /// The first retry waits about this long; each further failure doubles it up to `max_backoff`.
@@ -44,6 +47,8 @@ pub struct PassReport {
     pub delivered: u64,
     pub delivered_seq: u64,
     pub error: Option<DeliveryError>,
+    /// Another process holds the sink's delivery lease (and delivers): nothing was done here.
+    pub held_by: Option<String>,
 }
 
 /// What one sink's task owns.
@@ -53,6 +58,9 @@ pub(super) struct Worker {
     pub(super) sink: SinkConfig,
     pub(super) target: Result<Target, DeliveryError>,
     pub(super) metrics: Arc<SinkMetrics>,
+    /// This process's holder id for delivery leases.
+    pub(super) holder: Arc<str>,
+    pub(super) held: Option<HeldDelivery>,
 }
 
 /// Why a delivery round ended.
@@ -64,6 +72,8 @@ enum Stop {
     /// A failed attempt (in a single pass: give up; continuously: already waited, go on).
     Failed(DeliveryError),
     Cancelled,
+    /// The delivery lease lapsed or was taken: another deliverer goes on.
+    LeaseLost,
 }
 
 impl Worker {
@@ -80,11 +90,23 @@ impl Worker {
         info!(tenant = %self.tenant, sink = %self.sink.name, "delivery started");
         let mut parked_logged = false;
         loop {
+            if !self.hold_lease(cancel).await {
+                break;
+            }
+            let lost = self
+                .held
+                .as_ref()
+                .map_or_else(CancellationToken::new, |held| held.lost.clone());
             // Marked seen before the round reads the outbox, so a commit during the round
             // wakes the next wait instead of being lost.
             commits.borrow_and_update();
             match self.round(cancel, false).await {
-                Stop::Cancelled => return,
+                Stop::Cancelled => break,
+                Stop::LeaseLost => {
+                    warn!(tenant = %self.tenant, sink = %self.sink.name, "lost the delivery lease (it lapsed or another deliverer took it); waiting to take it again");
+                    self.held = None;
+                    continue;
+                }
                 Stop::CaughtUp => parked_logged = false,
                 Stop::Parked(error) => {
                     if !parked_logged {
@@ -100,16 +122,92 @@ impl Worker {
                 }
             }
             tokio::select! {
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => break,
                 _ = commits.changed() => {}
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = lost.cancelled() => {}
+            }
+        }
+        if let Some(held) = self.held.take() {
+            held.release().await;
+        }
+    }
+
+    /// Returns once this worker holds the sink's delivery lease (true), or when cancelled
+    /// (false). While another process holds it, tries again every second or so.
+    async fn hold_lease(&mut self, cancel: &CancellationToken) -> bool {
+        let mut waiting_for: Option<String> = None;
+        loop {
+            if self
+                .held
+                .as_ref()
+                .is_some_and(|held| !held.lost.is_cancelled())
+            {
+                return true;
+            }
+            self.held = None;
+            match HeldDelivery::try_acquire(
+                &self.store,
+                &self.tenant,
+                &self.sink.name,
+                &self.holder,
+            )
+            .await
+            {
+                Ok(Ok(held)) => {
+                    if waiting_for.is_some() {
+                        info!(tenant = %self.tenant, sink = %self.sink.name, "took the delivery lease; delivering");
+                    }
+                    self.held = Some(held);
+                    return true;
+                }
+                Ok(Err(other)) => {
+                    if waiting_for.as_deref() != Some(other.as_str()) {
+                        info!(tenant = %self.tenant, sink = %self.sink.name, holder = %other,
+                            "another process delivers this sink; waiting for its delivery lease");
+                        waiting_for = Some(other);
+                    }
+                }
+                Err(err) => {
+                    warn!(tenant = %self.tenant, sink = %self.sink.name, "cannot take the delivery lease: {err}");
+                }
+            }
+            let wait = RETRY.mul_f64(rand::rng().random_range(0.8..=1.2));
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
 
     pub(super) async fn pass_once(&mut self) -> PassReport {
         let before = self.metrics.delivered.load(Ordering::Relaxed);
-        let stop = self.round(&CancellationToken::new(), true).await;
+        let mut held_by = None;
+        let stop = match HeldDelivery::try_acquire(
+            &self.store,
+            &self.tenant,
+            &self.sink.name,
+            &self.holder,
+        )
+        .await
+        {
+            Ok(Ok(held)) => {
+                self.held = Some(held);
+                let stop = self.round(&CancellationToken::new(), true).await;
+                if let Some(held) = self.held.take() {
+                    held.release().await;
+                }
+                stop
+            }
+            Ok(Err(other)) => {
+                held_by = Some(other);
+                Stop::CaughtUp
+            }
+            Err(err) => Stop::Failed(err.into()),
+        };
+        if matches!(stop, Stop::LeaseLost) {
+            held_by = Some("another process".to_owned());
+        }
         let (tenant, sink) = (self.tenant.clone(), self.sink.name.clone());
         let delivered_seq = self
             .store
@@ -121,8 +219,9 @@ impl Worker {
             sink: self.sink.name.clone(),
             delivered: self.metrics.delivered.load(Ordering::Relaxed) - before,
             delivered_seq,
+            held_by,
             error: match stop {
-                Stop::CaughtUp | Stop::Cancelled => None,
+                Stop::CaughtUp | Stop::Cancelled | Stop::LeaseLost => None,
                 Stop::Parked(last_error) => Some(DeliveryError::Parked {
                     tenant: self.tenant.clone(),
                     sink: self.sink.name.clone(),
@@ -154,6 +253,13 @@ impl Worker {
     /// Delivers until nothing is pending. `single`: the first failure ends the round; else
     /// failures are retried here with backoff until success, parking or cancellation.
     async fn round(&mut self, cancel: &CancellationToken, single: bool) -> Stop {
+        let Some((lease, lost)) = self
+            .held
+            .as_ref()
+            .map(|held| (held.lease.clone(), held.lost.clone()))
+        else {
+            return Stop::LeaseLost;
+        };
         let (mut cursor, lag) = match self.cursor().await {
             Ok(found) => found,
             Err(err) => return Stop::Failed(err.into()),
@@ -189,6 +295,7 @@ impl Worker {
                 loop {
                     let result = tokio::select! {
                         () = cancel.cancelled() => return Stop::Cancelled,
+                        () = lost.cancelled() => return Stop::LeaseLost,
                         result = self.deliver(batch) => result,
                     };
                     match result {
@@ -228,6 +335,7 @@ impl Worker {
                             let wait = backoff(attempt, self.sink.max_backoff, err.retry_after());
                             tokio::select! {
                                 () = cancel.cancelled() => return Stop::Cancelled,
+                                () = lost.cancelled() => return Stop::LeaseLost,
                                 () = tokio::time::sleep(wait) => {}
                             }
                             self.metrics.retries.fetch_add(1, Ordering::Relaxed);
@@ -235,17 +343,14 @@ impl Worker {
                     }
                 }
                 let to = batch[batch.len() - 1].seq;
-                let (tenant, sink, from) = (
-                    self.tenant.clone(),
-                    self.sink.name.clone(),
-                    cursor.delivered_seq,
-                );
+                let (lease, from) = (lease.clone(), cursor.delivered_seq);
                 match self
                     .store
-                    .run(move |conn| store::advance_cursor(conn, &tenant, &sink, from, to))
+                    .run(move |conn| store::cluster::advance_cursor_leased(conn, &lease, from, to))
                     .await
                 {
-                    Ok(true) => {
+                    Ok(Advanced::LeaseLost) => return Stop::LeaseLost,
+                    Ok(Advanced::Moved) => {
                         cursor.delivered_seq = to;
                         self.metrics
                             .delivered
@@ -259,7 +364,7 @@ impl Worker {
                             .oldest_pending_at
                             .store(next.map_or(0, |e| e.occurred_at), Ordering::Relaxed);
                     }
-                    Ok(false) => {
+                    Ok(Advanced::CursorMoved) => {
                         // Another process moved this cursor (it delivered these events too):
                         // continue from where it got to rather than overwrite its progress.
                         warn!(tenant = %self.tenant, sink = %self.sink.name,

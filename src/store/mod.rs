@@ -10,6 +10,7 @@
 //! ever waits on the database and a run does not open connections of its own. Must not:
 //! import sources or sinks.
 
+pub mod cluster;
 pub mod console;
 pub mod cursors;
 mod forget;

@@ -173,6 +173,9 @@ fn commit_transaction(
     // Recorded last, so its finish time and duration include writing the events.
     input.run.finish(Millis::now());
     insert_run(&tx, &input.run, Some(sync_id))?;
+    if events > 0 {
+        super::cluster::notify_commit(&tx, input.tenant)?;
+    }
     tx.commit()?;
     Ok(CommitSummary {
         sync_id,

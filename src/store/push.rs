@@ -911,6 +911,7 @@ impl<'c> PushTx<'c> {
 
     pub fn commit(self) -> Result<u64, StoreError> {
         let last_seq = self.last_seq;
+        super::cluster::notify_commit(&self.tx, &self.tenant)?;
         self.tx.commit()?;
         Ok(last_seq)
     }

@@ -84,7 +84,7 @@ async fn wait_for_lease(
             Ok(lease) => return Ok(lease),
             Err(StoreError::Lease(err)) => {
                 if let LeaseError::Held { holder: other, .. } = &err {
-                    if holder_is_gone(other) {
+                    if store::cluster::holder_is_gone(other) {
                         if let Some(lease) = store
                             .take_over_lease(tenant, other, &holder, LEASE_TTL)
                             .await?
@@ -108,30 +108,6 @@ async fn wait_for_lease(
             () = cancel.cancelled() => return Err(SyncError::Source(SourceError::Cancelled)),
         }
         wait = (wait * 2).min(Duration::from_secs(1));
-    }
-}
-
-/// Whether `holder` names a process of this user on this host that no longer runs (a zombie
-/// counts as gone). Only this user's: `/proc` may hide other users' processes (systemd's
-/// `ProtectProc=invisible`), and a hidden process must not look dead. Anything unclear counts
-/// as alive.
-fn holder_is_gone(holder: &str) -> bool {
-    let Some(process) = store::holder_process(holder) else {
-        return false;
-    };
-    if process.host != store::host_name()
-        || Some(process.uid) != store::process_uid()
-        || !std::path::Path::new("/proc/self/stat").exists()
-    {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{}/stat", process.pid)) {
-        // The state follows the parenthesised command name, which may itself hold ")".
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next())
-            .is_some_and(|state| matches!(state, 'Z' | 'X')),
-        Err(err) => err.kind() == std::io::ErrorKind::NotFound,
     }
 }
 

@@ -69,3 +69,5 @@ mod push_okta;
 mod push_policy;
 mod push_stress;
 mod push_support;
+// Several nodes on one store (issue 16).
+mod cluster;
