@@ -50,6 +50,8 @@ mod systemd_unit;
 mod lease_signals;
 // Moving a SQLite history to PostgreSQL.
 mod migrate_store;
+// SCIM push writes to one tenant through two nodes of one PostgreSQL store.
+mod push_cluster;
 // What a run reports.
 mod run_report;
 // Out of file descriptors: the error says so.
