@@ -314,6 +314,18 @@ impl Store {
         result
     }
 
+    /// An idle connection still open: one the server closed meanwhile (a PostgreSQL restart)
+    /// is dropped here rather than failing its caller's first statement.
+    fn idle_connection(&self) -> Option<Connection> {
+        loop {
+            let conn = lock(&self.inner.idle).pop()?;
+            if conn.is_reusable() {
+                return Some(conn);
+            }
+            self.closed(conn);
+        }
+    }
+
     fn put_back(&self, conn: Connection) {
         let mut idle = lock(&self.inner.idle);
         if idle.len() < self.idle_limit() {
@@ -359,7 +371,7 @@ impl Store {
     /// A connection for [`Store::run_blocking`]: an idle one, else a new one; for PostgreSQL
     /// at most `pool_size` open at once, waiting for one to be put back beyond that.
     fn checkout(&self) -> Result<Connection, StoreError> {
-        if let Some(conn) = lock(&self.inner.idle).pop() {
+        if let Some(conn) = self.idle_connection() {
             return Ok(conn);
         }
         let Location::Postgres { pool_size, .. } = &self.inner.location else {
@@ -368,7 +380,7 @@ impl Store {
         let mut open = lock(&self.inner.open);
         loop {
             // Someone may have put a connection back while we waited.
-            if let Some(conn) = lock(&self.inner.idle).pop() {
+            if let Some(conn) = self.idle_connection() {
                 return Ok(conn);
             }
             if *open < *pool_size {
