@@ -1,6 +1,7 @@
-//! TLS to PostgreSQL (`sslmode=prefer` or `require` in `database_url`) over the rustls that
-//! the HTTP client already brings, with the platform's certificate verifier: no second TLS
-//! stack in the build. Must not: know SQL.
+//! TLS to PostgreSQL (`sslmode` in `database_url`) over the rustls that the HTTP client
+//! already brings: no second TLS stack in the build. As libpq: `prefer` and `require` encrypt
+//! without checking the server's certificate; `verify-ca` and `verify-full` check it against
+//! `sslrootcert` or the platform's roots, and the host name. Must not: know SQL.
 
 use std::future::Future;
 use std::io;
@@ -18,11 +19,93 @@ pub struct MakeRustlsConnect {
 }
 
 impl MakeRustlsConnect {
-    pub fn new() -> Result<Self, rustls::Error> {
+    pub fn new(settings: &super::sql::TlsSettings) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
         use rustls_platform_verifier::ConfigVerifierExt;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|err| err.to_string())?;
+        let config = match (&settings.root_cert, settings.verify) {
+            (Some(file), true) => {
+                let mut roots = rustls::RootCertStore::empty();
+                let certificates = rustls::pki_types::CertificateDer::pem_file_iter(file)
+                    .map_err(|err| format!("sslrootcert {}: {err}", file.display()))?;
+                for certificate in certificates {
+                    let certificate = certificate
+                        .map_err(|err| format!("sslrootcert {}: {err}", file.display()))?;
+                    roots
+                        .add(certificate)
+                        .map_err(|err| format!("sslrootcert {}: {err}", file.display()))?;
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            (None, true) => {
+                rustls::ClientConfig::with_platform_verifier().map_err(|err| err.to_string())?
+            }
+            (_, false) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(EncryptOnly { provider }))
+                .with_no_client_auth(),
+        };
         Ok(Self {
-            config: Arc::new(rustls::ClientConfig::with_platform_verifier()?),
+            config: Arc::new(config),
         })
+    }
+}
+
+/// `sslmode=require`: the connection is encrypted and the server proves it holds the key of
+/// the certificate it sent, but the certificate itself is not checked (libpq's meaning; use
+/// `verify-full` for that).
+#[derive(Debug)]
+struct EncryptOnly {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

@@ -582,8 +582,8 @@ impl Connection {
         let client = block_on(&runtime, async {
             let connect = async {
                 if config.tls_wanted() {
-                    let tls = super::postgres_tls::MakeRustlsConnect::new()
-                        .map_err(|err| Error::Usage(err.to_string()))?;
+                    let tls = super::postgres_tls::MakeRustlsConnect::new(&config.tls)
+                        .map_err(Error::Usage)?;
                     let (client, connection) = config.inner.connect(tls).await?;
                     tokio::spawn(drive(connection, sender));
                     Ok::<_, Error>(client)
@@ -1325,6 +1325,7 @@ fn multi_row_insert(insert: &str, columns: usize, rows: usize) -> Result<String>
 #[derive(Clone)]
 pub struct PostgresConfig {
     inner: tokio_postgres::Config,
+    tls: TlsSettings,
     connect_timeout: Duration,
     /// The URL without its password, for messages.
     display: String,
@@ -1336,9 +1337,72 @@ impl fmt::Debug for PostgresConfig {
     }
 }
 
+/// How TLS to the server is checked, from libpq's `sslmode` and `sslrootcert`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `verify-ca` / `verify-full`: the server's certificate must chain to a trusted root
+    /// and name the host. `prefer` and `require` encrypt without checking it, as libpq does.
+    pub verify: bool,
+    /// `sslrootcert`: the roots to trust instead of the system's.
+    pub root_cert: Option<std::path::PathBuf>,
+}
+
+/// Takes libpq's `sslmode` and `sslrootcert` out of the URL (tokio-postgres knows neither
+/// `verify-ca`/`verify-full` nor `sslrootcert`) and puts back the mode it knows.
+fn split_tls(url: &str) -> Result<(String, TlsSettings), String> {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return Ok((url.to_owned(), TlsSettings::default()));
+    };
+    let mut tls = TlsSettings::default();
+    let mut mode = None;
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(key, value)| match &*key {
+            "sslmode" => {
+                mode = Some(value.into_owned());
+                None
+            }
+            "sslrootcert" => {
+                tls.root_cert = Some(value.into_owned().into());
+                None
+            }
+            _ => Some((key.into_owned(), value.into_owned())),
+        })
+        .collect();
+    let mapped = match mode.as_deref() {
+        None => None,
+        Some("disable") => Some("disable"),
+        Some("allow" | "prefer") => Some("prefer"),
+        Some("require") => Some("require"),
+        Some("verify-ca" | "verify-full") => {
+            tls.verify = true;
+            Some("require")
+        }
+        Some(other) => return Err(format!(
+            "sslmode={other} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+        )),
+    };
+    {
+        let mut query = parsed.query_pairs_mut();
+        query.clear();
+        for (key, value) in &kept {
+            query.append_pair(key, value);
+        }
+        if let Some(mapped) = mapped {
+            query.append_pair("sslmode", mapped);
+        }
+    }
+    if parsed.query() == Some("") {
+        parsed.set_query(None);
+    }
+    Ok((parsed.to_string(), tls))
+}
+
 impl PostgresConfig {
     pub fn parse(url: &str, password: Option<&str>) -> Result<Self, String> {
-        let mut inner: tokio_postgres::Config = url.parse().map_err(|err| format!("{err}"))?;
+        let (url_for_client, tls) = split_tls(url)?;
+        let mut inner: tokio_postgres::Config =
+            url_for_client.parse().map_err(|err| format!("{err}"))?;
         if let Some(password) = password {
             inner.password(password);
         }
@@ -1353,6 +1417,7 @@ impl PostgresConfig {
         inner.keepalives_idle(Duration::from_secs(30));
         Ok(Self {
             inner,
+            tls,
             connect_timeout,
             display: redact_url(url),
         })
@@ -1432,6 +1497,30 @@ mod tests {
             .unwrap(),
             "INSERT INTO t (a, b) VALUES (?1, ?2), (?3, ?4) ON CONFLICT DO NOTHING"
         );
+    }
+
+    #[test]
+    fn libpq_ssl_modes_become_what_the_client_knows() {
+        let (url, tls) = split_tls(
+            "postgres://u@db/x?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=5",
+        )
+        .unwrap();
+        assert_eq!(url, "postgres://u@db/x?connect_timeout=5&sslmode=require");
+        assert!(tls.verify);
+        assert_eq!(
+            tls.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        let (url, tls) = split_tls("postgres://u@db/x?sslmode=require").unwrap();
+        assert_eq!(
+            (url.as_str(), tls.verify),
+            ("postgres://u@db/x?sslmode=require", false)
+        );
+        assert_eq!(
+            split_tls("postgres://u@db/x").unwrap().0,
+            "postgres://u@db/x"
+        );
+        assert!(split_tls("postgres://u@db/x?sslmode=always").is_err());
     }
 
     #[test]

@@ -1073,3 +1073,110 @@ fn a_postgres_schema_newer_than_the_binary_is_refused() {
         "{err}"
     );
 }
+
+/// `sslmode` as libpq means it, against a real server with a self-signed certificate:
+/// `require` encrypts without checking the certificate, `verify-full` checks it against
+/// `sslrootcert` (and refuses a server it cannot verify), `disable` speaks plain text.
+#[test]
+fn tls_to_postgres_follows_sslmode() {
+    use std::os::unix::fs::MetadataExt;
+    let cluster = dirsync_testkit::PgCluster::start();
+    let data = cluster.data_dir();
+    let owner = std::fs::metadata(&data).unwrap();
+    let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+    let roots = tempfile::tempdir().unwrap();
+    let (root_cert, root_key) = (roots.path().join("root.pem"), roots.path().join("root.key"));
+    let openssl = |args: &[&str]| {
+        let made = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(roots.path())
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    };
+    let path = |p: &std::path::Path| p.display().to_string();
+    // A CA of the test's own, and the server's certificate for 127.0.0.1 signed by it.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        &path(&root_key),
+        "-out",
+        &path(&root_cert),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &path(&key),
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        roots.path().join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        &path(&root_cert),
+        "-CAkey",
+        &path(&root_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        &path(&cert),
+    ]);
+    for file in [&cert, &key] {
+        std::os::unix::fs::chown(file, Some(owner.uid()), Some(owner.gid())).unwrap();
+        std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+    dirsync_testkit::postgres::psql(&cluster.url(), "ALTER SYSTEM SET ssl = on");
+    cluster.restart();
+
+    let encrypted = |query: &str| -> Result<bool, String> {
+        let url = format!("{}?{query}", cluster.url());
+        let config = PostgresConfig::parse(&url, None)?;
+        let conn = Connection::connect_postgres(&config).map_err(|err| err.to_string())?;
+        conn.query_row(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            (),
+            |row| row.get::<_, bool>(0),
+        )
+        .map_err(|err| err.to_string())
+    };
+    assert_eq!(encrypted("sslmode=require"), Ok(true));
+    assert_eq!(encrypted("sslmode=disable"), Ok(false));
+    assert_eq!(
+        encrypted(&format!(
+            "sslmode=verify-full&sslrootcert={}",
+            root_cert.display()
+        )),
+        Ok(true)
+    );
+    let refused = encrypted("sslmode=verify-full").unwrap_err();
+    assert!(refused.contains("certificate"), "{refused}");
+}
