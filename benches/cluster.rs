@@ -7,7 +7,8 @@
 //! - runs per minute achieved against scheduled (each tenant's slot, fire time + its offset,
 //!   counts once), and runs beyond one per slot (a slot run twice: none allowed);
 //! - lateness p50 / p99 of a run after its slot;
-//! - the database connections the nodes held (peak of `pg_stat_activity`), against the
+//! - the database connections the nodes held (peak of `pg_stat_activity`, client backends
+//!   only: autovacuum workers are not the nodes'), against the
 //!   documented bound, nodes × (`database_pool_size` + 1).
 //!
 //! Needs a PostgreSQL server to create its database on: `DIRSYNC_TEST_DATABASE_URL` (which
@@ -243,7 +244,7 @@ async fn bench(options: &Options, server: &str) -> Vec<String> {
     let window = Duration::from_secs(options.minutes * 60).max(Duration::from_secs(20));
     let window_end = window_start + chrono::Duration::from_std(window).unwrap();
     let connections_sql = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'",
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND backend_type = 'client backend'",
         database.name()
     );
     let mut peak_connections = 0;
