@@ -20,6 +20,20 @@ use crate::store::{self, Lease, LeaseError, Store, StoreError};
 /// How long a lease lasts without renewal; a crashed holder blocks its tenant this long.
 pub const LEASE_TTL: Duration = Duration::from_secs(60);
 
+/// The test-only override of [`LEASE_TTL`], in milliseconds: fault tests (a node stopped past
+/// its lease) cannot wait out a minute per case. Not a tuning knob: a short lease only makes
+/// a slow but healthy holder lose its tenant.
+pub const LEASE_TTL_ENV: &str = "DIRSYNC_TEST_LEASE_TTL_MS";
+
+/// The lease ttl of this process: [`LEASE_TTL`] unless [`LEASE_TTL_ENV`] names another.
+pub fn lease_ttl() -> Duration {
+    std::env::var(LEASE_TTL_ENV)
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(LEASE_TTL, Duration::from_millis)
+}
+
 /// A lease held by this run and renewed until [`HeldLease::release`].
 pub struct HeldLease {
     store: Store,
@@ -77,17 +91,17 @@ async fn wait_for_lease(
     cancel: &CancellationToken,
 ) -> Result<Lease, SyncError> {
     let holder = store::new_holder();
+    let ttl = lease_ttl();
     let mut announced = false;
     let mut wait = Duration::from_millis(50);
     loop {
-        match store.try_lease(tenant, &holder, LEASE_TTL).await {
+        match store.try_lease(tenant, &holder, ttl).await {
             Ok(lease) => return Ok(lease),
             Err(StoreError::Lease(err)) => {
                 if let LeaseError::Held { holder: other, .. } = &err {
                     if store::cluster::holder_is_gone(other) {
-                        if let Some(lease) = store
-                            .take_over_lease(tenant, other, &holder, LEASE_TTL)
-                            .await?
+                        if let Some(lease) =
+                            store.take_over_lease(tenant, other, &holder, ttl).await?
                         {
                             warn!(tenant, "took over the sync lease of {other}: that process is no longer running on this host");
                             return Ok(lease);
@@ -112,7 +126,7 @@ async fn wait_for_lease(
 }
 
 async fn renew_until_stopped(store: Store, lease: Lease, stop: CancellationToken) {
-    let mut interval = tokio::time::interval(LEASE_TTL / 4);
+    let mut interval = tokio::time::interval(lease.ttl / 4);
     interval.tick().await;
     loop {
         tokio::select! {

@@ -29,7 +29,7 @@ use crate::run::{Millis, RunOutcome, RunSummary};
 use crate::source::{FetchStats, Source, SourceError};
 use crate::store::{self, Commit, Store, StoreError};
 
-pub use lease::{HeldLease, LEASE_TTL};
+pub use lease::{lease_ttl, HeldLease, LEASE_TTL, LEASE_TTL_ENV};
 use plan::GuardRefusal;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -14,13 +14,13 @@ use dirsync_testkit::{wait_until_or, ConfigDir, Running};
 use serde_json::json;
 
 /// A child `dirsync` whose stderr is collected as it comes.
-struct Watched {
+pub(crate) struct Watched {
     child: Running,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Watched {
-    fn spawn(dir: &ConfigDir, args: &[&str]) -> Self {
+    pub(crate) fn spawn(dir: &ConfigDir, args: &[&str]) -> Self {
         let mut child: Child = dir
             .dirsync()
             .clone()
@@ -53,15 +53,15 @@ impl Watched {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.0.id()
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.pid().to_string()])
             .status()
@@ -70,7 +70,7 @@ impl Watched {
     }
 
     /// Waits (with a deadline) for the exit; the exit code, `None` when killed by a signal.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.0.try_wait().unwrap() {

@@ -52,6 +52,9 @@ mod lease_signals;
 mod migrate_store;
 // SCIM push writes to one tenant through two nodes of one PostgreSQL store.
 mod push_cluster;
+// A cluster on PostgreSQL under faults: nodes killed, stopped past their lease, PostgreSQL
+// restarted, a receiver down.
+mod faults;
 // What a run reports.
 mod run_report;
 // Out of file descriptors: the error says so.

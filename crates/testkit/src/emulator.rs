@@ -6,7 +6,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use dirsync_emulator::{DirectoryHandle, Emulator, FaultsHandle, Fixture};
+use dirsync_emulator::{DirectoryHandle, Emulator, EmulatorBuilder, FaultsHandle, Fixture};
 use serde_json::Value;
 
 use crate::Dirsync;
@@ -27,6 +27,19 @@ impl GoogleEmulator {
     /// JSON format of docs/emulator.md).
     pub fn start(fixture: &Value) -> Self {
         let fixture: Fixture = serde_json::from_value(fixture.clone()).expect("a valid fixture");
+        Self::start_built(move |builder| builder.fixture(fixture))
+    }
+
+    /// Starts the emulator with a generated organisation of `users` users and `groups`
+    /// groups (the emulator's default membership count; `seed` fixed, so runs repeat).
+    pub fn start_generated(users: usize, groups: usize) -> Self {
+        Self::start_built(move |builder| builder.users(users).groups(groups).seed(16))
+    }
+
+    /// Starts the emulator that `configure` makes of the default builder.
+    pub fn start_built(
+        configure: impl FnOnce(EmulatorBuilder) -> EmulatorBuilder + Send + 'static,
+    ) -> Self {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -35,10 +48,9 @@ impl GoogleEmulator {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let handle = Emulator::builder()
-                    .fixture(fixture)
+                let handle = configure(Emulator::builder())
                     .build()
-                    .expect("the fixture builds")
+                    .expect("the organisation builds")
                     .start("127.0.0.1:0".parse().unwrap())
                     .await
                     .expect("the emulator starts");
