@@ -198,11 +198,15 @@ fn stream(node: &ConfigDir, tenant: &str) -> Folded {
 }
 
 fn lease_holder(url: &str, tenant: &str) -> Option<String> {
-    let holder = psql(
+    // An error before the first node created the schema: no holder yet.
+    let holder = try_psql(
         url,
         &format!("SELECT holder FROM leases WHERE tenant = '{tenant}';"),
     );
-    Some(holder.trim().to_owned()).filter(|h| !h.is_empty())
+    holder
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }
 
 /// Waits until `first` holds `tenant`'s lease with its delayed `users.list` in flight (the
