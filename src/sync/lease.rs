@@ -127,6 +127,9 @@ async fn wait_for_lease(
 
 async fn renew_until_stopped(store: Store, lease: Lease, stop: CancellationToken) {
     let mut interval = tokio::time::interval(lease.ttl / 4);
+    // A process resumed after a pause (SIGSTOP, a suspended VM) renews once, not once per
+    // tick it slept through.
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
     loop {
         tokio::select! {
@@ -134,8 +137,15 @@ async fn renew_until_stopped(store: Store, lease: Lease, stop: CancellationToken
             () = stop.cancelled() => return,
             _ = interval.tick() => {}
         }
-        if let Err(err) = store.renew(&lease).await {
-            warn!(tenant = %lease.tenant, "cannot renew the sync lease: {err}");
+        match store.renew(&lease).await {
+            Ok(()) => {}
+            // Another holder has it: renewing again cannot succeed, and the commit's own
+            // check fails the run.
+            Err(err @ StoreError::Lease(LeaseError::Lost { .. })) => {
+                warn!(tenant = %lease.tenant, "cannot renew the sync lease: {err}");
+                return;
+            }
+            Err(err) => warn!(tenant = %lease.tenant, "cannot renew the sync lease: {err}"),
         }
     }
 }

@@ -18,7 +18,7 @@ use dirsync_testkit::daemon::Daemon;
 use dirsync_testkit::emulator::GoogleEmulator;
 use dirsync_testkit::postgres::{psql, try_psql};
 use dirsync_testkit::webhook::{assert_no_loss_no_reorder, Receiver, SECRET};
-use dirsync_testkit::{wait_until_or, ConfigDir, PgCluster, PgDatabase};
+use dirsync_testkit::{wait_for, wait_until_or, ConfigDir, PgCluster, PgDatabase};
 use serde_json::{json, Value};
 
 use crate::lease_signals::Watched;
@@ -375,6 +375,10 @@ fn a_node_stopped_past_its_lease_cannot_commit_when_it_resumes() {
         stderr.contains("sync lease of tenant acme was lost"),
         "{stderr}"
     );
+    assert!(
+        stderr.matches("cannot renew the sync lease").count() <= 1,
+        "a lost lease is reported once, not renewed again and again: {stderr}"
+    );
     assert_eq!(
         b.events("acme", 0).len() as u64,
         committed.seq,
@@ -388,6 +392,114 @@ fn a_node_stopped_past_its_lease_cannot_commit_when_it_resumes() {
         "{report}"
     );
     stream(&b, "acme").assert_is(&emulator, true);
+}
+
+/// Waits until the daemon `node` holds `tenant`'s lease with its delayed `users.list` in
+/// flight.
+async fn daemon_holds_the_lease_mid_fetch(url: &str, emulator: &GoogleEmulator, node: &Daemon) {
+    let pid = format!("pid {} ", node.child.id());
+    wait_for(
+        60,
+        "the daemon to hold the lease, its users.list in flight",
+        || {
+            let held = lease_holder(url, "acme").is_some_and(|h| h.starts_with(&pid));
+            let fired = emulator.faults().list().is_empty();
+            async move { fired && held }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_mid_fetch_has_its_tenant_synced_exactly_by_another_node() {
+    let db = PgDatabase::create();
+    let url = db.url().to_owned();
+    let emulator = GoogleEmulator::start(&small_org());
+    let (a, b) = (node(&url), node(&url));
+    tenant(&[&a, &b], "acme", &emulator, "* * * * * *", "");
+    delay_first_users_list(&emulator, 120_000);
+
+    let mut first = start_daemon(&a).await;
+    daemon_holds_the_lease_mid_fetch(&url, &emulator, &first).await;
+    first.signal("KILL");
+    first.wait_exit(30).await;
+    assert!(
+        a.events_async("acme", 0).await.is_empty(),
+        "nothing was committed"
+    );
+
+    // The other node's scheduled runs pick the tenant up and catch up exactly.
+    let second = start_daemon(&b).await;
+    let added = add_user(&emulator, "dee");
+    wait_for_user_event(&url, "acme", &added, || second.log_text());
+    let folded = Folded::of(&b.events_async("acme", 0).await);
+    folded.assert_is(&emulator, true);
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_stopped_past_its_lease_fails_its_run_when_resumed_and_syncs_on() {
+    let db = PgDatabase::create();
+    let url = db.url().to_owned();
+    let emulator = GoogleEmulator::start(&small_org());
+    let (a, b) = (node(&url), node(&url));
+    // Yearly: only the forced syncs below run.
+    tenant(&[&a, &b], "acme", &emulator, "0 0 0 1 1 *", "");
+    delay_first_users_list(&emulator, 1_000);
+    let stopped = start_daemon(&a).await;
+    let other = start_daemon(&b).await;
+
+    // A forced sync on the first node, through its control socket.
+    let mut forced = Watched::spawn(&a, &["sync", "acme", "--json"]);
+    daemon_holds_the_lease_mid_fetch(&url, &emulator, &stopped).await;
+    stopped.signal("STOP");
+
+    let (code, report) = b.sync_async("acme", &[]).await;
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (0, Some("committed")),
+        "{report}"
+    );
+    let committed = Folded::of(&b.events_async("acme", 0).await);
+    committed.assert_is(&emulator, true);
+    add_user(&emulator, "dee");
+
+    stopped.signal("CONT");
+    let code = tokio::task::spawn_blocking(move || {
+        let code = forced.wait_exit(Duration::from_secs(60));
+        (code, forced.stderr())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.0, Some(1), "the resumed run fails: {}", code.1);
+    assert_eq!(
+        b.events_async("acme", 0).await.len() as u64,
+        committed.seq,
+        "the resumed node committed nothing; its log:\n{}",
+        stopped.log_text()
+    );
+    assert!(
+        stopped
+            .log_text()
+            .contains("sync lease of tenant acme was lost"),
+        "{}",
+        stopped.log_text()
+    );
+
+    // The resumed node carries on: its next run commits what changed, exactly.
+    let (code, report) = a.sync_async("acme", &[]).await;
+    assert_eq!(
+        (code, report["outcome"].as_str()),
+        (0, Some("committed")),
+        "{report}"
+    );
+    assert_eq!(
+        report["first_seq"].as_u64(),
+        Some(committed.seq + 1),
+        "{report}"
+    );
+    Folded::of(&a.events_async("acme", 0).await).assert_is(&emulator, true);
+    drop((stopped, other));
 }
 
 /// Waits until `tenant`'s stream holds `user_id`'s creation.
