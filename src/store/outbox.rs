@@ -140,7 +140,14 @@ fn commit_transaction(
     let occurred_at = format_timestamp(
         chrono::DateTime::from_timestamp_millis(now).unwrap_or_else(chrono::Utc::now),
     );
-    let set_aside = set_aside_indexes(&tx, &bulk_inserts(&input), BULK_INSERT)?;
+    // SQLite only. On PostgreSQL, DROP INDEX holds an ACCESS EXCLUSIVE lock on the table,
+    // which every tenant shares, until the commit ends: every other tenant's reads, deliveries
+    // and commits would wait behind one tenant's first sync (indefinitely behind a node
+    // paused mid-commit), so there the indexes take the rows as they come.
+    let set_aside = match tx.backend() {
+        Backend::Sqlite => set_aside_indexes(&tx, &bulk_inserts(&input), BULK_INSERT)?,
+        Backend::Postgres => Vec::new(),
+    };
     append_events(
         &tx,
         EventsOf {
@@ -264,7 +271,8 @@ fn bulk_inserts(input: &NewEvents<'_>) -> [(&'static str, usize); 5] {
 /// and member: row by row, each insert lands at a random place in those indexes. Building an
 /// index afterwards sorts once and writes it in order, a fraction of the work. Inside the
 /// transaction, so a failed commit gets its indexes back with the rollback; readers keep
-/// seeing the last committed schema meanwhile (WAL).
+/// seeing the last committed schema meanwhile (SQLite's WAL; PostgreSQL would lock the table
+/// against every tenant, so commits there do not call this).
 pub(super) fn set_aside_indexes(
     tx: &Connection,
     inserts: &[(&'static str, usize)],
