@@ -1378,9 +1378,11 @@ fn split_tls(url: &str) -> Result<(String, TlsSettings), String> {
             tls.verify = true;
             Some("require")
         }
-        Some(other) => return Err(format!(
+        Some(other) => {
+            return Err(format!(
             "sslmode={other} is not one of disable, allow, prefer, require, verify-ca, verify-full"
-        )),
+        ))
+        }
     };
     {
         let mut query = parsed.query_pairs_mut();
