@@ -271,6 +271,7 @@ conformance!(
     a_user_is_found_by_any_address_through_the_index_kept_with_each_commit,
     the_push_request_log_pages_back_from_the_newest_one_tenant_at_a_time,
     seq_stays_gap_free_when_commits_of_one_tenant_race,
+    a_large_commit_stores_every_character_as_given,
 );
 
 /// What a commit wrote, to compare before and after: SQLite counts changed rows; PostgreSQL
@@ -1179,4 +1180,37 @@ fn tls_to_postgres_follows_sslmode() {
     );
     let refused = encrypted("sslmode=verify-full").unwrap_err();
     assert!(refused.contains("certificate"), "{refused}");
+}
+
+/// Past a hundred rows PostgreSQL gets them by `COPY` (text format): tabs, newlines,
+/// backslashes and what looks like its NULL marker come back as they went in.
+fn a_large_commit_stores_every_character_as_given(backend: Backend) {
+    let (_db, _store, mut conn, lease) = open_temp(backend);
+    let mut snapshot = Snapshot::default();
+    let tricky = [
+        "tab\there",
+        "line\nbreak\r",
+        "back\\slash \\N \\x00",
+        "naïve ☃ \u{1F600}",
+        "",
+    ];
+    for n in 0..250 {
+        let u = user(
+            &format!("u{n:03}"),
+            &format!("u{n}@example.com"),
+            n % 7 != 0,
+            tricky[n % tricky.len()],
+        );
+        snapshot.users.insert(u.id.clone(), u);
+    }
+    let g = group("g1", "Tab\tand\\slash");
+    snapshot.groups.insert(g.id.clone(), g);
+    snapshot
+        .members
+        .insert(Id::from("g1"), snapshot.users.keys().cloned().collect());
+    let summary = commit_snapshot(&mut conn, &lease, &snapshot);
+    assert_eq!(summary.events, 250 + 1 + 250);
+    assert_eq!(load_snapshot(&conn, "acme").unwrap(), snapshot);
+    let again = commit_snapshot(&mut conn, &lease, &snapshot);
+    assert_eq!(again.events, 0, "what was stored reads back equal");
 }
