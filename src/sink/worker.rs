@@ -133,6 +133,11 @@ impl Worker {
         }
     }
 
+    /// This sink's delivery lease, or the holder that has it.
+    async fn try_acquire_lease(&self) -> Result<Result<HeldDelivery, String>, StoreError> {
+        HeldDelivery::try_acquire(&self.store, &self.tenant, &self.sink.name, &self.holder).await
+    }
+
     /// Returns once this worker holds the sink's delivery lease (true), or when cancelled
     /// (false). While another process holds it, tries again every second or so.
     async fn hold_lease(&mut self, cancel: &CancellationToken) -> bool {
@@ -146,14 +151,7 @@ impl Worker {
                 return true;
             }
             self.held = None;
-            match HeldDelivery::try_acquire(
-                &self.store,
-                &self.tenant,
-                &self.sink.name,
-                &self.holder,
-            )
-            .await
-            {
+            match self.try_acquire_lease().await {
                 Ok(Ok(held)) => {
                     if waiting_for.is_some() {
                         info!(tenant = %self.tenant, sink = %self.sink.name, "took the delivery lease; delivering");
@@ -183,14 +181,7 @@ impl Worker {
     pub(super) async fn pass_once(&mut self) -> PassReport {
         let before = self.metrics.delivered.load(Ordering::Relaxed);
         let mut held_by = None;
-        let stop = match HeldDelivery::try_acquire(
-            &self.store,
-            &self.tenant,
-            &self.sink.name,
-            &self.holder,
-        )
-        .await
-        {
+        let stop = match self.try_acquire_lease().await {
             Ok(Ok(held)) => {
                 self.held = Some(held);
                 let stop = self.round(&CancellationToken::new(), true).await;

@@ -3,7 +3,7 @@
 //! whole directory or outbox: a filter that matches rarely searches a window of at most
 //! [`SCAN_WINDOW`] seqs per page and says where the next page goes on searching.
 
-use super::sql::{params, Backend, Connection};
+use super::sql::{params, Connection};
 
 use super::StoreError;
 
@@ -73,26 +73,15 @@ pub fn events_page(
     let family = kind.ends_with('.');
     let subject = query.subject.clone().unwrap_or_default();
     // Seqs are stored as i64; the range keeps the (tenant, seq) index in use.
-    let mut statement = conn.prepare_cached(match conn.backend() {
-        Backend::Sqlite => {
-            "SELECT seq, type, subject_id, occurred_at, sync_id, body FROM events
-             WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3
-               AND (?4 = '' OR (?5 AND substr(type, 1, length(?4)) = ?4) OR (NOT ?5 AND type = ?4))
-               AND (?6 = '' OR subject_id = ?6
-                    OR (type IN ('group.user_added', 'group.user_removed')
-                        AND json_extract(body, '$.data.group.id') = ?6))
-             ORDER BY seq DESC LIMIT ?7"
-        }
-        Backend::Postgres => {
-            "SELECT seq, type, subject_id, occurred_at, sync_id, body FROM events
-             WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3
-               AND (?4 = '' OR (?5 AND substr(type, 1, length(?4)) = ?4) OR (NOT ?5 AND type = ?4))
-               AND (?6 = '' OR subject_id = ?6
-                    OR (type IN ('group.user_added', 'group.user_removed')
-                        AND body::jsonb #>> '{data,group,id}' = ?6))
-             ORDER BY seq DESC LIMIT ?7"
-        }
-    })?;
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, type, subject_id, occurred_at, sync_id, body FROM events
+         WHERE tenant = ?1 AND seq BETWEEN ?2 AND ?3
+           AND (?4 = '' OR (?5 AND substr(type, 1, length(?4)) = ?4) OR (NOT ?5 AND type = ?4))
+           AND (?6 = '' OR subject_id = ?6
+                OR (type IN ('group.user_added', 'group.user_removed')
+                    AND json_extract(body, '$.data.group.id') = ?6))
+         ORDER BY seq DESC LIMIT ?7",
+    )?;
     let rows = statement.query_map(
         params![
             tenant,

@@ -157,20 +157,10 @@ pub fn last_deletion(
     // Through the partial index of deletion events: the outbox itself is never scanned.
     Ok(conn
         .query_row(
-            match conn.backend() {
-                Backend::Sqlite => {
-                    "SELECT body FROM events INDEXED BY events_deletions
-                     WHERE tenant = ?1 AND type IN ('user.deleted', 'group.deleted')
-                       AND (subject_id = ?2 OR json_extract(body, '$.data.email') = ?3)
-                     ORDER BY seq DESC LIMIT 1"
-                }
-                Backend::Postgres => {
-                    "SELECT body FROM events
-                     WHERE tenant = ?1 AND type IN ('user.deleted', 'group.deleted')
-                       AND (subject_id = ?2 OR body::jsonb #>> '{data,email}' = ?3)
-                     ORDER BY seq DESC LIMIT 1"
-                }
-            },
+            "SELECT body FROM events INDEXED BY events_deletions
+             WHERE tenant = ?1 AND type IN ('user.deleted', 'group.deleted')
+               AND (subject_id = ?2 OR json_extract(body, '$.data.email') = ?3)
+             ORDER BY seq DESC LIMIT 1",
             params![tenant, key, lowered],
             |row| row.get(0),
         )

@@ -432,6 +432,14 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
         seen_at    BIGINT NOT NULL
     );
     "#,
+    // 2: SQLite's json_extract for a text result at a '$.a.b' path, so the store's queries
+    // over event bodies are written once for both backends (a SQL function, inlined by the
+    // planner).
+    r#"
+    CREATE FUNCTION json_extract(document TEXT, path TEXT) RETURNS TEXT
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS 'SELECT document::jsonb #>> string_to_array(substr(path, 3), ''.'')';
+    "#,
 ];
 
 /// Serializes nodes migrating one PostgreSQL database at once (a transaction-scoped lock,

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use dirsync_emulator::Emulator;
+use dirsync_testkit::emulator::GoogleEmulator;
 use dirsync_testkit::{PgDatabase, Run};
 use serde_json::{json, Value};
 
@@ -31,25 +31,8 @@ fn events(run: &Run) -> Vec<Value> {
 #[tokio::test]
 async fn a_sqlite_history_moves_to_postgres_with_its_seq_and_ids_and_continues_there() {
     let dir = crate::support::config_dir(false);
-    let fixture_path = dir.write("org.json", fixture().to_string());
-    let emulator = Emulator::builder()
-        .fixture_file(&fixture_path)
-        .build()
-        .unwrap()
-        .start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    emulator
-        .write_key(&dir.path().join("tenants/key.json"))
-        .unwrap();
-    dir.write_tenant(
-        "acme",
-        &format!(
-            "schedule = \"0 0 * * * *\"\n[source]\ntype = \"google\"\ncredentials_file = \"key.json\"\n\
-             subject = \"admin@example.com\"\napi_base = \"{}\"\nrequests_per_minute = 0\n",
-            emulator.base_url
-        ),
-    );
+    let emulator = GoogleEmulator::start(&fixture());
+    dir.emulator_tenant("acme", &emulator, "requests_per_minute = 0", "");
     let synced = dir.run_async(&["sync", "acme"]).await;
     assert_eq!(synced.code, 0, "{}", synced.stderr);
     let on_sqlite = events(&dir.run_async(&["events", "acme"]).await);
