@@ -476,8 +476,9 @@ fn write_exclusions(
 ///
 /// The stored edges are streamed and looked up in `wanted`, never collected: at 1M edges a
 /// copy of the stored graph would cost about 170 MB. Per group, when every wanted edge was
-/// found stored, nothing is inserted; otherwise that group's wanted edges are inserted with
-/// `ON CONFLICT DO NOTHING`, which writes only the missing ones.
+/// found stored, nothing is inserted; when none was, its edges are inserted as they are;
+/// otherwise its wanted edges are inserted with `ON CONFLICT DO NOTHING`, which writes only
+/// the missing ones.
 fn write_direct_graph(
     conn: &Connection,
     tenant: &str,
@@ -516,19 +517,28 @@ fn write_direct_graph(
     for (group, member_kind, member) in &stale {
         delete.execute(params![tenant, group, member_kind, member])?;
     }
-    let mut insert = conn.batch_insert(
+    // A group none of whose edges is stored (every group of a first sync) takes its edges
+    // without the conflict check, which costs PostgreSQL half as much again per row.
+    let mut insert_new = conn.batch_insert(
+        "INSERT INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4)",
+        4,
+    )?;
+    let mut insert_missing = conn.batch_insert(
         "INSERT INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         4,
     )?;
     for (group, members) in wanted.groups() {
-        if found_per_group.get(&**group).copied().unwrap_or(0) == members.len() {
-            continue;
-        }
+        let insert = match found_per_group.get(&**group).copied().unwrap_or(0) {
+            found if found == members.len() => continue,
+            0 => &mut insert_new,
+            _ => &mut insert_missing,
+        };
         for (kind, member) in members {
             insert.push(params![tenant, &**group, kind.as_str(), &**member])?;
         }
     }
-    insert.finish()?;
+    insert_new.finish()?;
+    insert_missing.finish()?;
     Ok(())
 }
 

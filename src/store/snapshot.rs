@@ -128,7 +128,15 @@ pub(super) fn write_changes(
     changes: &[Change],
     after: &Snapshot,
 ) -> Result<(), StoreError> {
-    let mut upsert_user = conn.batch_insert(
+    // Rows of created objects and added members are not stored (the change set is the
+    // difference from what is): they go in without a conflict clause, which on PostgreSQL
+    // means straight into the table by COPY rather than through a staging table. A duplicate
+    // fails the commit on either backend instead of being dropped unseen.
+    let mut insert_user = conn.batch_insert(
+        "INSERT INTO users (tenant, id, email, data) VALUES (?1, ?2, ?3, ?4)",
+        4,
+    )?;
+    let mut update_user = conn.batch_insert(
         "INSERT INTO users (tenant, id, email, data) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (tenant, id) DO UPDATE SET email = excluded.email, data = excluded.data",
         4,
@@ -136,11 +144,19 @@ pub(super) fn write_changes(
     let mut delete_user = conn.prepare_cached("DELETE FROM users WHERE tenant = ?1 AND id = ?2")?;
     let mut forget_addresses =
         conn.prepare_cached("DELETE FROM user_addresses WHERE tenant = ?1 AND user_id = ?2")?;
-    let mut add_address = conn.batch_insert(
+    let mut insert_address = conn.batch_insert(
+        "INSERT INTO user_addresses (tenant, user_id, address) VALUES (?1, ?2, ?3)",
+        3,
+    )?;
+    let mut readd_address = conn.batch_insert(
         "INSERT INTO user_addresses (tenant, user_id, address) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         3,
     )?;
-    let mut upsert_group = conn.batch_insert(
+    let mut insert_group = conn.batch_insert(
+        "INSERT INTO groups (tenant, id, email, name, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        5,
+    )?;
+    let mut update_group = conn.batch_insert(
         "INSERT INTO groups (tenant, id, email, name, data) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (tenant, id) DO UPDATE SET email = excluded.email, name = excluded.name, data = excluded.data",
         5,
@@ -148,7 +164,7 @@ pub(super) fn write_changes(
     let mut delete_group =
         conn.prepare_cached("DELETE FROM groups WHERE tenant = ?1 AND id = ?2")?;
     let mut add_member = conn.batch_insert(
-        "INSERT INTO memberships (tenant, group_id, user_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        "INSERT INTO memberships (tenant, group_id, user_id) VALUES (?1, ?2, ?3)",
         3,
     )?;
     let mut remove_member = conn.prepare_cached(
@@ -160,12 +176,17 @@ pub(super) fn write_changes(
                 let user = after.users.get(id).ok_or_else(|| {
                     StoreError::Corrupt(format!("change names unknown user {id}"))
                 })?;
-                upsert_user.push(params![tenant, &**id, user.email, to_json(user)?])?;
-                if matches!(change, Change::UserUpdated { .. }) {
+                let row = params![tenant, &**id, user.email, to_json(user)?];
+                let addresses = if matches!(change, Change::UserCreated(_)) {
+                    insert_user.push(row)?;
+                    &mut insert_address
+                } else {
+                    update_user.push(row)?;
                     forget_addresses.execute(params![tenant, &**id])?;
-                }
+                    &mut readd_address
+                };
                 for address in secondary_addresses(user) {
-                    add_address.push(params![tenant, &**id, address])?;
+                    addresses.push(params![tenant, &**id, address])?;
                 }
             }
             Change::UserDeleted(id) => {
@@ -176,7 +197,12 @@ pub(super) fn write_changes(
                 let group = after.groups.get(id).ok_or_else(|| {
                     StoreError::Corrupt(format!("change names unknown group {id}"))
                 })?;
-                upsert_group.push(params![
+                let insert = if matches!(change, Change::GroupCreated(_)) {
+                    &mut insert_group
+                } else {
+                    &mut update_group
+                };
+                insert.push(params![
                     tenant,
                     &**id,
                     group.email,
@@ -195,9 +221,12 @@ pub(super) fn write_changes(
             }
         }
     }
-    upsert_user.finish()?;
-    add_address.finish()?;
-    upsert_group.finish()?;
+    insert_user.finish()?;
+    update_user.finish()?;
+    insert_address.finish()?;
+    readd_address.finish()?;
+    insert_group.finish()?;
+    update_group.finish()?;
     add_member.finish()?;
     Ok(())
 }
