@@ -61,11 +61,15 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
     if args.json {
         // In-process runs also report this process's figures (for benchmarks).
         let mut json = serde_json::to_value(report).unwrap_or_default();
-        if let (Some(object), Ok(serde_json::Value::Object(process))) = (
-            json.as_object_mut(),
-            serde_json::to_value(crate::process_stats::current()),
-        ) {
-            object.extend(process);
+        if let Some(object) = json.as_object_mut() {
+            for figures in [
+                serde_json::to_value(crate::process_stats::current()),
+                serde_json::to_value(result.timings),
+            ] {
+                if let Ok(serde_json::Value::Object(figures)) = figures {
+                    object.extend(figures);
+                }
+            }
         }
         println!("{json}");
         // Errors go to stderr whatever the output format.

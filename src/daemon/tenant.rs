@@ -41,6 +41,7 @@ fn panicked_run(tenant: &str, message: &str) -> RunResult {
     summary.finish(now);
     RunResult {
         summary,
+        timings: crate::sync::RunTimings::default(),
         dry_run_events: Vec::new(),
     }
 }

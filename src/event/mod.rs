@@ -155,7 +155,17 @@ pub struct Event {
 
 /// A new globally unique, time-ordered event id (`evt_` + ULID).
 pub fn new_event_id() -> String {
-    format!("evt_{}", ulid::Ulid::new())
+    // Monotonic within the process (a millisecond's ids count up from a random start), so
+    // the ids of one commit are in order: PostgreSQL's unique index on them then takes each
+    // at its rightmost page instead of searching for a random place in the millisecond.
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let mut generator = GENERATOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Overflow takes 2^80 ids in one millisecond; a fresh random id is still unique.
+    let id = generator.generate().unwrap_or_else(|_| ulid::Ulid::new());
+    format!("evt_{id}")
 }
 
 /// RFC 3339 UTC with milliseconds, the format of `occurred_at`.

@@ -535,13 +535,15 @@ struct Postgres {
     /// The result still being read, if any: read to its end before another statement runs,
     /// since the connection answers statements in order.
     open_stream: Mutex<Weak<Mutex<PgStream>>>,
+    open_copy: Mutex<Option<CopyPipe>>,
     transaction_depth: Mutex<u32>,
     notifications: Mutex<tokio::sync::mpsc::UnboundedReceiver<Notification>>,
 }
 
 /// A connection's runtime, shut down without waiting when dropped: a connection may be
-/// dropped on an async thread, where a runtime must not block.
-struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+/// dropped on an async thread, where a runtime must not block. Shared only with a
+/// [`CopyPipe`]'s feeder thread, which drives it while a `COPY` is open.
+struct OwnedRuntime(Option<Arc<tokio::runtime::Runtime>>);
 
 impl std::ops::Deref for OwnedRuntime {
     type Target = tokio::runtime::Runtime;
@@ -550,10 +552,73 @@ impl std::ops::Deref for OwnedRuntime {
     }
 }
 
+impl OwnedRuntime {
+    fn shared(&self) -> Arc<tokio::runtime::Runtime> {
+        Arc::clone(self.0.as_ref().expect("present until dropped"))
+    }
+}
+
 impl Drop for OwnedRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        // Still shared: a feeder thread finishing its COPY drops the runtime after it.
+        if let Some(Ok(runtime)) = self.0.take().map(Arc::try_unwrap) {
             runtime.shutdown_background();
+        }
+    }
+}
+
+/// A `COPY … FROM STDIN` left open between a [`BatchInsert`]'s chunks. A feeder thread of
+/// its own hands the chunks to the connection, driving the connection's runtime all along,
+/// so PostgreSQL inserts one chunk while the caller renders and formats the next (sent one
+/// after the other, a first sync's commit waited for each side in turn). Any other statement
+/// on the connection first ends the `COPY` (`finish_open_stream`), since the connection
+/// answers in order.
+struct CopyPipe {
+    /// The [`BatchInsert`] it belongs to.
+    owner: u64,
+    chunks: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    feeder: std::thread::JoinHandle<Result<u64>>,
+}
+
+impl CopyPipe {
+    fn open(pg: &Postgres, owner: u64, copy: &str) -> Result<Self> {
+        let sink = block_on(&pg.runtime, pg.client.copy_in::<_, bytes::Bytes>(copy))?;
+        // Two chunks in flight: the feeder never waits for the caller, and the caller's
+        // rows are at most two chunks ahead of the server.
+        let (chunks, mut received) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+        let runtime = pg.runtime.shared();
+        let feeder = std::thread::Builder::new()
+            .name("dirsync-copy".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    use futures_util::SinkExt;
+                    let mut sink = std::pin::pin!(sink);
+                    while let Some(chunk) = received.recv().await {
+                        sink.send(chunk).await?;
+                    }
+                    Ok(sink.as_mut().finish().await?)
+                })
+            })
+            .map_err(|err| Error::Usage(format!("cannot start a COPY thread: {err}")))?;
+        Ok(Self {
+            owner,
+            chunks,
+            feeder,
+        })
+    }
+
+    /// Hands one chunk on; `Err` when the `COPY` already failed (its error comes with
+    /// [`CopyPipe::finish`]).
+    fn feed(&self, runtime: &tokio::runtime::Runtime, chunk: bytes::Bytes) -> bool {
+        block_on(runtime, self.chunks.send(chunk)).is_ok()
+    }
+
+    /// Ends the `COPY` (PostgreSQL checks and inserts the last rows) and says how it went.
+    fn finish(self) -> Result<()> {
+        drop(self.chunks);
+        match self.feeder.join() {
+            Ok(result) => result.map(drop),
+            Err(_) => Err(Error::Usage("the COPY thread panicked".to_owned())),
         }
     }
 }
@@ -604,9 +669,10 @@ impl Connection {
         Ok(Self {
             inner: Inner::Postgres(Box::new(Postgres {
                 client,
-                runtime: OwnedRuntime(Some(runtime)),
+                runtime: OwnedRuntime(Some(Arc::new(runtime))),
                 statements: Mutex::new(HashMap::new()),
                 open_stream: Mutex::new(Weak::new()),
+                open_copy: Mutex::new(None),
                 transaction_depth: Mutex::new(0),
                 notifications: Mutex::new(receiver),
             })),
@@ -781,6 +847,31 @@ async fn drive(
 }
 
 impl Postgres {
+    /// Sends one chunk of `COPY` text for `owner`, through its open `COPY` or a new one.
+    fn feed_copy(&self, owner: u64, copy: &str, chunk: bytes::Bytes) -> Result<()> {
+        let open = lock(&self.open_copy).take();
+        let pipe = match open {
+            Some(pipe) if pipe.owner == owner => pipe,
+            other => {
+                if let Some(other) = other {
+                    other.finish()?;
+                }
+                self.finish_open_stream()?;
+                CopyPipe::open(self, owner, copy)?
+            }
+        };
+        if pipe.feed(&self.runtime, chunk) {
+            *lock(&self.open_copy) = Some(pipe);
+            Ok(())
+        } else {
+            // The feeder stopped early: the COPY failed, and its error says why.
+            pipe.finish()?;
+            Err(Error::Usage(
+                "the COPY ended before its last rows".to_owned(),
+            ))
+        }
+    }
+
     fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
         let cached = lock(&self.statements).get(sql).cloned();
         let statement = match cached {
@@ -807,6 +898,10 @@ impl Postgres {
     }
 
     fn finish_open_stream(&self) -> Result<()> {
+        let copy = lock(&self.open_copy).take();
+        if let Some(copy) = copy {
+            copy.finish()?;
+        }
         let open = lock(&self.open_stream).upgrade();
         if let Some(open) = open {
             let mut stream = lock(&open);
@@ -1161,12 +1256,14 @@ impl ToSql for OwnedValue {
 
 /// Many rows of one `INSERT … VALUES (?1, …) [ON CONFLICT …]`: on SQLite each row is one
 /// execution of the prepared statement (cheap: no round trip); on PostgreSQL rows go by
-/// `COPY`, ten thousand at a time — straight into the table, or, when the statement has an
+/// `COPY` — straight into the table (one `COPY` kept open across chunks, see [`CopyPipe`]), or, when the statement has an
 /// `ON CONFLICT` clause, into a temporary table that one `INSERT … SELECT` then applies with
 /// the clause — since a round trip per row made a first sync of 100k users (three million
 /// rows) take minutes. Rows of one batch must not conflict with each other; nothing is sent
 /// after an error. [`BatchInsert::finish`] sends the last batch.
 pub struct BatchInsert<'c> {
+    /// Tells its own open `COPY` ([`CopyPipe`]) from another's.
+    id: u64,
     conn: &'c Connection,
     insert: String,
     columns: usize,
@@ -1193,6 +1290,8 @@ struct CopyPlan {
 const FEW_ROWS: usize = 100;
 const COPY_ROWS: usize = 10_000;
 const COPY_BYTES: usize = 4 << 20;
+const PIPED_ROWS: usize = 4_000;
+const PIPED_BYTES: usize = 1 << 20;
 
 /// `INSERT INTO t (a, b) VALUES (?1, ?2) [tail]` → how to `COPY` its rows.
 fn copy_plan(insert: &str) -> Result<CopyPlan> {
@@ -1273,7 +1372,9 @@ impl Connection {
             Backend::Sqlite => (Some(self.prepare_cached(insert)?), None),
             Backend::Postgres => (None, Some(copy_plan(insert)?)),
         };
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(BatchInsert {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             conn: self,
             insert: insert.to_owned(),
             columns,
@@ -1313,14 +1414,30 @@ impl BatchInsert<'_> {
             }
         }
         self.copy_row(values.into_iter());
-        if self.pending_rows >= COPY_ROWS || self.pending.len() >= COPY_BYTES {
+        // Chunks of an open COPY are smaller: the server starts on the rows sooner.
+        let piped = self.copy.as_ref().is_some_and(|plan| plan.apply.is_none());
+        let (rows, bytes) = if piped {
+            (PIPED_ROWS, PIPED_BYTES)
+        } else {
+            (COPY_ROWS, COPY_BYTES)
+        };
+        if self.pending_rows >= rows || self.pending.len() >= bytes {
             self.send()?;
         }
         Ok(())
     }
 
     pub fn finish(mut self) -> Result<()> {
-        self.send()
+        self.send()?;
+        if let Inner::Postgres(pg) = &self.conn.inner {
+            let mut open = lock(&pg.open_copy);
+            if open.as_ref().is_some_and(|copy| copy.owner == self.id) {
+                let copy = open.take().expect("checked");
+                drop(open);
+                copy.finish()?;
+            }
+        }
+        Ok(())
     }
 
     fn copy_row<'v>(&mut self, values: impl Iterator<Item = Value<'v>>) {
@@ -1348,6 +1465,11 @@ impl BatchInsert<'_> {
         let (Some(plan), Inner::Postgres(pg)) = (self.copy.as_mut(), &self.conn.inner) else {
             return Ok(());
         };
+        if plan.apply.is_none() {
+            let data = bytes::Bytes::from(std::mem::take(&mut self.pending));
+            self.pending_rows = 0;
+            return pg.feed_copy(self.id, &plan.copy, data);
+        }
         if let Some(staging) = plan.staging.take() {
             self.conn.execute_batch(&staging)?;
         }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use serde_json::Value;
 
+use super::sql::{params, TransactionBehavior};
 use super::*;
 use crate::diff::{diff, diff_indexed, needed_previous};
 use crate::event::SourceKind;
@@ -272,6 +273,7 @@ conformance!(
     the_push_request_log_pages_back_from_the_newest_one_tenant_at_a_time,
     seq_stays_gap_free_when_commits_of_one_tenant_race,
     a_large_commit_stores_every_character_as_given,
+    batch_inserts_interleave_and_a_broken_constraint_fails_the_transaction,
 );
 
 /// What a commit wrote, to compare before and after: SQLite counts changed rows; PostgreSQL
@@ -1213,4 +1215,74 @@ fn a_large_commit_stores_every_character_as_given(backend: Backend) {
     assert_eq!(load_snapshot(&conn, "acme").unwrap(), snapshot);
     let again = commit_snapshot(&mut conn, &lease, &snapshot);
     assert_eq!(again.events, 0, "what was stored reads back equal");
+}
+
+/// Batch inserts into several tables at once, with statements between their rows, land
+/// whole (on PostgreSQL each keeps its `COPY` open until another needs the connection);
+/// a duplicate key fails the transaction, which then leaves nothing behind.
+fn batch_inserts_interleave_and_a_broken_constraint_fails_the_transaction(backend: Backend) {
+    const ROWS: usize = 9_000;
+    let (_db, _store, mut conn, _lease) = open_temp(backend);
+    let count = |conn: &Connection, table: &str| -> i64 {
+        conn.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE tenant = 'acme'"),
+            (),
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    let fill = |tx: &Connection, duplicate_at: Option<usize>| -> Result<(), sql::Error> {
+        let mut users = tx.batch_insert(
+            "INSERT INTO users (tenant, id, email, data) VALUES (?1, ?2, ?3, ?4)",
+            4,
+        )?;
+        let mut members = tx.batch_insert(
+            "INSERT INTO memberships (tenant, group_id, user_id) VALUES (?1, ?2, ?3)",
+            3,
+        )?;
+        for n in 0..ROWS {
+            let id = format!("u{n:05}");
+            users.push(params!["acme", id, format!("{id}@example.com"), "{}"])?;
+            members.push(params!["acme", "g1", id])?;
+            if Some(n) == duplicate_at {
+                members.push(params!["acme", "g1", id])?;
+            }
+            if n % 2_500 == 0 {
+                tx.execute(
+                    "INSERT INTO tenants (tenant, last_seq) VALUES ('acme', ?1)
+                     ON CONFLICT (tenant) DO UPDATE SET last_seq = excluded.last_seq",
+                    params![n as i64],
+                )?;
+            }
+        }
+        users.finish()?;
+        members.finish()
+    };
+
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .unwrap();
+    let failed = fill(&tx, Some(6_123)).and_then(|()| tx.commit());
+    assert!(
+        failed.is_err(),
+        "a duplicate membership must fail the transaction"
+    );
+    assert_eq!(count(&conn, "users"), 0);
+    assert_eq!(count(&conn, "memberships"), 0);
+
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .unwrap();
+    fill(&tx, None).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(count(&conn, "users"), ROWS as i64);
+    assert_eq!(count(&conn, "memberships"), ROWS as i64);
+    let last: i64 = conn
+        .query_row(
+            "SELECT last_seq FROM tenants WHERE tenant = 'acme'",
+            (),
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(last, 7_500);
 }

@@ -76,11 +76,28 @@ impl SyncError {
     }
 }
 
-/// What a run returns: its summary, and for a dry run the events it would emit.
+/// What a run returns: its summary, where its time went, and for a dry run the events it
+/// would emit.
 #[derive(Debug, Clone)]
 pub struct RunResult {
     pub summary: RunSummary,
+    pub timings: RunTimings,
     pub dry_run_events: Vec<Event>,
+}
+
+/// How long a run's phases took, in milliseconds; `None` for a phase it did not reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunTimings {
+    /// Listing the directory from the source, deletions confirmed.
+    pub fetch_ms: Option<u64>,
+    /// Policy, the diff and the guard.
+    pub plan_ms: Option<u64>,
+    /// The one transaction: rows, events and the run record.
+    pub commit_ms: Option<u64>,
+}
+
+fn millis_since(start: Instant) -> Option<u64> {
+    Some(start.elapsed().as_millis() as u64)
 }
 
 /// Runs one sync of `tenant`. Never panics on bad input; every failure is in the result.
@@ -106,6 +123,7 @@ async fn run_sync_inner(
     let stats = Arc::new(FetchStats::default());
     let mut result = RunResult {
         summary: RunSummary::begun(&tenant.id, Millis::now()),
+        timings: RunTimings::default(),
         dry_run_events: Vec::new(),
     };
 
@@ -185,6 +203,9 @@ async fn run_sync_inner(
             api_requests = summary.api_requests,
             retries = summary.retries,
             duration_ms = summary.duration_ms,
+            fetch_ms = result.timings.fetch_ms,
+            plan_ms = result.timings.plan_ms,
+            commit_ms = result.timings.commit_ms,
             "sync finished"
         ),
     }
@@ -226,6 +247,7 @@ async fn plan_and_apply(
     let mut run = summary.clone();
     run.api_requests = stats.requests();
     run.retries = stats.retries();
+    let committing = Instant::now();
     let committed = store
         .commit(Commit {
             tenant: tenant.id.clone(),
@@ -239,6 +261,7 @@ async fn plan_and_apply(
             direct: Some(plan.direct),
         })
         .await?;
+    result.timings.commit_ms = millis_since(committing);
     phase("committed");
     summary.sync_id = Some(committed.sync_id);
     summary.first_seq = committed.first_seq;
@@ -269,8 +292,11 @@ async fn prepare(
     };
     let index = store.index(&tenant.id).await?;
     phase("stored index loaded");
+    let fetching = Instant::now();
     let fetched = confirm::fetch_confirmed(&source, &index, cancel).await?;
+    result.timings.fetch_ms = millis_since(fetching);
     phase("fetched");
+    let planning = Instant::now();
     let summary = &mut result.summary;
     summary.users = Some(fetched.users.len() as u64);
     summary.groups = Some(fetched.groups.len() as u64);
@@ -294,6 +320,7 @@ async fn prepare(
     let plan = tokio::task::spawn_blocking(move || draft.plan(&index, previous))
         .await
         .map_err(|err| SyncError::Internal(format!("planning failed: {err}")))?;
+    result.timings.plan_ms = millis_since(planning);
     phase("diffed");
     summary.stored_users = Some(plan.after.users.len() as u64);
     summary.stored_groups = Some(plan.after.groups.len() as u64);
