@@ -1256,10 +1256,10 @@ impl ToSql for OwnedValue {
 
 /// Many rows of one `INSERT … VALUES (?1, …) [ON CONFLICT …]`: on SQLite each row is one
 /// execution of the prepared statement (cheap: no round trip); on PostgreSQL rows go by
-/// `COPY` — straight into the table (one `COPY` kept open across chunks, see [`CopyPipe`]), or, when the statement has an
-/// `ON CONFLICT` clause, into a temporary table that one `INSERT … SELECT` then applies with
-/// the clause — since a round trip per row made a first sync of 100k users (three million
-/// rows) take minutes. Rows of one batch must not conflict with each other; nothing is sent
+/// `COPY` — straight into the table (one `COPY` kept open across chunks, see
+/// [`CopyPipe`]), or, when the statement has an `ON CONFLICT` clause, into a temporary table
+/// that one `INSERT … SELECT` then applies with the clause — since a round trip per row made
+/// a first sync of 100k users (three million rows) take minutes. Rows of one batch must not conflict with each other; nothing is sent
 /// after an error. [`BatchInsert::finish`] sends the last batch.
 pub struct BatchInsert<'c> {
     /// Tells its own open `COPY` ([`CopyPipe`]) from another's.
