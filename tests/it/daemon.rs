@@ -141,7 +141,16 @@ async fn force_sync_goes_through_the_daemon_with_dry_run_guard_and_exit_codes() 
     let keys = |v: &Value| {
         let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
         keys.retain(|k| {
-            !["first_seq", "last_seq", "peak_rss_bytes", "cpu_ms"].contains(&k.as_str())
+            ![
+                "first_seq",
+                "last_seq",
+                "peak_rss_bytes",
+                "cpu_ms",
+                "fetch_ms",
+                "plan_ms",
+                "commit_ms",
+            ]
+            .contains(&k.as_str())
         });
         keys.sort();
         keys
