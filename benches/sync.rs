@@ -322,8 +322,11 @@ fn write_config(
     let mut dirsync = Dirsync::new(BIN);
     // The testkit scrubs the environment; a log level asked for on the command line still
     // reaches the measured run.
-    if let Some(level) = std::env::var_os("RUST_LOG") {
-        dirsync = dirsync.env("RUST_LOG", level);
+    // So does jemalloc's tuning, for allocator experiments.
+    for passed in ["RUST_LOG", "_RJEM_MALLOC_CONF"] {
+        if let Some(value) = std::env::var_os(passed) {
+            dirsync = dirsync.env(passed, value);
+        }
     }
     let mut builder = ConfigDir::builder(dirsync);
     if let Some(database) = database {
