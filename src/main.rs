@@ -16,7 +16,6 @@ use dirsync::commands;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-
 fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
