@@ -1259,8 +1259,9 @@ impl ToSql for OwnedValue {
 /// `COPY` — straight into the table (one `COPY` kept open across chunks, see
 /// [`CopyPipe`]), or, when the statement has an `ON CONFLICT` clause, into a temporary table
 /// that one `INSERT … SELECT` then applies with the clause — since a round trip per row made
-/// a first sync of 100k users (three million rows) take minutes. Rows of one batch must not conflict with each other; nothing is sent
-/// after an error. [`BatchInsert::finish`] sends the last batch.
+/// a first sync of 100k users (three million rows) take minutes. Rows of one batch must not
+/// conflict with each other; nothing is sent after an error. [`BatchInsert::finish`] sends
+/// the last batch and ends its `COPY`.
 pub struct BatchInsert<'c> {
     /// Tells its own open `COPY` ([`CopyPipe`]) from another's.
     id: u64,

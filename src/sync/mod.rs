@@ -90,7 +90,7 @@ pub struct RunResult {
 pub struct RunTimings {
     /// Listing the directory from the source, deletions confirmed.
     pub fetch_ms: Option<u64>,
-    /// Policy, the diff and the guard.
+    /// Policy, reading the stored objects the change touches, and the diff.
     pub plan_ms: Option<u64>,
     /// The one transaction: rows, events and the run record.
     pub commit_ms: Option<u64>,
@@ -219,10 +219,6 @@ fn timed_out(max_run: Duration, phase: &'static str) -> SyncError {
     }
 }
 
-/// Users plus memberships up to which a run plans on its async worker: about a millisecond
-/// of policy and diff.
-const SMALL_PLAN: usize = 5_000;
-
 /// What a real run commits, once planned.
 struct Planned {
     plan: plan::Plan,
@@ -311,31 +307,19 @@ async fn prepare(
         return Err(SyncError::Source(SourceError::Cancelled));
     }
 
-    // Policy and the diff are CPU work over the whole directory: off the async workers,
-    // unless the directory is small enough that the hop to a blocking thread and back (two
-    // thread wake-ups) would cost more than the work.
-    let small = fetched.users.len() + summary.memberships.unwrap_or(0) as usize <= SMALL_PLAN;
-    let (index, draft) = if small {
-        let draft = plan::draft(&index, fetched, tenant);
+    // Policy and the diff are CPU work over the whole directory: off the async workers.
+    let tenant_config = tenant.clone();
+    let (index, draft) = tokio::task::spawn_blocking(move || {
+        let draft = plan::draft(&index, fetched, &tenant_config);
         (index, draft)
-    } else {
-        let tenant_config = tenant.clone();
-        tokio::task::spawn_blocking(move || {
-            let draft = plan::draft(&index, fetched, &tenant_config);
-            (index, draft)
-        })
-        .await
-        .map_err(|err| SyncError::Internal(format!("planning failed: {err}")))?
-    };
+    })
+    .await
+    .map_err(|err| SyncError::Internal(format!("planning failed: {err}")))?;
     phase("policy applied");
     let previous = store.objects(&tenant.id, draft.needed().clone()).await?;
-    let plan = if small {
-        draft.plan(&index, previous)
-    } else {
-        tokio::task::spawn_blocking(move || draft.plan(&index, previous))
-            .await
-            .map_err(|err| SyncError::Internal(format!("planning failed: {err}")))?
-    };
+    let plan = tokio::task::spawn_blocking(move || draft.plan(&index, previous))
+        .await
+        .map_err(|err| SyncError::Internal(format!("planning failed: {err}")))?;
     result.timings.plan_ms = millis_since(planning);
     phase("diffed");
     summary.stored_users = Some(plan.after.users.len() as u64);
