@@ -14,6 +14,9 @@
 //! cargo bench --bench push                       # 100k users, 10k groups, 1M memberships
 //! cargo bench --bench push -- --users 10000 --groups 1000 --memberships 100000
 //! ```
+//!
+//! `DIRSYNC_BENCH_LOG` sets the daemon's `RUST_LOG` (default `warn`; `dirsync=debug` logs each
+//! group commit's size and duration) and `DIRSYNC_BENCH_KEEP_LOG=FILE` copies its log there.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -279,7 +282,8 @@ async fn bench(options: Options) -> Targets {
         "acme",
         "[source]\ntype = \"scim_push\"\ntoken_file = \"push-token\"\nmax_queued_writes = 4096\n",
     );
-    let mut daemon = Daemon::start_with_env(&setup, None, &[("RUST_LOG", "warn")]).await;
+    let log_level = std::env::var("DIRSYNC_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    let mut daemon = Daemon::start_with_env(&setup, None, &[("RUST_LOG", &log_level)]).await;
     let base = format!("http://{}/scim/v2/acme", setup.http.unwrap());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(options.connections)
@@ -462,6 +466,9 @@ async fn bench(options: Options) -> Targets {
     );
     daemon.signal("TERM");
     daemon.wait_exit(30).await;
+    if let Ok(keep) = std::env::var("DIRSYNC_BENCH_KEEP_LOG") {
+        std::fs::copy(&daemon.log, keep).unwrap();
+    }
 
     let mut targets = Targets::new();
     for phase in [&users_phase, &members_phase] {
