@@ -20,8 +20,8 @@ use crate::scim_protocol::ScimError;
 use crate::source::{scim_push, Fetched, MemberRef};
 use crate::store::push::{
     find_resources, get_resource, groups_of_member, is_member, load_stored_part, member_users,
-    members_of, members_up_to, stored_groups_of_users, stored_user_and_group_counts,
-    with_ancestors, Lookup, PushTx, ScimKind, ScimMember, ScimRow,
+    members_of, members_up_to, resource_exists, stored_groups_of_users,
+    stored_user_and_group_counts, with_ancestors, Lookup, PushTx, ScimKind, ScimMember, ScimRow,
 };
 use crate::store::{now_ms, StoreError};
 use crate::sync::plan::{exclusions_of, guard_refuses, StoredCounts};
@@ -104,6 +104,8 @@ pub fn apply(
     let kind = op.kind();
     let patched = matches!(op, WriteOp::Patch { .. });
     let mut touched = Touched::default();
+    // The events of a write that only added users to a group, made without `recompute`.
+    let mut added_users: Option<Option<(u64, u64)>> = None;
     let (status, resource_id) = match op {
         WriteOp::Create { kind, body } => {
             let canonical = resource::canonical(kind, body)?;
@@ -140,7 +142,10 @@ pub fn apply(
         WriteOp::Patch { kind, id, body } => {
             let existing = existing(tx, kind, &id)?;
             let operations = patch::parse_request(&body)?;
-            patch_resource(tx, &existing, &operations, now, &mut touched)?;
+            match users_added_only(tx, tenant, &existing, &operations)? {
+                Some(users) => added_users = Some(add_users(tx, tenant, &id, &users, request_id)?),
+                None => patch_resource(tx, &existing, &operations, now, &mut touched)?,
+            }
             (200, id)
         }
         WriteOp::Delete { kind, id } => {
@@ -158,7 +163,10 @@ pub fn apply(
             (204, id)
         }
     };
-    let seqs = recompute(tx, tenant, push, touched, request_id)?;
+    let seqs = match added_users {
+        Some(seqs) => seqs,
+        None => recompute(tx, tenant, push, touched, request_id)?,
+    };
     let row = match status {
         204 => None,
         _ => get_resource(tx.conn(), tx.tenant(), kind, &resource_id)?,
@@ -658,6 +666,97 @@ fn apply_member_ops(
     Ok(())
 }
 
+/// Whether policy may judge a user by the groups it is in: roles named by group, or only
+/// members of synced groups kept. Otherwise a user's stored row depends on its own
+/// attributes alone.
+fn user_rows_follow_groups(tenant: &TenantConfig) -> bool {
+    !tenant.roles.by_group.is_empty() || tenant.filters.users == UserScope::GroupMembers
+}
+
+/// The users a PATCH adds to a group, when adding existing users to it is all the PATCH does
+/// and policy judges users by their own attributes alone; `None` sends the write down the
+/// general path (which also gives the precise error for a member that is no user).
+///
+/// This is the write an IdP's first provisioning sends a hundred thousand times, and
+/// [`add_users`] makes its events with a few lookups per user where [`recompute`] runs
+/// policy and the diff over every touched user.
+fn users_added_only(
+    tx: &PushTx<'_>,
+    tenant: &TenantConfig,
+    group: &ScimRow,
+    operations: &[PatchOp],
+) -> Result<Option<Vec<ScimMember>>, WriteError> {
+    if group.kind != ScimKind::Group || user_rows_follow_groups(tenant) {
+        return Ok(None);
+    }
+    #[cfg(test)]
+    if GENERAL_PATH_ONLY.get() {
+        return Ok(None);
+    }
+    // By id, the last mention winning, as the general path's one upsert after another.
+    let mut users: BTreeMap<String, ScimMember> = BTreeMap::new();
+    for op in operations {
+        let Some(MemberOp::Add(members)) = member_op(op) else {
+            return Ok(None);
+        };
+        for member in members {
+            if member.kind == Some(ScimKind::Group)
+                || !resource_exists(tx.conn(), tx.tenant(), ScimKind::User, &member.id)?
+            {
+                return Ok(None);
+            }
+            users.insert(
+                member.id.clone(),
+                ScimMember {
+                    id: member.id,
+                    kind: ScimKind::User,
+                    display: member.display,
+                },
+            );
+        }
+    }
+    Ok(Some(users.into_values().collect()))
+}
+
+/// Adds `users` to `group` and appends the memberships they gain. A user's row cannot
+/// change by gaining a group (see [`users_added_only`]), nor can a group's: the only changes
+/// are memberships, in the group and, with nested groups flattened, every group above it —
+/// those of them policy keeps (stored) for the users it keeps, that are not stored already.
+fn add_users(
+    tx: &mut PushTx<'_>,
+    tenant: &TenantConfig,
+    group: &str,
+    users: &[ScimMember],
+    request_id: i64,
+) -> Result<Option<(u64, u64)>, WriteError> {
+    let mut gained = BTreeSet::new();
+    for user in users {
+        if tx.add_new_member(group, user)? {
+            gained.insert(user.id.clone());
+        }
+    }
+    if gained.is_empty() {
+        return Ok(None);
+    }
+    let conn_tenant = tx.tenant().to_owned();
+    let groups = if tenant.source.nested_groups() == NestedGroups::Flatten {
+        with_ancestors(tx.conn(), &conn_tenant, [group.to_owned()])?
+    } else {
+        BTreeSet::from([group.to_owned()])
+    };
+    let before = load_stored_part(tx.conn(), &conn_tenant, &gained, &groups)?;
+    let mut after = before.clone();
+    for group in before.groups.keys() {
+        after
+            .members
+            .entry(group.clone())
+            .or_default()
+            .extend(before.users.keys().cloned());
+    }
+    let changes = diff::diff(&before, &after);
+    Ok(tx.append(&before, &after, &changes, request_id)?)
+}
+
 /// Policy and the diff over the part of the directory the write touched; appends the
 /// events. Returns their seqs.
 fn recompute(
@@ -695,9 +794,7 @@ fn recompute(
     // every group it is in; so is one that may have lost a membership. One that only gained
     // members of some groups, under a policy that does not look at groups, can only gain
     // memberships of those groups and their ancestors: only they are read.
-    let user_rows_follow_groups =
-        !tenant.roles.by_group.is_empty() || tenant.filters.users == UserScope::GroupMembers;
-    let mut context = if touched.full_context || user_rows_follow_groups {
+    let mut context = if touched.full_context || user_rows_follow_groups(tenant) {
         let mut direct_groups: BTreeSet<String> = touched.groups.clone();
         for user in &users {
             direct_groups.extend(groups_of_member(conn, &conn_tenant, user)?);
@@ -822,9 +919,26 @@ fn member_groups_below(
     Ok(seen)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Set, every write takes the general path: tests compare it with [`add_users`].
+    pub static GENERAL_PATH_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set, the next ids [`new_id`] gives count up from it: two stores given the same
+    /// writes give their resources the same ids.
+    pub static NEXT_ID: std::cell::Cell<Option<u128>> = const { std::cell::Cell::new(None) };
+}
+
 /// A new resource id: 128 random-looking bits in the UUID text form IdPs expect.
 pub fn new_id() -> String {
     let bits = ulid::Ulid::new().0;
+    #[cfg(test)]
+    let bits = match NEXT_ID.get() {
+        Some(next) => {
+            NEXT_ID.set(Some(next + 1));
+            next
+        }
+        None => bits,
+    };
     let hex = format!("{bits:032x}");
     format!(
         "{}-{}-{}-{}-{}",

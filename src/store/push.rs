@@ -202,6 +202,20 @@ fn member_of(row: Row<'_>) -> Result<ScimMember, StoreError> {
     })
 }
 
+/// Whether the tenant has a resource of `kind` with this id.
+pub fn resource_exists(
+    conn: &Connection,
+    tenant: &str,
+    kind: ScimKind,
+    id: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM scim_resources WHERE tenant = ?1 AND kind = ?2 AND id = ?3")?
+        .query_row(params![tenant, kind.as_str(), id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 pub fn is_member(
     conn: &Connection,
     tenant: &str,
@@ -781,24 +795,65 @@ impl<'c> PushTx<'c> {
     /// Adds (or re-labels) a direct member, in the pushed graph and in the stored direct
     /// graph `inspect` reads.
     pub fn add_member(&self, group: &str, member: &ScimMember) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![self.tenant, group, edge_kind(member.kind), member.id])?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO scim_members (tenant, group_id, member_id, kind, display) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET display = excluded.display",
-            )?
+        self.insert_edge(group, member)?;
+        self.insert_member(
+            group,
+            member,
+            "ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET display = excluded.display",
+        )?;
+        Ok(())
+    }
+
+    /// Inserts the member's row, `on_conflict` saying what a present one gets; returns the
+    /// rows written.
+    fn insert_member(
+        &self,
+        group: &str,
+        member: &ScimMember,
+        on_conflict: &str,
+    ) -> Result<usize, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!(
+                "INSERT INTO scim_members (tenant, group_id, member_id, kind, display) VALUES (?1, ?2, ?3, ?4, ?5) {on_conflict}"
+            ))?
             .execute(params![
                 self.tenant,
                 group,
                 member.id,
                 member.kind.as_str(),
                 member.display
-            ])?;
+            ])?)
+    }
+
+    /// The member in the stored direct graph `inspect` reads.
+    fn insert_edge(&self, group: &str, member: &ScimMember) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO group_edges (tenant, group_id, member_kind, member_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![self.tenant, group, edge_kind(member.kind), member.id])?;
         Ok(())
+    }
+
+    /// [`PushTx::add_member`] that says whether the member is new: one statement for a new
+    /// member, where looking first and then upserting took three.
+    pub fn add_new_member(&self, group: &str, member: &ScimMember) -> Result<bool, StoreError> {
+        let added = self.insert_member(
+            group,
+            member,
+            "ON CONFLICT (tenant, group_id, member_id) DO NOTHING",
+        )? == 1;
+        if added {
+            self.insert_edge(group, member)?;
+        } else {
+            self.tx
+                .prepare_cached(
+                    "UPDATE scim_members SET display = ?4 WHERE tenant = ?1 AND group_id = ?2 AND member_id = ?3",
+                )?
+                .execute(params![self.tenant, group, member.id, member.display])?;
+        }
+        Ok(added)
     }
 
     pub fn remove_member(&self, group: &str, member: &str) -> Result<(), StoreError> {
