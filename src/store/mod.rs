@@ -10,7 +10,6 @@
 //! ever waits on the database and a run does not open connections of its own. Must not:
 //! import sources or sinks.
 
-mod checkpoint;
 pub mod cluster;
 pub mod console;
 pub mod cursors;
@@ -131,8 +130,6 @@ struct Inner {
     freed: std::sync::Condvar,
     /// Runs kept per tenant; older ones are deleted as new ones are recorded.
     run_history: AtomicU32,
-    /// SQLite: the thread that checkpoints the write-ahead log for the pooled connections.
-    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 /// Where the store is.
@@ -248,13 +245,8 @@ impl Store {
     }
 
     fn at(location: Location) -> Self {
-        let checkpointer = match &location {
-            Location::Sqlite(path) => checkpoint::Checkpointer::start(path.clone()),
-            Location::Postgres { .. } => None,
-        };
         Self {
             inner: Arc::new(Inner {
-                checkpointer,
                 location,
                 idle: Mutex::new(Vec::new()),
                 open: Mutex::new(0),
@@ -312,9 +304,6 @@ impl Store {
     ) -> Result<T, StoreError> {
         let mut conn = self.checkout()?;
         let result = work(&mut conn);
-        if let Some(checkpointer) = &self.inner.checkpointer {
-            checkpointer.written();
-        }
         // A connection left inside a transaction (a panic in `work` aside, which drops it),
         // or one the server closed, must not be handed to the next caller.
         if conn.is_reusable() {
@@ -386,15 +375,7 @@ impl Store {
             return Ok(conn);
         }
         let Location::Postgres { pool_size, .. } = &self.inner.location else {
-            let conn = self.connect()?;
-            if let (Some(sqlite), Some(_)) = (conn.as_sqlite(), &self.inner.checkpointer) {
-                sqlite.pragma_update(
-                    None,
-                    "wal_autocheckpoint",
-                    checkpoint::WRITER_CHECKPOINT_FRAMES,
-                )?;
-            }
-            return Ok(conn);
+            return self.connect();
         };
         let mut open = lock(&self.inner.open);
         loop {
