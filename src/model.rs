@@ -36,8 +36,9 @@ impl RawAttributes {
     /// `value` must already be stripped of volatile fields. `serde_json::Value` keeps object
     /// keys sorted, so equal objects give equal text.
     pub fn from_value(value: &serde_json::Value) -> Self {
-        let text = value.to_string();
-        Self(RawValue::from_string(text).unwrap_or_else(|_| Self::empty_object()))
+        // Serialized straight into the raw value: `RawValue::from_string` would parse the
+        // text again to check what serde_json itself just wrote (a tenth of a no-change run).
+        Self(serde_json::value::to_raw_value(value).unwrap_or_else(|_| Self::empty_object()))
     }
 
     pub fn from_canonical_text(text: String) -> Result<Self, serde_json::Error> {
@@ -79,8 +80,7 @@ impl CustomAttributes {
     pub fn from_map(map: &BTreeMap<String, serde_json::Value>) -> Self {
         // A map of string keys always serializes; `BTreeMap` and `serde_json::Value` keep keys
         // sorted, so equal maps give equal text.
-        let text = serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned());
-        Self(RawValue::from_string(text).unwrap_or_else(|_| RawAttributes::empty_object()))
+        Self(serde_json::value::to_raw_value(map).unwrap_or_else(|_| RawAttributes::empty_object()))
     }
 
     pub fn to_map(&self) -> BTreeMap<String, serde_json::Value> {

@@ -8,6 +8,7 @@
 //! dashboards rely on today's exact lines. A leaf module: must not import anything of dirsync,
 //! and collectors must not block or query the database at scrape time.
 
+use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -105,7 +106,10 @@ impl Family<'_> {
                 if index > 0 {
                     self.text.push(',');
                 }
-                let _ = write!(self.text, "{label}=\"{}\"", escape_label(label_value));
+                self.text.push_str(label);
+                self.text.push_str("=\"");
+                self.text.push_str(&escape_label(label_value));
+                self.text.push('"');
             }
             self.text.push('}');
         }
@@ -115,11 +119,17 @@ impl Family<'_> {
 }
 
 /// A label value as the text format wants it: backslash, double quote and newline escaped.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Tenant ids and the like never need it: they are written as they are, not copied.
+fn escape_label(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
 }
 
 /// A poisoned lock only means a task panicked mid-update of plain data; keep going. (Leaves
