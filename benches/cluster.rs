@@ -56,7 +56,9 @@ impl Options {
             minutes: 3,
             database_url: std::env::var("DIRSYNC_TEST_DATABASE_URL").ok(),
         };
-        let mut benchmarking = false;
+        // cargo bench passes --bench to every harness = false target; cargo test does not.
+        let benchmarking = std::env::args().any(|arg| arg == "--bench");
+        let mut unknown: Vec<String> = Vec::new();
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
@@ -75,12 +77,15 @@ impl Options {
                 "--schedule" => options.schedule = value("--schedule"),
                 "--minutes" => options.minutes = number("--minutes", value("--minutes")) as u64,
                 "--database-url" => options.database_url = Some(value("--database-url")),
-                "--bench" => benchmarking = true,
+                "--bench" => {}
                 "-h" | "--help" => usage(""),
+                // `cargo test` hands libtest's arguments to every target: see below.
+                other if !benchmarking => unknown.push(other.to_owned()),
                 other => usage(&format!("unknown argument {other:?}")),
             }
         }
         if !benchmarking {
+            dirsync_testkit::bench::exit_unless_a_filter_names("cluster", &unknown);
             // `cargo test --all-targets` runs this target too: a small smoke run.
             options.tenants = options.tenants.min(12);
             options.nodes = options.nodes.min(2);

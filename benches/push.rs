@@ -59,7 +59,9 @@ impl Options {
             single_patches: 1_000,
             targets: true,
         };
-        let mut benchmarking = false;
+        // cargo bench passes --bench to every harness = false target; cargo test does not.
+        let benchmarking = std::env::args().any(|arg| arg == "--bench");
+        let mut unknown: Vec<String> = Vec::new();
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut number = |name: &str| -> usize {
@@ -77,8 +79,9 @@ impl Options {
                 "--members-per-patch" => options.members_per_patch = number("--members-per-patch"),
                 "--connections" => options.connections = number("--connections"),
                 "--single-patches" => options.single_patches = number("--single-patches"),
-                "--bench" => benchmarking = true,
-                other if other.starts_with("--") => {}
+                "--bench" => {}
+                // `cargo test` hands libtest's arguments to every target: see below.
+                other if !benchmarking => unknown.push(other.to_owned()),
                 other => usage(&format!("unknown argument {other:?}")),
             }
         }
@@ -87,6 +90,7 @@ impl Options {
         }
         options.members_per_patch = options.members_per_patch.max(1);
         if !benchmarking {
+            dirsync_testkit::bench::exit_unless_a_filter_names("push", &unknown);
             // `cargo test --all-targets` runs this target too: a small directory checks that
             // the benchmark works; no targets on a machine busy with other tests.
             eprintln!("push bench: smoke run (no --bench); `cargo bench --bench push` measures");

@@ -147,7 +147,9 @@ impl Options {
             projections: vec![Projection::Basic, Projection::Full],
         };
         let mut args = std::env::args().skip(1);
-        let mut benchmarking = false;
+        // cargo bench passes --bench to every harness = false target; cargo test does not.
+        let benchmarking = std::env::args().any(|arg| arg == "--bench");
+        let mut unknown: Vec<String> = Vec::new();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
                 args.next()
@@ -199,9 +201,10 @@ impl Options {
                     }
                 }
                 "--database-url" => options.database_url = Some(value("--database-url")),
-                // cargo bench passes --bench to every harness = false target.
-                "--bench" => benchmarking = true,
+                "--bench" => {}
                 "-h" | "--help" => usage(""),
+                // `cargo test` hands libtest's arguments to every target: see below.
+                other if !benchmarking => unknown.push(other.to_owned()),
                 other => usage(&format!("unknown argument {other:?}")),
             }
         }
@@ -209,6 +212,7 @@ impl Options {
             usage("--concurrency must be at least 1");
         }
         if !benchmarking {
+            dirsync_testkit::bench::exit_unless_a_filter_names("sync", &unknown);
             // `cargo test --all-targets` runs this target too (without --bench): a small smoke
             // run checks that the benchmark still works without spending minutes of CI.
             eprintln!("sync bench: smoke run (no --bench); `cargo bench --bench sync` measures");

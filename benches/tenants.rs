@@ -86,7 +86,9 @@ impl Options {
             idle_after: IDLE_AFTER,
             targets: true,
         };
-        let mut benchmarking = false;
+        // cargo bench passes --bench to every harness = false target; cargo test does not.
+        let benchmarking = std::env::args().any(|arg| arg == "--bench");
+        let mut unknown: Vec<String> = Vec::new();
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
@@ -113,8 +115,10 @@ impl Options {
                 }
                 "--warm-up" => options.warm_up = Some(value("--warm-up")),
                 "--no-targets" => options.targets = false,
-                "--bench" => benchmarking = true,
+                "--bench" => {}
                 "-h" | "--help" => usage(""),
+                // `cargo test` hands libtest's arguments to every target: see below.
+                other if !benchmarking => unknown.push(other.to_owned()),
                 other => usage(&format!("unknown argument {other:?}")),
             }
         }
@@ -129,6 +133,7 @@ impl Options {
             usage("--tenants and --intervals must be at least 1");
         }
         if !benchmarking {
+            dirsync_testkit::bench::exit_unless_a_filter_names("tenants", &unknown);
             // `cargo test --all-targets` runs this target too: a few tenants for two
             // 5-second intervals check that the benchmark works; no targets on a busy machine.
             eprintln!(

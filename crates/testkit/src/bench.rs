@@ -190,3 +190,34 @@ mod tests {
         assert!(small + 400 * MIB > flat_memory_limit(small));
     }
 }
+
+/// libtest's options that take their value as the next argument (`cargo test -- --skip X`).
+const LIBTEST_VALUED: &[&str] = &[
+    "--test-threads",
+    "--skip",
+    "--color",
+    "--format",
+    "--logfile",
+    "-Z",
+];
+
+/// Ends a smoke run that `cargo test FILTER` did not ask for. `cargo test` runs the
+/// `harness = false` bench targets too (without `--bench`: a smoke run), and hands every target
+/// libtest's arguments: a name filter (as `scripts/test.sh FILTER` passes it), `--nocapture`,
+/// `--skip X`. `unknown` is what the bench did not take as its own options. libtest runs the
+/// tests whose names contain a filter; a bench is one test, named `name`.
+pub fn exit_unless_a_filter_names(name: &str, unknown: &[String]) {
+    let mut filters = Vec::new();
+    let mut arguments = unknown.iter();
+    while let Some(argument) = arguments.next() {
+        if LIBTEST_VALUED.contains(&argument.as_str()) {
+            arguments.next();
+        } else if !argument.starts_with('-') {
+            filters.push(argument.as_str());
+        }
+    }
+    if !filters.is_empty() && !filters.iter().any(|filter| name.contains(filter)) {
+        eprintln!("{name} bench: not run (the test filter {filters:?} does not name it)");
+        std::process::exit(0);
+    }
+}
