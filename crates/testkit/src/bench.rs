@@ -129,6 +129,43 @@ pub fn mib(bytes: f64) -> String {
     format!("{:.1} MiB", bytes / MIB as f64)
 }
 
+/// libtest's options that take their value as the next argument (`cargo test -- --skip X`).
+const LIBTEST_VALUED: &[&str] = &[
+    "--test-threads",
+    "--skip",
+    "--color",
+    "--format",
+    "--logfile",
+    "-Z",
+];
+
+/// Ends a smoke run that `cargo test FILTER` did not ask for. `cargo test` runs the
+/// `harness = false` bench targets too (without `--bench`: a smoke run), and hands every target
+/// libtest's arguments: a name filter (as `scripts/test.sh FILTER` passes it), `--nocapture`,
+/// `--skip X`. `unknown` is what the bench did not take as its own options. libtest runs the
+/// tests whose names contain a filter; a bench is one test, named `name`.
+pub fn exit_unless_a_filter_names(name: &str, unknown: &[String]) {
+    let filters = filters(unknown);
+    if !filters.is_empty() && !filters.iter().any(|filter| name.contains(filter)) {
+        eprintln!("{name} bench: not run (the test filter {filters:?} does not name it)");
+        std::process::exit(0);
+    }
+}
+
+/// The name filters among libtest's arguments.
+fn filters(unknown: &[String]) -> Vec<&str> {
+    let mut filters = Vec::new();
+    let mut arguments = unknown.iter();
+    while let Some(argument) = arguments.next() {
+        if LIBTEST_VALUED.contains(&argument.as_str()) {
+            arguments.next();
+        } else if !argument.starts_with('-') {
+            filters.push(argument.as_str());
+        }
+    }
+    filters
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,35 +226,23 @@ mod tests {
         // A process that held a 10x larger backlog would far exceed it.
         assert!(small + 400 * MIB > flat_memory_limit(small));
     }
-}
 
-/// libtest's options that take their value as the next argument (`cargo test -- --skip X`).
-const LIBTEST_VALUED: &[&str] = &[
-    "--test-threads",
-    "--skip",
-    "--color",
-    "--format",
-    "--logfile",
-    "-Z",
-];
-
-/// Ends a smoke run that `cargo test FILTER` did not ask for. `cargo test` runs the
-/// `harness = false` bench targets too (without `--bench`: a smoke run), and hands every target
-/// libtest's arguments: a name filter (as `scripts/test.sh FILTER` passes it), `--nocapture`,
-/// `--skip X`. `unknown` is what the bench did not take as its own options. libtest runs the
-/// tests whose names contain a filter; a bench is one test, named `name`.
-pub fn exit_unless_a_filter_names(name: &str, unknown: &[String]) {
-    let mut filters = Vec::new();
-    let mut arguments = unknown.iter();
-    while let Some(argument) = arguments.next() {
-        if LIBTEST_VALUED.contains(&argument.as_str()) {
-            arguments.next();
-        } else if !argument.starts_with('-') {
-            filters.push(argument.as_str());
-        }
-    }
-    if !filters.is_empty() && !filters.iter().any(|filter| name.contains(filter)) {
-        eprintln!("{name} bench: not run (the test filter {filters:?} does not name it)");
-        std::process::exit(0);
+    #[test]
+    fn libtest_arguments_yield_the_name_filters_only() {
+        let arguments: Vec<String> = [
+            "push",
+            "--nocapture",
+            "--skip",
+            "slow",
+            "--test-threads",
+            "2",
+            "--exact",
+            "sync",
+        ]
+        .iter()
+        .map(|argument| (*argument).to_owned())
+        .collect();
+        assert_eq!(super::filters(&arguments), vec!["push", "sync"]);
+        assert!(super::filters(&[]).is_empty());
     }
 }
