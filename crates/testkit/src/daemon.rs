@@ -69,18 +69,35 @@ impl Daemon {
         if let Some(path) = notify_socket {
             command.env("NOTIFY_SOCKET", path);
         }
-        let daemon = Self {
+        let mut daemon = Self {
             child: command.spawn().unwrap(),
             log,
         };
+        // A daemon that exited fails here at once, one that does not answer within a minute
+        // after that, both with what it logged (a start once missed the former 20 s in CI,
+        // and the failure said nothing more).
         let socket = setup.socket();
-        wait_for(20, "the daemon's control socket", || async {
-            control_status(&socket)
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if control_status(&socket)
                 .await
                 .is_some_and(|answer| answer["ok"] == true)
-        })
-        .await;
-        daemon
+            {
+                return daemon;
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!(
+                    "the daemon exited ({status}) before its control socket answered; its log:\n{}",
+                    daemon.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the daemon's control socket; its log:\n{}",
+                daemon.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn signal(&self, name: &str) {
