@@ -4,14 +4,29 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A port nothing listens on now (bound then released). Another process may take it before
-/// the test binds it; servers that bind it themselves retry on a fresh port.
+/// A port nothing listens on now (bound then released), for a server the test starts next
+/// (a daemon's `http_listen`).
+///
+/// Taken below the kernel's ephemeral range: every outgoing connection, and every bind to port
+/// 0, gets its port from that range, so a port released there may be taken by any connection
+/// of a concurrent test before the server binds it (the likely reason a daemon of
+/// `push_cluster` once failed to start in CI). Below it, only another test's pick could
+/// collide, and picks are random.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng as _;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 20_000.min(ephemeral_low / 2);
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(low..ephemeral_low);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{ephemeral_low}")
 }
 
 /// A loopback port that refuses connections for as long as this value lives: its socket is
