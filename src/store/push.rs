@@ -634,6 +634,17 @@ pub fn members_up_to(
     Ok((members.len() <= limit).then_some(members))
 }
 
+/// The statement that inserts a member's row, with what a present row gets: a literal, so
+/// the statement cache is keyed without a string built per member.
+macro_rules! insert_member {
+    ($on_conflict:literal) => {
+        concat!(
+            "INSERT INTO scim_members (tenant, group_id, member_id, kind, display) VALUES (?1, ?2, ?3, ?4, ?5) ",
+            $on_conflict
+        )
+    };
+}
+
 /// Why a push write cannot take the tenant now.
 #[derive(Debug, thiserror::Error)]
 pub enum PushTxError {
@@ -797,33 +808,29 @@ impl<'c> PushTx<'c> {
     pub fn add_member(&self, group: &str, member: &ScimMember) -> Result<(), StoreError> {
         self.insert_edge(group, member)?;
         self.insert_member(
+            insert_member!(
+                "ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET display = excluded.display"
+            ),
             group,
             member,
-            "ON CONFLICT (tenant, group_id, member_id) DO UPDATE SET display = excluded.display",
         )?;
         Ok(())
     }
 
-    /// Inserts the member's row, `on_conflict` saying what a present one gets; returns the
-    /// rows written.
+    /// Runs `sql`, an `insert_member!`, for the member's row; returns the rows written.
     fn insert_member(
         &self,
+        sql: &str,
         group: &str,
         member: &ScimMember,
-        on_conflict: &str,
     ) -> Result<usize, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached(&format!(
-                "INSERT INTO scim_members (tenant, group_id, member_id, kind, display) VALUES (?1, ?2, ?3, ?4, ?5) {on_conflict}"
-            ))?
-            .execute(params![
-                self.tenant,
-                group,
-                member.id,
-                member.kind.as_str(),
-                member.display
-            ])?)
+        Ok(self.tx.prepare_cached(sql)?.execute(params![
+            self.tenant,
+            group,
+            member.id,
+            member.kind.as_str(),
+            member.display
+        ])?)
     }
 
     /// The member in the stored direct graph `inspect` reads.
@@ -836,23 +843,24 @@ impl<'c> PushTx<'c> {
         Ok(())
     }
 
-    /// [`PushTx::add_member`] that says whether the member is new: one statement for a new
-    /// member, where looking first and then upserting took three.
+    /// [`PushTx::add_member`] that says whether the member is new: two statements for a new
+    /// member (its row, its edge) where looking first and upserting both took three, and no
+    /// rewrite of a present member whose label did not change.
     pub fn add_new_member(&self, group: &str, member: &ScimMember) -> Result<bool, StoreError> {
         let added = self.insert_member(
+            insert_member!("ON CONFLICT (tenant, group_id, member_id) DO NOTHING"),
             group,
             member,
-            "ON CONFLICT (tenant, group_id, member_id) DO NOTHING",
         )? == 1;
-        if added {
-            self.insert_edge(group, member)?;
-        } else {
+        if !added {
             self.tx
                 .prepare_cached(
-                    "UPDATE scim_members SET display = ?4 WHERE tenant = ?1 AND group_id = ?2 AND member_id = ?3",
+                    "UPDATE scim_members SET display = ?4
+                     WHERE tenant = ?1 AND group_id = ?2 AND member_id = ?3 AND display IS DISTINCT FROM ?4",
                 )?
                 .execute(params![self.tenant, group, member.id, member.display])?;
         }
+        self.insert_edge(group, member)?;
         Ok(added)
     }
 

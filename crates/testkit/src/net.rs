@@ -17,6 +17,7 @@ pub fn free_port() -> u16 {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|low| *low >= 4096)
         .unwrap_or(32768);
     let low = 20_000.min(ephemeral_low / 2);
     let mut rng = rand::rng();
