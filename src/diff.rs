@@ -44,6 +44,12 @@ pub struct Needed {
     pub groups: BTreeSet<Id>,
 }
 
+impl Needed {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+}
+
 pub fn needed_previous(stored: &StoredIndex, after: &Snapshot) -> Needed {
     let mut needed = Needed::default();
     for (id, digest) in &stored.users {
