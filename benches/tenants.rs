@@ -35,6 +35,7 @@
 //! cargo bench --bench tenants -- --tenants 10000 --schedule "0 */15 * * * *" \
 //!     --warm-up "0 */2 * * * *" --window-seconds 240
 //! cargo bench --bench tenants -- --tenants 1000 --large 3
+//! cargo bench --bench tenants -- --tenants 3000 --global "max_concurrent_runs = 64"
 //! ```
 #![allow(clippy::unwrap_used, clippy::needless_pass_by_value)]
 
@@ -74,6 +75,8 @@ struct Options {
     idle_after: Duration,
     /// Check the targets (off in the smoke run, whose machine may be busy with other tests).
     targets: bool,
+    /// More lines of the daemon's global file (`--global "max_concurrent_runs = 64"`).
+    global: String,
 }
 
 impl Options {
@@ -89,6 +92,7 @@ impl Options {
             warm_up: None,
             idle_after: IDLE_AFTER,
             targets: true,
+            global: String::new(),
         };
         // cargo bench passes --bench to every harness = false target; cargo test does not.
         let benchmarking = std::env::args().any(|arg| arg == "--bench");
@@ -119,6 +123,10 @@ impl Options {
                 }
                 "--warm-up" => options.warm_up = Some(value("--warm-up")),
                 "--no-targets" => options.targets = false,
+                "--global" => {
+                    options.global.push_str(&value("--global"));
+                    options.global.push('\n');
+                }
                 "--bench" => {}
                 "-h" | "--help" => usage(""),
                 // `cargo test` hands libtest's arguments to every target: see below.
@@ -283,6 +291,7 @@ async fn bench(options: Options) -> Vec<String> {
 
     let config = ConfigDir::builder(dirsync.clone().env("RUST_LOG", "warn"))
         .http_listen()
+        .global(&options.global)
         .build();
     let metrics_url = format!("http://{}/metrics", config.http.unwrap());
     // Every tenant's file, on `cron` (`extra`: more top-level keys).
