@@ -26,8 +26,9 @@ use tracing::{info, warn, Instrument};
 use crate::config::TenantConfig;
 use crate::diff::counts_by_type;
 use crate::event::Event;
+use crate::model::{Snapshot, StoredIndex};
 use crate::run::{Millis, RunOutcome, RunSummary};
-use crate::source::{FetchStats, Source, SourceError};
+use crate::source::{FetchStats, Fetched, Source, SourceError};
 use crate::store::{self, Commit, Store, StoreError};
 
 pub use lease::{lease_ttl, HeldLease, LEASE_TTL, LEASE_TTL_ENV};
@@ -328,7 +329,7 @@ async fn prepare(
     phase("policy applied");
     // A run that changes no stored object (most runs) needs none of them.
     let previous = if draft.needed().is_empty() {
-        crate::model::Snapshot::default()
+        Snapshot::default()
     } else {
         store.objects(&tenant.id, draft.needed().clone()).await?
     };
@@ -397,7 +398,7 @@ async fn prepare(
 
 /// Whether policy and the diff over this fetch may run on an async worker: a directory of a
 /// few hundred objects, stored and fetched, plans in well under a millisecond.
-fn is_small(fetched: &crate::source::Fetched, stored: &crate::model::StoredIndex) -> bool {
+fn is_small(fetched: &Fetched, stored: &StoredIndex) -> bool {
     const SMALL: usize = 2_000;
     let fetched_objects = fetched.users.len()
         + fetched.groups.len()
