@@ -126,6 +126,30 @@ pub struct Fetched {
     pub members: BTreeMap<Id, Vec<MemberRef>>,
 }
 
+/// A fetch read to its end, perhaps not parsed yet.
+pub enum FetchedPages {
+    Google(google::PendingFetch),
+    Parsed(Fetched),
+}
+
+impl FetchedPages {
+    /// A digest of the directory, such that two fetches of equal digests parse to equal
+    /// `Fetched`; `None` when the source gives none.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        match self {
+            FetchedPages::Google(pending) => Some(pending.digest()),
+            FetchedPages::Parsed(_) => None,
+        }
+    }
+
+    pub fn parse(self) -> Result<Fetched, SourceError> {
+        match self {
+            FetchedPages::Google(pending) => pending.parse(),
+            FetchedPages::Parsed(fetched) => Ok(fetched),
+        }
+    }
+}
+
 /// Counters a fetch updates as it goes, shared with metrics.
 #[derive(Debug, Default)]
 pub struct FetchStats {
@@ -278,15 +302,26 @@ impl Source {
 
     /// Fetches the complete directory. `cancel` abandons it (nothing is returned).
     pub async fn fetch(&self, cancel: &CancellationToken) -> Result<Fetched, SourceError> {
+        self.fetch_pages(cancel).await?.parse()
+    }
+
+    /// Reads the complete directory, leaving what can wait unparsed: a Google directory whose
+    /// pages fit `google::KEEP_UNPARSED_BYTES`. `cancel` abandons it (nothing is returned).
+    pub async fn fetch_pages(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<FetchedPages, SourceError> {
         let fetch = async {
             match self {
-                Source::Google(source) => source.fetch().await,
-                Source::Scim(source) => source.fetch().await,
+                Source::Google(source) => source.fetch_pages().await.map(FetchedPages::Google),
+                Source::Scim(source) => source.fetch().await.map(FetchedPages::Parsed),
                 Source::Pushed {
                     store,
                     tenant,
                     email_from,
-                } => scim_push::fetch(store, tenant, *email_from).await,
+                } => scim_push::fetch(store, tenant, *email_from)
+                    .await
+                    .map(FetchedPages::Parsed),
             }
         };
         tokio::select! {

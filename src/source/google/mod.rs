@@ -25,6 +25,7 @@
 mod auth;
 pub mod console;
 pub mod normalize;
+mod page;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +45,99 @@ use crate::source::{
 };
 use auth::TokenSource;
 use normalize::MemberEmails;
+use page::PageLedger;
+
+/// The most bytes of pages one fetch keeps unparsed: a directory of a couple of thousand
+/// users. Up to this, a run whose directory is unchanged (`PendingFetch::digest`) never parses
+/// them; past it, pages are parsed as they arrive, so a large directory is never held twice.
+pub const KEEP_UNPARSED_BYTES: usize = 4 << 20;
+
+/// Where a listing's pages go besides `each`: their digests into the fetch's ledger, and
+/// (while its budget lasts) the pages themselves into `kept`, unparsed.
+#[derive(Default)]
+struct Pages<'a> {
+    ledger: Option<&'a PageLedger>,
+    kept: Option<&'a mut Vec<KeptPage>>,
+}
+
+/// Whether a listing kept every page it read (none went to `each` yet).
+#[must_use]
+struct Keeping(bool);
+
+/// A page read through but not parsed yet.
+struct KeptPage {
+    url: url::Url,
+    page: u64,
+    reply: http::Reply,
+}
+
+impl KeptPage {
+    fn parse(
+        self,
+        method: &str,
+        items_key: &str,
+        each: &mut (dyn FnMut(Value) -> Result<(), SourceError> + Send),
+    ) -> Result<(), SourceError> {
+        let (items, _) = page::items(method, &self.url, self.page, items_key, &self.reply)?;
+        items.into_iter().try_for_each(each)
+    }
+}
+
+/// What names a listing in the ledger: the method, URL and query of its first page.
+fn listing_key(method: &str, url: &url::Url, params: &[(&'static str, String)]) -> String {
+    let mut key = format!("{method} {url}");
+    for (name, value) in params {
+        key.push_str(&format!(" {name}={value}"));
+    }
+    key
+}
+
+/// The users of one listing (every org-unit query of it), as its items are parsed.
+#[derive(Default)]
+struct UserListing {
+    seen: std::collections::HashMap<Id, usize>,
+    users: Vec<FetchedUser>,
+}
+
+impl UserListing {
+    fn add(&mut self, url: &url::Url, item: Value) -> Result<(), SourceError> {
+        check_object_size(url.as_str(), "users.list: user", &item)?;
+        let user = normalize::user(item).map_err(|err| invalid(url, "users.list", &err))?;
+        // Overlapping org-unit queries list a user twice, the same; a repeat with other data
+        // is a listing torn by a change while it was read.
+        match self.seen.get(&user.user.id) {
+            None => {
+                self.seen.insert(user.user.id.clone(), self.users.len());
+                self.users.push(user);
+            }
+            Some(&index) if self.users[index].user == user.user => {}
+            Some(_) => return Err(torn(url, "users.list", "user", &user.user.id)),
+        }
+        Ok(())
+    }
+}
+
+/// One group's direct members as listed so far, and its pages kept unparsed.
+struct MemberListing {
+    members: Vec<MemberRef>,
+    kept: Vec<KeptPage>,
+}
+
+/// A fetch whose pages are all read, not all parsed: `digest` says what the directory is,
+/// and `parse` finishes it into a `Fetched` (when the digest did not show it unchanged).
+pub struct PendingFetch {
+    digest: [u8; 32],
+    users_url: url::Url,
+    users: UserListing,
+    users_kept: Vec<KeptPage>,
+    groups: Vec<Group>,
+    group_ids: Arc<HashSet<Id>>,
+    /// `None`: the group is gone (404).
+    members: BTreeMap<Id, Option<MemberListing>>,
+    member_emails: MemberEmails,
+    unknown_user_kind: &'static str,
+    requests: u64,
+}
 
 /// What `MemberEmails` holds once the member listing is over.
 type SeenMembers = std::collections::HashMap<Box<str>, (Id, Option<String>)>;
@@ -176,12 +270,18 @@ impl GoogleSource {
     }
 
     pub async fn fetch(&self) -> Result<Fetched, SourceError> {
+        self.fetch_pages().await?.parse()
+    }
+
+    /// Reads every page of the directory, keeping a small directory's pages unparsed.
+    pub async fn fetch_pages(&self) -> Result<PendingFetch, SourceError> {
         // One token up front: a credentials problem fails fast and once, not in every task.
         self.api.tokens.token(&self.api.retry).await?;
+        let ledger = Arc::new(PageLedger::new(KEEP_UNPARSED_BYTES));
         // Members are listed as soon as the groups are known, while users.list still pages:
         // which members are users of the directory is settled once both are done.
         let groups_and_members = async {
-            let (groups, sizes) = self.list_groups().await?;
+            let (groups, sizes) = self.list_groups(&ledger).await?;
             let group_ids: Arc<HashSet<Id>> =
                 Arc::new(groups.iter().map(|g| g.id.clone()).collect());
             // Biggest groups first: their page chains are the longest, so starting them first
@@ -191,72 +291,32 @@ impl GoogleSource {
             let (members, emails) = self
                 .list_all_members(
                     order.iter().map(|&i| groups[i].id.clone()).collect(),
-                    group_ids,
+                    group_ids.clone(),
+                    ledger.clone(),
                 )
                 .await?;
-            Ok::<_, SourceError>((groups, members, emails))
+            Ok::<_, SourceError>((groups, group_ids, members, emails))
         };
-        let ((), users, (groups, mut members, member_emails)) = tokio::try_join!(
+        let ((), (users_url, users, users_kept), (groups, group_ids, members, member_emails)) = tokio::try_join!(
             self.check_org_units(),
-            self.list_users(),
+            self.list_users(&ledger),
             groups_and_members
         )?;
-        let user_ids: HashSet<Id> = users.iter().map(|u| u.user.id.clone()).collect();
-        let unknown_user_kind = if self.user_queries.iter().all(Option::is_none) {
-            "EXTERNAL"
-        } else {
-            "USER_NOT_FETCHED"
-        };
-        for list in members.values_mut().flatten() {
-            normalize::settle_user_members(list, &user_ids, &member_emails, unknown_user_kind);
-        }
-        drop(member_emails);
-        let groups: Vec<Group> = groups
-            .into_iter()
-            .filter(|group| match members.get(&group.id) {
-                Some(Some(_)) => true,
-                _ => {
-                    tracing::debug!(group = %group.id, "group deleted during the fetch: dropped");
-                    false
-                }
-            })
-            .collect();
-        let gone: HashSet<Id> = members
-            .iter()
-            .filter(|(_, list)| list.is_none())
-            .map(|(id, _)| id.clone())
-            .collect();
-        let members: BTreeMap<Id, Vec<MemberRef>> = groups
-            .iter()
-            .filter_map(|group| {
-                let mut list = members.remove(&group.id).flatten()?;
-                // A nested group that vanished is no group of this snapshot.
-                for member in &mut list {
-                    if let MemberRef::Group(id) = member {
-                        if gone.contains(id) {
-                            *member = MemberRef::Other(Box::new(OtherMember {
-                                kind: "GROUP".into(),
-                                id: Some(id.to_string()),
-                                email: None,
-                            }));
-                        }
-                    }
-                }
-                Some((group.id.clone(), list))
-            })
-            .collect();
-        tracing::debug!(
-            users = users.len(),
-            groups = groups.len(),
-            members = members.values().map(Vec::len).sum::<usize>(),
-            requests = self.api.stats.requests(),
-            "google directory fetched"
-        );
-        Ok(Fetched {
-            source: SourceKind::Google,
+        Ok(PendingFetch {
+            digest: ledger.digest(),
+            users_url,
             users,
+            users_kept,
             groups,
+            group_ids,
             members,
+            member_emails,
+            unknown_user_kind: if self.user_queries.iter().all(Option::is_none) {
+                "EXTERNAL"
+            } else {
+                "USER_NOT_FETCHED"
+            },
+            requests: self.api.stats.requests(),
         })
     }
 
@@ -346,15 +406,23 @@ impl GoogleSource {
                 ("maxResults", USERS_PAGE_SIZE.into()),
                 ("projection", self.projection.into()),
             ];
-            self.api
-                .list("users.list", &url, &params, "users", |item| {
-                    let user =
-                        normalize::user(item).map_err(|err| invalid(&url, "users.list", &err))?;
-                    if wanted.contains(&user.user.id) {
-                        found.push(user);
-                    }
-                    Ok(())
-                })
+            let _ = self
+                .api
+                .list(
+                    "users.list",
+                    &url,
+                    &params,
+                    "users",
+                    Pages::default(),
+                    &mut |item| {
+                        let user = normalize::user(item)
+                            .map_err(|err| invalid(&url, "users.list", &err))?;
+                        if wanted.contains(&user.user.id) {
+                            found.push(user);
+                        }
+                        Ok(())
+                    },
+                )
                 .await?;
             return Ok(found);
         }
@@ -380,10 +448,15 @@ impl GoogleSource {
         Ok(found)
     }
 
-    async fn list_users(&self) -> Result<Vec<FetchedUser>, SourceError> {
+    /// Every user, as a listing and the pages of it kept unparsed.
+    async fn list_users(
+        &self,
+        ledger: &PageLedger,
+    ) -> Result<(url::Url, UserListing, Vec<KeptPage>), SourceError> {
         let url = self.api.url(&["users"])?;
-        let mut seen: std::collections::HashMap<Id, usize> = std::collections::HashMap::new();
-        let mut users: Vec<FetchedUser> = Vec::new();
+        let mut users = UserListing::default();
+        let mut kept = Vec::new();
+        let mut keeping = true;
         for query in &self.user_queries {
             let mut params = vec![
                 self.scope.clone(),
@@ -391,38 +464,42 @@ impl GoogleSource {
                 ("projection", self.projection.into()),
             ];
             params.extend(query.clone().map(|q| ("query", q)));
-            self.api
-                .list("users.list", &url, &params, "users", |item| {
-                    check_object_size(url.as_str(), "users.list: user", &item)?;
-                    let user =
-                        normalize::user(item).map_err(|err| invalid(&url, "users.list", &err))?;
-                    // Overlapping org-unit queries list a user twice, the same; a repeat with
-                    // other data is a listing torn by a change while it was read.
-                    match seen.get(&user.user.id) {
-                        None => {
-                            seen.insert(user.user.id.clone(), users.len());
-                            users.push(user);
-                        }
-                        Some(&index) if users[index].user == user.user => {}
-                        Some(_) => return Err(torn(&url, "users.list", "user", &user.user.id)),
-                    }
-                    Ok(())
+            let pages = Pages {
+                ledger: Some(ledger),
+                // Once one query's pages are parsed as they arrive, so are the next ones', in
+                // the order they are listed.
+                kept: keeping.then_some(&mut kept),
+            };
+            let Keeping(kept_all) = self
+                .api
+                .list("users.list", &url, &params, "users", pages, &mut |item| {
+                    users.add(&url, item)
                 })
                 .await?;
+            keeping = keeping && kept_all;
         }
-        Ok(users)
+        Ok((url, users, kept))
     }
 
     /// The groups, with each one's `directMembersCount` (0 when absent), used only to order
     /// the member listing.
-    async fn list_groups(&self) -> Result<(Vec<Group>, Vec<u64>), SourceError> {
+    async fn list_groups(
+        &self,
+        ledger: &PageLedger,
+    ) -> Result<(Vec<Group>, Vec<u64>), SourceError> {
         let url = self.api.url(&["groups"])?;
         let params = [self.scope.clone(), ("maxResults", GROUPS_PAGE_SIZE.into())];
         let mut seen: std::collections::HashMap<Id, usize> = std::collections::HashMap::new();
         let mut groups = Vec::new();
         let mut sizes = Vec::new();
-        self.api
-            .list("groups.list", &url, &params, "groups", |item| {
+        // Parsed as they arrive: the member listing needs the groups.
+        let pages = Pages {
+            ledger: Some(ledger),
+            kept: None,
+        };
+        let _ = self
+            .api
+            .list("groups.list", &url, &params, "groups", pages, &mut |item| {
                 let size = item.get("directMembersCount").map_or(0, |count| {
                     count
                         .as_str()
@@ -455,7 +532,8 @@ impl GoogleSource {
         &self,
         group_ids: Vec<Id>,
         groups: Arc<HashSet<Id>>,
-    ) -> Result<(BTreeMap<Id, Option<Vec<MemberRef>>>, SeenMembers), SourceError> {
+        ledger: Arc<PageLedger>,
+    ) -> Result<(BTreeMap<Id, Option<MemberListing>>, MemberEmails), SourceError> {
         let queue = Arc::new(group_ids);
         let seen = Arc::new(MemberEmails::default());
         let next = Arc::new(AtomicUsize::new(0));
@@ -463,14 +541,14 @@ impl GoogleSource {
         let mut tasks = JoinSet::new();
         for _ in 0..self.max_concurrency.min(queue.len()) {
             let (queue, next, api) = (queue.clone(), next.clone(), api.clone());
-            let (groups, seen) = (groups.clone(), seen.clone());
+            let (groups, seen, ledger) = (groups.clone(), seen.clone(), ledger.clone());
             tasks.spawn(async move {
                 let mut done = Vec::new();
                 loop {
                     let Some(group) = queue.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         return Ok::<_, SourceError>(done);
                     };
-                    let members = api.members(group, &groups, &seen).await?;
+                    let members = api.members(group, &groups, &seen, &ledger).await?;
                     done.push((group.clone(), members));
                 }
             });
@@ -489,13 +567,114 @@ impl GoogleSource {
             }
         }
         drop(tasks);
-        let seen = Arc::try_unwrap(seen)
-            .map(|seen| {
-                seen.into_inner()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-            })
-            .unwrap_or_default();
+        let seen = Arc::try_unwrap(seen).unwrap_or_default();
         Ok((all, seen))
+    }
+}
+
+impl PendingFetch {
+    /// What the directory's pages say, volatile fields left out (`page`): equal digests, equal
+    /// `Fetched`.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// Parses the pages kept unparsed and settles which members are users of the directory.
+    pub fn parse(self) -> Result<Fetched, SourceError> {
+        let PendingFetch {
+            users_url,
+            mut users,
+            users_kept,
+            groups,
+            group_ids,
+            members,
+            member_emails,
+            unknown_user_kind,
+            requests,
+            ..
+        } = self;
+        for page in users_kept {
+            page.parse("users.list", "users", &mut |item| {
+                users.add(&users_url, item)
+            })?;
+        }
+        let users = users.users;
+        let mut members: BTreeMap<Id, Option<Vec<MemberRef>>> = members
+            .into_iter()
+            .map(|(group, listing)| {
+                let Some(MemberListing { mut members, kept }) = listing else {
+                    return Ok((group, None));
+                };
+                for page in kept {
+                    page.parse("members.list", "members", &mut |item| {
+                        members.push(normalize::member_before_users(
+                            &item,
+                            &group_ids,
+                            &member_emails,
+                        ));
+                        Ok(())
+                    })?;
+                }
+                // A million members are held until policy runs: no growth slack.
+                members.shrink_to_fit();
+                Ok((group, Some(members)))
+            })
+            .collect::<Result<_, SourceError>>()?;
+        let member_emails: SeenMembers = member_emails
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let user_ids: HashSet<Id> = users.iter().map(|u| u.user.id.clone()).collect();
+        for list in members.values_mut().flatten() {
+            normalize::settle_user_members(list, &user_ids, &member_emails, unknown_user_kind);
+        }
+        drop(member_emails);
+        let groups: Vec<Group> = groups
+            .into_iter()
+            .filter(|group| match members.get(&group.id) {
+                Some(Some(_)) => true,
+                _ => {
+                    tracing::debug!(group = %group.id, "group deleted during the fetch: dropped");
+                    false
+                }
+            })
+            .collect();
+        let gone: HashSet<Id> = members
+            .iter()
+            .filter(|(_, list)| list.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let members: BTreeMap<Id, Vec<MemberRef>> = groups
+            .iter()
+            .filter_map(|group| {
+                let mut list = members.remove(&group.id).flatten()?;
+                // A nested group that vanished is no group of this snapshot.
+                for member in &mut list {
+                    if let MemberRef::Group(id) = member {
+                        if gone.contains(id) {
+                            *member = MemberRef::Other(Box::new(OtherMember {
+                                kind: "GROUP".into(),
+                                id: Some(id.to_string()),
+                                email: None,
+                            }));
+                        }
+                    }
+                }
+                Some((group.id.clone(), list))
+            })
+            .collect();
+        tracing::debug!(
+            users = users.len(),
+            groups = groups.len(),
+            members = members.values().map(Vec::len).sum::<usize>(),
+            requests,
+            "google directory fetched"
+        );
+        Ok(Fetched {
+            source: SourceKind::Google,
+            users,
+            groups,
+            members,
+        })
     }
 }
 
@@ -558,28 +737,38 @@ impl Api {
         Ok(url)
     }
 
-    /// One GET with the bearer token; a 401 refreshes the token once.
+    /// One GET of a JSON object.
     async fn get_object(
         &self,
         method: &str,
         url: &url::Url,
         query: &[(&'static str, String)],
     ) -> Result<Map<String, Value>, SourceError> {
-        let token = self.tokens.token(&self.retry).await?;
-        let reply = match self.send(url, query, &token).await {
-            Err(SourceError::Http { status: 401, .. }) => {
-                tracing::debug!(method, "HTTP 401: refreshing the access token once");
-                let token = self.tokens.refreshed_token(&self.retry).await?;
-                self.send(url, query, &token).await?
-            }
-            other => other?,
-        };
+        let reply = self.get(method, url, query).await?;
         match http::parse_json::<Value>(&reply)? {
             Value::Object(object) => Ok(object),
             _ => Err(SourceError::InvalidResponse {
                 url: reply.url,
                 message: format!("{method} answered JSON that is not an object"),
             }),
+        }
+    }
+
+    /// One GET with the bearer token; a 401 refreshes the token once.
+    async fn get(
+        &self,
+        method: &str,
+        url: &url::Url,
+        query: &[(&'static str, String)],
+    ) -> Result<http::Reply, SourceError> {
+        let token = self.tokens.token(&self.retry).await?;
+        match self.send(url, query, &token).await {
+            Err(SourceError::Http { status: 401, .. }) => {
+                tracing::debug!(method, "HTTP 401: refreshing the access token once");
+                let token = self.tokens.refreshed_token(&self.retry).await?;
+                self.send(url, query, &token).await
+            }
+            other => other,
         }
     }
 
@@ -598,16 +787,19 @@ impl Api {
         .await
     }
 
-    /// Every page of a list method, each item handed to `each` as it arrives. A page token
-    /// seen before is an error: following it would loop forever.
+    /// Every page of a list method, each item handed to `each` as it arrives, or kept
+    /// unparsed in `kept` while the ledger's budget lasts (see `PageLedger`); once a page of
+    /// the listing cannot be kept, the kept pages go to `each` first, in order, and the rest
+    /// as they arrive. A page token seen before is an error: following it would loop forever.
     async fn list(
         &self,
-        method: &str,
+        method: &'static str,
         url: &url::Url,
         params: &[(&'static str, String)],
-        items_key: &str,
-        mut each: impl FnMut(Value) -> Result<(), SourceError>,
-    ) -> Result<(), SourceError> {
+        items_key: &'static str,
+        mut pages: Pages<'_>,
+        each: &mut (dyn FnMut(Value) -> Result<(), SourceError> + Send),
+    ) -> Result<Keeping, SourceError> {
         /// Google pages in a row with no item and yet a next page: a server stuck in a loop.
         const MAX_EMPTY_PAGES: u64 = 100;
         let mut seen_tokens: HashSet<String> = HashSet::new();
@@ -615,6 +807,7 @@ impl Api {
         let mut query: Vec<(&'static str, String)> = params.to_vec();
         let mut listed = 0usize;
         let mut empty_in_a_row = 0u64;
+        let listing = pages.ledger.map(|_| listing_key(method, url, params));
         for page in 1u64.. {
             if page > MAX_PAGES || empty_in_a_row >= MAX_EMPTY_PAGES {
                 return Err(SourceError::Protocol(format!(
@@ -624,67 +817,58 @@ impl Api {
             }
             query.truncate(params.len());
             query.extend(page_token.clone().map(|token| ("pageToken", token)));
-            let mut body = self.get_object(method, url, &query).await?;
-            let items = match body.remove(items_key) {
-                // Google leaves the list out of an empty page; a page that is not even a
-                // Directory API answer (no `kind`) must not pass for an empty directory.
-                None if body.get("kind").and_then(Value::as_str).is_some_and(|k| !k.is_empty()) => {
-                    Vec::new()
+            let reply = self.get(method, url, &query).await?;
+            let head = match (pages.ledger, &listing) {
+                (Some(ledger), Some(listing)) => {
+                    let head = page::head(method, url, page, items_key, &reply)?;
+                    ledger.record(listing, page, head.digest);
+                    Some(head)
                 }
-                None => {
-                    return Err(SourceError::InvalidResponse {
-                        url: url.to_string(),
-                        message: format!(
-                            "{method} page {page} has no `{items_key}` and no `kind`: not a Directory API list page"
-                        ),
-                    })
-                }
-                Some(Value::Null) => {
-                    return Err(SourceError::InvalidResponse {
-                        url: url.to_string(),
-                        message: format!("{method} page {page}: `{items_key}` is null"),
-                    })
-                }
-                Some(Value::Array(items)) => items,
-                Some(_) => {
-                    return Err(SourceError::InvalidResponse {
-                        url: url.to_string(),
-                        message: format!("{method}: `{items_key}` is not an array"),
-                    })
-                }
+                _ => None,
             };
-            let next = match body.remove("nextPageToken") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(token)) if token.is_empty() => None,
-                Some(Value::String(token)) => Some(token),
-                Some(_) => {
-                    return Err(SourceError::InvalidResponse {
-                        url: url.to_string(),
-                        message: format!("{method}: `nextPageToken` is not a string"),
-                    })
+            let keep = head.is_some()
+                && pages.kept.is_some()
+                && pages
+                    .ledger
+                    .is_some_and(|ledger| ledger.keep(reply.body.len()));
+            let (items, count, next) = match (head, pages.kept.as_deref_mut()) {
+                (Some(head), Some(kept)) if keep => {
+                    kept.push(KeptPage {
+                        url: url.clone(),
+                        page,
+                        reply,
+                    });
+                    (Vec::new(), head.items, head.next)
+                }
+                _ => {
+                    // From here on the listing is parsed as it arrives, in page order.
+                    if let Some(kept) = pages.kept.take() {
+                        for page in kept.drain(..) {
+                            page.parse(method, items_key, each)?;
+                        }
+                    }
+                    let (items, next) = page::items(method, url, page, items_key, &reply)?;
+                    let count = items.len();
+                    (items, count, next)
                 }
             };
             tracing::debug!(
                 method,
                 page,
-                items = items.len(),
+                items = count,
                 more = next.is_some(),
                 "page received"
             );
-            empty_in_a_row = if items.is_empty() {
-                empty_in_a_row + 1
-            } else {
-                0
-            };
-            listed += items.len();
+            empty_in_a_row = if count == 0 { empty_in_a_row + 1 } else { 0 };
+            listed += count;
             if listed > MAX_LISTED {
                 return Err(SourceError::Protocol(format!(
                     "{method} of {url} listed more than {MAX_LISTED} items: more than dirsync accepts from one listing; the API is misbehaving"
                 )));
             }
-            items.into_iter().try_for_each(&mut each)?;
+            items.into_iter().try_for_each(&mut *each)?;
             let Some(next) = next else {
-                return Ok(());
+                return Ok(Keeping(pages.kept.is_some()));
             };
             if !seen_tokens.insert(next.clone()) {
                 let shown: String = next.chars().take(40).collect();
@@ -694,7 +878,7 @@ impl Api {
             }
             page_token = Some(next);
         }
-        Ok(())
+        Ok(Keeping(pages.kept.is_some()))
     }
 
     /// One group's direct members; `None` when the group no longer exists.
@@ -703,21 +887,34 @@ impl Api {
         group: &Id,
         groups: &HashSet<Id>,
         seen: &MemberEmails,
-    ) -> Result<Option<Vec<MemberRef>>, SourceError> {
+        ledger: &PageLedger,
+    ) -> Result<Option<MemberListing>, SourceError> {
         let url = self.url(&["groups", group, "members"])?;
         let params = [("maxResults", MEMBERS_PAGE_SIZE.to_owned())];
         let mut members = Vec::new();
+        let mut kept = Vec::new();
+        let pages = Pages {
+            ledger: Some(ledger),
+            kept: Some(&mut kept),
+        };
         let listed = self
-            .list("members.list", &url, &params, "members", |item| {
-                members.push(normalize::member_before_users(&item, groups, seen));
-                Ok(())
-            })
+            .list(
+                "members.list",
+                &url,
+                &params,
+                "members",
+                pages,
+                &mut |item| {
+                    members.push(normalize::member_before_users(&item, groups, seen));
+                    Ok(())
+                },
+            )
             .await;
         match listed {
-            Ok(()) => {
+            Ok(_) => {
                 // A million members are held until policy runs: no growth slack.
                 members.shrink_to_fit();
-                Ok(Some(members))
+                Ok(Some(MemberListing { members, kept }))
             }
             Err(SourceError::Http {
                 status: 404,
