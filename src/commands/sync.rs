@@ -31,6 +31,8 @@ pub async fn run(config: &Config, args: &SyncArgs) -> Outcome {
     let options = SyncOptions {
         dry_run: args.dry_run,
         allow_mass_delete: args.allow_mass_delete,
+        // Asked for by an operator: planned in full.
+        reuse_unchanged: false,
     };
     let store = open_store(config)?;
     let cancel = CancellationToken::new();

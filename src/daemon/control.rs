@@ -220,6 +220,8 @@ async fn answer(request: Request, shared: &Shared) -> Response {
                     options: SyncOptions {
                         dry_run,
                         allow_mass_delete,
+                        // A forced run plans in full, whatever the digest says.
+                        reuse_unchanged: false,
                     },
                     reply,
                 });

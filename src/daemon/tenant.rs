@@ -43,6 +43,7 @@ fn panicked_run(tenant: &str, message: &str) -> RunResult {
         summary,
         timings: crate::sync::RunTimings::default(),
         dry_run_events: Vec::new(),
+        unchanged: false,
     }
 }
 
@@ -271,12 +272,12 @@ impl TenantTask {
                     let new = self.config.borrow().clone();
                     if new.enabled && !new.scheduled && push_policy_changed(&config, &new) {
                         info!(tenant = %new.id, "the push tenant's policy changed: re-applying it to the pushed directory");
-                        self.run_once(Trigger::Schedule, SyncOptions::default(), &mut backoff_until).await;
+                        self.run_once(Trigger::Schedule, SyncOptions::scheduled(), &mut backoff_until).await;
                     }
                 }
                 () = tokio::time::sleep(wait) => {
                     if self.claim(&config.id, due).await {
-                        self.run_once(Trigger::Schedule, SyncOptions::default(), &mut backoff_until).await;
+                        self.run_once(Trigger::Schedule, SyncOptions::scheduled(), &mut backoff_until).await;
                     }
                     // Fire times that passed during a run longer than the interval are not
                     // made up one after another: the next run is the next one still ahead.

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::{
-    acquire_lease, commit, last_seq, load_index, load_objects, prune_runs, record_run,
-    release_lease, renew_lease, CommitSummary, Lease, NewEvents, NewExclusion, Store, StoreError,
+    acquire_lease, commit, commit_unchanged, current_digest, last_seq, load_index, load_objects,
+    prune_runs, record_run, release_lease, renew_lease, CommitSummary, FetchDigest, Lease,
+    NewEvents, NewExclusion, Store, StoreError,
 };
 use crate::diff::Needed;
 use crate::event::{Change, SourceKind};
@@ -26,6 +27,9 @@ pub struct Commit {
     pub exclusions: Vec<NewExclusion>,
     /// The direct group graph to store; `None` leaves the stored one as it is.
     pub direct: Option<DirectGraph>,
+    /// The digest of the fetch this was planned from (see `store::digest`); `None` forgets the
+    /// tenant's digest.
+    pub digest: Option<FetchDigest>,
 }
 
 impl Store {
@@ -97,11 +101,40 @@ impl Store {
                 run: change.run,
                 exclusions: change.exclusions,
                 direct: change.direct.as_ref(),
+                digest: change.digest.as_ref(),
             };
             let summary = commit(conn, input)?;
             // After the commit, not in it: a commit must not fail for the history's sake.
             if let Err(err) = prune_runs(conn, &tenant, keep) {
                 tracing::warn!(tenant, "cannot prune the run history: {err}");
+            }
+            Ok(summary)
+        })
+        .await
+    }
+
+    /// The digest of the fetch the tenant's stored directory was last planned from, while it
+    /// still describes it.
+    pub async fn current_digest(&self, tenant: &str) -> Result<Option<FetchDigest>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.run(move |conn| current_digest(conn, &tenant)).await
+    }
+
+    /// Records `run` as a no-change run of a fetch of `digest`; `None` (nothing written) when
+    /// that digest no longer describes the stored directory.
+    pub async fn commit_unchanged(
+        &self,
+        lease: Lease,
+        run: RunSummary,
+        digest: String,
+    ) -> Result<Option<CommitSummary>, StoreError> {
+        let keep = self.run_history();
+        self.run(move |conn| {
+            let summary = commit_unchanged(conn, &lease, run, &digest)?;
+            if summary.is_some() {
+                if let Err(err) = prune_runs(conn, &lease.tenant, keep) {
+                    tracing::warn!(tenant = lease.tenant, "cannot prune the run history: {err}");
+                }
             }
             Ok(summary)
         })

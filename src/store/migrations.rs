@@ -251,6 +251,16 @@ const MIGRATIONS: &[&str] = &[
         seen_at    INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 7: the digest of the fetch a tenant's last commit was planned from (`digest`), so a run
+    // of an unchanged directory records itself without parsing or planning it again.
+    r#"
+    CREATE TABLE fetch_digests (
+        tenant   TEXT PRIMARY KEY,
+        digest   TEXT NOT NULL,
+        last_seq INTEGER NOT NULL,
+        counts   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// PostgreSQL's schema: the same tables as SQLite's at its version 6, typed for PostgreSQL
@@ -457,6 +467,15 @@ const POSTGRES_MIGRATIONS: &[&str] = &[
     CREATE INDEX users_by_email ON users USING hash (email);
     DROP INDEX user_addresses_by_address;
     CREATE INDEX user_addresses_by_address ON user_addresses USING hash (address);
+    "#,
+    // 4: SQLite's 7, the digest of the fetch a tenant's last commit was planned from.
+    r#"
+    CREATE TABLE fetch_digests (
+        tenant   TEXT PRIMARY KEY,
+        digest   TEXT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        counts   TEXT NOT NULL
+    );
     "#,
 ];
 

@@ -13,6 +13,7 @@
 pub mod cluster;
 pub mod console;
 pub mod cursors;
+mod digest;
 mod forget;
 mod handle;
 mod lock;
@@ -30,6 +31,7 @@ pub use cursors::{
     advance_cursor, ensure_cursor, load_cursor, pending_events, prune_delivered,
     record_delivery_error, unpark, Cursor, Lag, PendingEvent,
 };
+pub use digest::{commit_unchanged, current_digest, DigestCounts, FetchDigest};
 pub use forget::{forget_tenant, Forgotten};
 pub use handle::Commit;
 pub use lock::{

@@ -28,6 +28,9 @@ pub struct NewEvents<'a> {
     pub exclusions: Vec<NewExclusion>,
     /// The direct group graph to store; `None` leaves the stored one as it is.
     pub direct: Option<&'a DirectGraph>,
+    /// The digest of the fetch this was planned from, when a later run of an equal fetch may
+    /// skip planning (`digest`); `None` forgets the tenant's digest.
+    pub digest: Option<&'a super::FetchDigest>,
 }
 
 /// A user or group that policy left out of the stored directory, and why (for `inspect`).
@@ -171,6 +174,7 @@ fn commit_transaction(
         )?;
     }
     write_exclusions(&tx, input.tenant, &input.exclusions, sync_id)?;
+    super::digest::write_digest(&tx, input.tenant, input.digest, previous_seq + events)?;
     if let Some(direct) = input.direct {
         write_direct_graph(&tx, input.tenant, direct)?;
     }

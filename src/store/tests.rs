@@ -132,6 +132,15 @@ fn fold(events: &[Value]) -> Folded {
 }
 
 fn commit_snapshot(conn: &mut Connection, lease: &Lease, after: &Snapshot) -> CommitSummary {
+    commit_snapshot_with_digest(conn, lease, after, None)
+}
+
+fn commit_snapshot_with_digest(
+    conn: &mut Connection,
+    lease: &Lease,
+    after: &Snapshot,
+    digest: Option<&FetchDigest>,
+) -> CommitSummary {
     // As a sync does: the stored index, and only the stored objects the changes need.
     let tenant = lease.tenant.as_str();
     let index = load_index(conn, tenant).unwrap();
@@ -160,6 +169,7 @@ fn commit_snapshot(conn: &mut Connection, lease: &Lease, after: &Snapshot) -> Co
             run,
             exclusions: Vec::new(),
             direct: Some(&graph),
+            digest,
         },
     )
     .unwrap()
@@ -274,7 +284,80 @@ conformance!(
     seq_stays_gap_free_when_commits_of_one_tenant_race,
     a_large_commit_stores_every_character_as_given,
     batch_inserts_interleave_and_a_broken_constraint_fails_the_transaction,
+    a_fetch_digest_describes_the_store_until_its_last_seq_moves,
 );
+
+fn a_fetch_digest_describes_the_store_until_its_last_seq_moves(backend: Backend) {
+    let (_db, _store, mut conn, lease) = open_temp(backend);
+    let digest = |text: &str| FetchDigest {
+        digest: text.to_owned(),
+        counts: DigestCounts {
+            users: 2,
+            stored_users: 2,
+            ..DigestCounts::default()
+        },
+    };
+    let runs = |conn: &Connection| -> Vec<String> {
+        let mut statement = conn
+            .prepare("SELECT outcome FROM runs WHERE tenant = 'acme' ORDER BY id")
+            .unwrap();
+        let rows = statement.query_map((), |row| row.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    let mut a = Snapshot::default();
+    for n in 0..2 {
+        let u = user(&format!("u{n}"), &format!("u{n}@example.com"), true, "t");
+        a.users.insert(u.id.clone(), u);
+    }
+    assert_eq!(current_digest(&conn, "acme").unwrap(), None);
+    commit_snapshot_with_digest(&mut conn, &lease, &a, Some(&digest("d1")));
+    assert_eq!(current_digest(&conn, "acme").unwrap(), Some(digest("d1")));
+    assert_eq!(current_digest(&conn, "other").unwrap(), None);
+
+    // A run of the same digest records itself, as a no-change run, and writes nothing else.
+    let probe = rows_written_probe(&conn);
+    let run = crate::run::RunSummary::begun("acme", crate::run::Millis::now());
+    let unchanged = commit_unchanged(&mut conn, &lease, run.clone(), "d1")
+        .unwrap()
+        .unwrap();
+    assert_eq!((unchanged.events, unchanged.first_seq), (0, None));
+    assert_eq!(unchanged.last_seq, 2);
+    assert_eq!(runs(&conn), ["committed", "no_changes"]);
+    if backend == Backend::Postgres {
+        assert_eq!(rows_written_probe(&conn), probe, "no data row was written");
+    }
+    // Another digest records nothing: the caller plans in full.
+    assert_eq!(
+        commit_unchanged(&mut conn, &lease, run.clone(), "d2").unwrap(),
+        None
+    );
+    assert_eq!(runs(&conn).len(), 2);
+
+    // A no-change commit of the same directory keeps a digest it is given.
+    commit_snapshot_with_digest(&mut conn, &lease, &a, Some(&digest("d3")));
+    assert_eq!(current_digest(&conn, "acme").unwrap(), Some(digest("d3")));
+    // A commit without one forgets it.
+    commit_snapshot(&mut conn, &lease, &a);
+    assert_eq!(current_digest(&conn, "acme").unwrap(), None);
+
+    // Events from anywhere else (a push write) move last_seq past the digest.
+    commit_snapshot_with_digest(&mut conn, &lease, &a, Some(&digest("d4")));
+    conn.execute(
+        "UPDATE tenants SET last_seq = last_seq + 1 WHERE tenant = 'acme'",
+        (),
+    )
+    .unwrap();
+    assert_eq!(current_digest(&conn, "acme").unwrap(), None);
+    assert_eq!(
+        commit_unchanged(&mut conn, &lease, run.clone(), "d4").unwrap(),
+        None
+    );
+
+    // Not without the lease.
+    commit_snapshot_with_digest(&mut conn, &lease, &a, Some(&digest("d5")));
+    release_lease(&conn, &lease).unwrap();
+    assert!(commit_unchanged(&mut conn, &lease, run, "d5").is_err());
+}
 
 /// What a commit wrote, to compare before and after: SQLite counts changed rows; PostgreSQL
 /// lists each data row's creating transaction (`xmin`), which any insert, update or delete
@@ -756,6 +839,7 @@ fn a_lease_excludes_other_holders_until_released_and_a_lost_lease_cannot_commit(
             run,
             exclusions: Vec::new(),
             direct: None,
+            digest: None,
         },
     )
     .unwrap_err();
@@ -993,6 +1077,7 @@ fn a_stale_holder_cannot_commit_after_a_takeover(backend: Backend) {
             run: crate::run::RunSummary::begun("acme", crate::run::Millis(0)),
             exclusions: Vec::new(),
             direct: None,
+            digest: None,
         },
     )
     .unwrap_err();

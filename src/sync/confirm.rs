@@ -14,15 +14,29 @@ use crate::source::{Fetched, Source, SourceError};
 
 const ATTEMPTS: u32 = 2;
 
+/// A fetch with its deletions confirmed.
+pub struct Confirmed {
+    pub fetched: Fetched,
+    /// The first fetch as it was listed: no stored user had to be located, and the directory
+    /// was not listed again. Only then does the next run's equal listing need no confirming.
+    pub as_listed: bool,
+}
+
+/// Confirms `first`, the run's first fetch, and lists again when it was torn.
 pub async fn fetch_confirmed(
     source: &Source,
     before: &StoredIndex,
+    first: Fetched,
     cancel: &CancellationToken,
-) -> Result<Fetched, SyncError> {
+) -> Result<Confirmed, SyncError> {
     let mut attempt = 0;
+    let mut first = Some(first);
     loop {
         attempt += 1;
-        let mut fetched = source.fetch(cancel).await?;
+        let mut fetched = match first.take() {
+            Some(fetched) => fetched,
+            None => source.fetch(cancel).await?,
+        };
         let listed: HashSet<&str> = fetched.users.iter().map(|u| &*u.user.id).collect();
         let unlisted: Vec<Id> = before
             .users
@@ -31,6 +45,7 @@ pub async fn fetch_confirmed(
             .cloned()
             .collect();
         let located = source.locate_users(&unlisted).await?;
+        let as_listed = attempt == 1 && located.is_empty();
         fetched.users.extend(located);
         let user_ids: HashSet<&str> = fetched.users.iter().map(|u| &*u.user.id).collect();
         let group_ids: HashSet<&str> = fetched.groups.iter().map(|g| &*g.id).collect();
@@ -62,7 +77,7 @@ pub async fn fetch_confirmed(
             unconfirmed.extend(missing.into_iter().filter(|id| !gone.contains(id)));
         }
         if unconfirmed.is_empty() {
-            return Ok(fetched);
+            return Ok(Confirmed { fetched, as_listed });
         }
         if attempt >= ATTEMPTS {
             return Err(SyncError::Source(SourceError::Protocol(format!(

@@ -29,7 +29,7 @@ use crate::event::Event;
 use crate::model::{Snapshot, StoredIndex};
 use crate::run::{Millis, RunOutcome, RunSummary};
 use crate::source::{FetchStats, Fetched, Source, SourceError};
-use crate::store::{self, Commit, Store, StoreError};
+use crate::store::{self, Commit, DigestCounts, FetchDigest, Store, StoreError};
 
 pub use lease::{lease_ttl, HeldLease, LEASE_TTL, LEASE_TTL_ENV};
 use plan::GuardRefusal;
@@ -38,6 +38,20 @@ use plan::GuardRefusal;
 pub struct SyncOptions {
     pub dry_run: bool,
     pub allow_mass_delete: bool,
+    /// A fetch whose digest is the one the stored directory was last planned from records a
+    /// no-change run without parsing or planning it (`store::digest`). Scheduled runs do; a
+    /// forced run always plans in full.
+    pub reuse_unchanged: bool,
+}
+
+impl SyncOptions {
+    /// A run of the schedule.
+    pub fn scheduled() -> Self {
+        Self {
+            reuse_unchanged: true,
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +99,9 @@ pub struct RunResult {
     pub summary: RunSummary,
     pub timings: RunTimings,
     pub dry_run_events: Vec<Event>,
+    /// The fetch had the digest the stored directory was last planned from: the run recorded
+    /// itself without parsing or planning (`SyncOptions::reuse_unchanged`).
+    pub unchanged: bool,
 }
 
 /// How long a run's phases took, in milliseconds; `None` for a phase it did not reach.
@@ -127,6 +144,7 @@ async fn run_sync_inner(
         summary: RunSummary::begun(&tenant.id, Millis::now()),
         timings: RunTimings::default(),
         dry_run_events: Vec::new(),
+        unchanged: false,
     };
 
     let max_run = tenant.source.max_run();
@@ -205,6 +223,7 @@ async fn run_sync_inner(
             api_requests = summary.api_requests,
             retries = summary.retries,
             duration_ms = summary.duration_ms,
+            unchanged = result.unchanged,
             fetch_ms = result.timings.fetch_ms,
             plan_ms = result.timings.plan_ms,
             commit_ms = result.timings.commit_ms,
@@ -222,9 +241,15 @@ fn timed_out(max_run: Duration, phase: &'static str) -> SyncError {
 }
 
 /// What a real run commits, once planned.
-struct Planned {
-    plan: plan::Plan,
-    source_kind: crate::event::SourceKind,
+enum Planned {
+    Change {
+        plan: plan::Plan,
+        source_kind: crate::event::SourceKind,
+        /// Stored with the commit when the next run's equal fetch would plan nothing.
+        digest: Option<FetchDigest>,
+    },
+    /// The fetch has the digest the stored directory was last planned from.
+    Unchanged { digest: String },
 }
 
 async fn plan_and_apply(
@@ -240,7 +265,7 @@ async fn plan_and_apply(
     let planned = tokio::time::timeout_at(deadline, planning)
         .await
         .unwrap_or_else(|_| Err(timed_out(tenant.source.max_run(), "fetching and planning")))?;
-    let Some(Planned { plan, source_kind }) = planned else {
+    let Some(planned) = planned else {
         return Ok(());
     };
     let summary = &mut result.summary;
@@ -250,19 +275,58 @@ async fn plan_and_apply(
     run.api_requests = stats.requests();
     run.retries = stats.retries();
     let committing = Instant::now();
-    let committed = store
-        .commit(Commit {
-            tenant: tenant.id.clone(),
-            source: source_kind,
-            lease: lease.lease().clone(),
-            before: plan.previous,
-            after: plan.after,
-            changes: plan.changes,
-            run,
-            exclusions: plan.exclusions,
-            direct: Some(plan.direct),
-        })
-        .await?;
+    let committed = match planned {
+        Planned::Change {
+            plan,
+            source_kind,
+            digest,
+        } => {
+            store
+                .commit(Commit {
+                    tenant: tenant.id.clone(),
+                    source: source_kind,
+                    lease: lease.lease().clone(),
+                    before: plan.previous,
+                    after: plan.after,
+                    changes: plan.changes,
+                    run,
+                    exclusions: plan.exclusions,
+                    direct: Some(plan.direct),
+                    digest,
+                })
+                .await?
+        }
+        Planned::Unchanged { digest } => {
+            match store
+                .commit_unchanged(lease.lease().clone(), run, digest)
+                .await?
+            {
+                Some(committed) => {
+                    result.unchanged = true;
+                    committed
+                }
+                // Under our lease nothing else writes the tenant; should the digest have
+                // moved all the same, the run plans in full.
+                None => {
+                    warn!("the stored directory changed during the run: planning it in full");
+                    let full = SyncOptions {
+                        reuse_unchanged: false,
+                        ..options
+                    };
+                    return Box::pin(plan_and_apply(
+                        store,
+                        tenant,
+                        full,
+                        cancel,
+                        (stats, deadline),
+                        lease,
+                        result,
+                    ))
+                    .await;
+                }
+            }
+        }
+    };
     result.timings.commit_ms = millis_since(committing);
     phase("committed");
     summary.sync_id = Some(committed.sync_id);
@@ -292,10 +356,37 @@ async fn prepare(
         Some(pushed) => pushed,
         None => Source::new(tenant, stats.clone()).await?,
     };
+    let known = if options.reuse_unchanged && !options.dry_run {
+        store.current_digest(&tenant.id).await?
+    } else {
+        None
+    };
+    let fetching = Instant::now();
+    let pages = source.fetch_pages(cancel).await?;
+    let digest = pages.digest().map(|pages| run_digest(tenant, &pages));
+    if let (Some(known), Some(digest)) = (known, &digest) {
+        if known.digest == *digest {
+            result.timings.fetch_ms = millis_since(fetching);
+            phase("fetched: unchanged since the last commit");
+            let summary = &mut result.summary;
+            let counts = known.counts;
+            summary.users = Some(counts.users);
+            summary.groups = Some(counts.groups);
+            summary.memberships = Some(counts.memberships);
+            summary.stored_users = Some(counts.stored_users);
+            summary.stored_groups = Some(counts.stored_groups);
+            summary.stored_memberships = Some(counts.stored_memberships);
+            summary.planned_events = Some(0);
+            return Ok(Some(Planned::Unchanged {
+                digest: known.digest,
+            }));
+        }
+    }
+    let first = pages.parse()?;
     let index = store.index(&tenant.id).await?;
     phase("stored index loaded");
-    let fetching = Instant::now();
-    let fetched = confirm::fetch_confirmed(&source, &index, cancel).await?;
+    let confirm::Confirmed { fetched, as_listed } =
+        confirm::fetch_confirmed(&source, &index, first, cancel).await?;
     result.timings.fetch_ms = millis_since(fetching);
     phase("fetched");
     let planning = Instant::now();
@@ -380,6 +471,7 @@ async fn prepare(
             run: summary.clone(),
             exclusions: Vec::new(),
             direct: None,
+            digest: None,
         };
         let events = plan
             .changes
@@ -393,7 +485,61 @@ async fn prepare(
         result.dry_run_events = events;
         return Ok(None);
     }
-    Ok(Some(Planned { plan, source_kind }))
+    // The stored directory will be policy's view of this fetch and nothing else, so the next
+    // run's equal fetch plans nothing, provided it needs no confirming either: every stored
+    // object was listed.
+    let digest = digest.filter(|_| as_listed).map(|digest| FetchDigest {
+        digest,
+        counts: DigestCounts {
+            users: summary.users.unwrap_or(0),
+            groups: summary.groups.unwrap_or(0),
+            memberships: summary.memberships.unwrap_or(0),
+            stored_users: summary.stored_users.unwrap_or(0),
+            stored_groups: summary.stored_groups.unwrap_or(0),
+            stored_memberships: summary.stored_memberships.unwrap_or(0),
+        },
+    });
+    Ok(Some(Planned::Change {
+        plan,
+        source_kind,
+        digest,
+    }))
+}
+
+/// The digest of a run's input: the fetch's pages, the tenant's config, and this binary
+/// (a new build may plan the same directory differently).
+fn run_digest(tenant: &TenantConfig, pages: &[u8; 32]) -> String {
+    use sha2::{Digest as _, Sha256};
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let binary = BINARY.get_or_init(|| {
+        let built = std::env::current_exe()
+            .and_then(std::fs::metadata)
+            .map(|meta| format!("{} {:?}", meta.len(), meta.modified().ok()))
+            .unwrap_or_default();
+        format!("dirsync {} {built}", env!("CARGO_PKG_VERSION"))
+    });
+    let config = format!(
+        "{:?}",
+        (
+            &tenant.id,
+            &tenant.source,
+            &tenant.guard,
+            &tenant.filters,
+            &tenant.roles,
+            &tenant.attributes
+        )
+    );
+    let mut digest = Sha256::new();
+    for part in [binary.as_bytes(), config.as_bytes()] {
+        digest.update((part.len() as u64).to_le_bytes());
+        digest.update(part);
+    }
+    digest.update(pages);
+    digest
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// Whether policy and the diff over this fetch may run on an async worker: a directory of a

@@ -63,6 +63,8 @@ mod descriptors;
 mod terminal_text;
 // Whole syncs of the real binary against the emulator: changes, faults, guard, dry runs.
 mod sync_e2e;
+// A run of an unchanged Google directory records itself without planning; real changes still plan.
+mod unchanged_directory;
 // A hostile or broken IdP: panics, hangs, secrets in logs, unbounded work.
 mod hostile;
 // The SCIM push receiver: replayed IdP sessions, outside conformance suites, storms and bad

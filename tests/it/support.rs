@@ -219,6 +219,7 @@ pub fn commit_users(store: &Store, tenant: &str, range: std::ops::Range<u32>) ->
             run: RunSummary::begun(tenant, Millis(now)),
             exclusions: Vec::new(),
             direct: None,
+            digest: None,
         },
     )
     .unwrap();
