@@ -127,6 +127,7 @@ pub struct Fetched {
 }
 
 /// A fetch read to its end, perhaps not parsed yet.
+#[allow(clippy::large_enum_variant)] // one per running sync, moved once
 pub enum FetchedPages {
     Google(google::PendingFetch),
     Parsed(Fetched),

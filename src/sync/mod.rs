@@ -241,6 +241,7 @@ fn timed_out(max_run: Duration, phase: &'static str) -> SyncError {
 }
 
 /// What a real run commits, once planned.
+#[allow(clippy::large_enum_variant)] // one per run, moved once
 enum Planned {
     Change {
         plan: plan::Plan,
