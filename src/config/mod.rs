@@ -306,7 +306,7 @@ pub struct GlobalConfig {
     /// Events older than this, once every sink of their tenant acknowledged them, are pruned
     /// from the outbox. `None` (the default) keeps every event forever.
     pub event_retention: Option<std::time::Duration>,
-    /// At most this many runs at once in one daemon (default [`DEFAULT_MAX_CONCURRENT_RUNS`]).
+    /// Run slots of one daemon (default [`DEFAULT_MAX_CONCURRENT_RUNS`]; `daemon::slots`).
     pub max_concurrent_runs: usize,
     /// Runs kept per tenant in the run history (default [`DEFAULT_RUN_HISTORY`]).
     pub run_history: u32,
@@ -328,7 +328,7 @@ pub const DEFAULT_DATABASE_POOL_SIZE: u32 = 10;
 
 /// Runs at once in one daemon: enough to keep a few slow IdPs from holding up everyone, few
 /// enough that a burst of due runs does not starve the control socket on a small machine.
-pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 16;
+pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 64;
 /// The shortest `console_token_file` accepted.
 pub const MIN_CONSOLE_TOKEN_LEN: usize = 16;
 /// Runs kept per tenant: a few days of a 15-minute schedule.

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod notify;
 pub mod schedule;
 pub mod sinks;
+pub mod slots;
 pub mod tenant;
 
 use std::collections::BTreeMap;
@@ -148,7 +149,7 @@ pub struct Shared {
     pub(crate) tracker: TaskTracker,
     pub(crate) extensions: Extensions,
     /// Run slots of the whole daemon (`max_concurrent_runs`).
-    pub(crate) run_slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) run_slots: slots::RunSlots,
     started: Instant,
     heartbeat_ms: AtomicU64,
     clock: Clock,
@@ -248,9 +249,7 @@ pub async fn run(
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
         extensions: options.extensions.iter().cloned().collect(),
-        run_slots: Arc::new(tokio::sync::Semaphore::new(
-            config.global.max_concurrent_runs,
-        )),
+        run_slots: slots::RunSlots::new(config.global.max_concurrent_runs),
         started: Instant::now(),
         heartbeat_ms: AtomicU64::new(0),
         clock: options.clock,
@@ -527,6 +526,7 @@ impl Daemon {
             backoff: self.options.backoff,
             clock: self.options.clock,
             run_slots: self.shared.run_slots.clone(),
+            stored_objects: 0,
             node: self.shared.node.id.clone().into(),
         };
         let watched = state.clone();

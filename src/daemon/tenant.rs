@@ -190,9 +190,11 @@ pub struct TenantTask {
     pub extensions: Extensions,
     pub backoff: BackoffPolicy,
     pub clock: Clock,
-    /// The daemon's bound on runs at once (`max_concurrent_runs`): a due run waits for a slot,
-    /// and slots go to the runs that waited longest (the semaphore is fair).
-    pub run_slots: Arc<tokio::sync::Semaphore>,
+    /// The daemon's bound on runs at once (`max_concurrent_runs`, `slots`).
+    pub run_slots: super::slots::RunSlots,
+    /// The tenant's stored users, groups and memberships, as last read: how many run slots its
+    /// runs take.
+    pub stored_objects: u64,
     /// This daemon's node id: a scheduled run is claimed for it in the store first, so with
     /// several nodes on one store each slot runs on one of them.
     pub node: Arc<str>,
@@ -323,7 +325,7 @@ impl TenantTask {
     }
 
     /// Seeds metrics and the commit feed from the database, so a restart does not reset them.
-    async fn init_from_store(&self) {
+    async fn init_from_store(&mut self) {
         let tenant = self.config.borrow().id.clone();
         let store = self.store.clone();
         let id = tenant.clone();
@@ -340,6 +342,7 @@ impl TenantTask {
             .await;
         match loaded {
             Ok((counts, last_seq, last_success)) => {
+                self.stored_objects = counts.users + counts.groups + counts.memberships;
                 self.metrics.seed(&tenant, counts, last_success);
                 self.commits.publish(&tenant, last_seq);
             }
@@ -356,7 +359,7 @@ impl TenantTask {
         let config = self.config.borrow().clone();
         // Stopping while waiting goes on without a slot: the run then ends at once.
         let _slot = tokio::select! {
-            slot = self.run_slots.clone().acquire_owned() => slot.ok(),
+            slot = self.run_slots.acquire(self.stored_objects) => slot,
             () = self.stop.cancelled() => None,
         };
         {
@@ -392,7 +395,24 @@ impl TenantTask {
                     extension.on_commit(&config.id, seq);
                 }
             }
-            self.refresh_stored_counts(&config.id).await;
+            // A committed run's counts are the stored directory's; a dry run's are only planned.
+            match (
+                report.stored_users,
+                report.stored_groups,
+                report.stored_memberships,
+            ) {
+                (Some(users), Some(groups), Some(memberships)) if !options.dry_run => {
+                    self.set_stored_counts(
+                        &config.id,
+                        store::StoredCounts {
+                            users,
+                            groups,
+                            memberships,
+                        },
+                    );
+                }
+                _ => self.refresh_stored_counts(&config.id).await,
+            }
         }
 
         let mut state = lock(&self.state);
@@ -442,15 +462,20 @@ impl TenantTask {
         result
     }
 
-    async fn refresh_stored_counts(&self, tenant: &str) {
+    async fn refresh_stored_counts(&mut self, tenant: &str) {
         let id = tenant.to_owned();
         let counts = self
             .store
             .run(move |conn| store::stored_counts(conn, &id))
             .await;
         if let Ok(counts) = counts {
-            self.metrics.set_stored(tenant, counts);
+            self.set_stored_counts(tenant, counts);
         }
+    }
+
+    fn set_stored_counts(&mut self, tenant: &str, counts: store::StoredCounts) {
+        self.stored_objects = counts.users + counts.groups + counts.memberships;
+        self.metrics.set_stored(tenant, counts);
     }
 }
 

@@ -120,7 +120,8 @@ impl PausedTask {
                 cap: Duration::ZERO,
             },
             clock,
-            run_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            run_slots: super::slots::RunSlots::new(1),
+            stored_objects: 0,
             node: "test-node".into(),
         };
         Self {
