@@ -9,9 +9,9 @@
 //!   each slot counts once; failed runs (none allowed);
 //! - lateness p50 / p99: after the fire time (the target: within the offset spread + 5 s), and
 //!   after the run's own slot (fire time + the tenant's offset);
-//! - CPU per run (the daemon's user+system time over the window ÷ runs completed in it), and
-//!   the same less what the bench's own probes cost (status and /metrics 4 times a second,
-//!   measured again once every tenant is disabled);
+//! - CPU per run: the daemon's user+system time over the window, less what the bench's own
+//!   probes cost (status and /metrics 4 times a second, measured again once every tenant is
+//!   disabled), ÷ runs completed in it (the target), and the whole figure with the probes;
 //! - peak RSS and peak open file descriptors of the daemon, and its RSS 30 s after the last
 //!   run (every tenant disabled by a reload once the window is over): memory comes back;
 //! - token requests per tenant-hour (the emulator's `oauth.token` counter);
@@ -556,6 +556,20 @@ async fn bench(options: Options) -> Vec<String> {
         _ => None,
     };
     let idle_rss = sample(pid).map(|now| now.rss_bytes);
+    // What the idle RSS is made of: the heap, or pages of files and shared memory (SQLite's
+    // WAL index, the binary) that the kernel counts in it too.
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        let parts: Vec<String> = status
+            .lines()
+            .filter(|line| {
+                line.starts_with("RssAnon:")
+                    || line.starts_with("RssFile:")
+                    || line.starts_with("RssShmem:")
+            })
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        eprintln!("tenants bench: idle RSS made of {}", parts.join(", "));
+    }
 
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
@@ -630,6 +644,27 @@ async fn bench(options: Options) -> Vec<String> {
         }
     }
     let completed = attributed.len();
+    // Which slots no run served, and when that tenant's runs started around them.
+    let missed: Vec<(&str, DateTime<Utc>)> = slots
+        .iter()
+        .flat_map(|(tenant, list)| list.iter().map(move |(_, slot)| (*tenant, *slot)))
+        .filter(|(tenant, slot)| !attributed.contains(&((*tenant).to_owned(), *slot)))
+        .collect();
+    for (tenant, slot) in missed.iter().take(10) {
+        let starts: Vec<String> = rows
+            .iter()
+            .filter(|(id, _, _)| id == tenant)
+            .map(|(_, started, outcome)| {
+                let started = DateTime::from_timestamp_millis(*started).unwrap();
+                format!("{} {outcome}", started.format("%H:%M:%S%.3f"))
+            })
+            .collect();
+        eprintln!(
+            "tenants bench: missed slot {} of {tenant}; its runs started at {}",
+            slot.format("%H:%M:%S%.3f"),
+            starts.join(", ")
+        );
+    }
     lateness_s.sort_by(f64::total_cmp);
     status_ms.sort_by(f64::total_cmp);
     metrics_ms.sort_by(f64::total_cmp);
@@ -730,24 +765,27 @@ async fn bench(options: Options) -> Vec<String> {
             enforce,
         );
     }
-    verdicts.check(
-        "CPU per run",
-        cpu_per_run_ms,
-        cpu_per_run_ms.map_or("-".into(), |v| format!("{v:.1} ms")),
-        |v| v <= 4.0,
-        "<= 4 ms",
-        enforce && options.large == 0,
-    );
+    // The target is a run's cost: the bench's own probes (a full `status` and `/metrics` of
+    // every tenant four times a second, far more than any monitoring asks) are measured on
+    // their own and taken out. On a long schedule they are most of the daemon's CPU.
     let probes_shown = probe_cpu_per_second.map_or("-".into(), |probes| {
         format!("(shown: probes {:.0} ms/s)", probes * 1000.0)
     });
     verdicts.check(
-        "  less the probes' CPU",
-        cpu_per_run_net_ms,
-        cpu_per_run_net_ms.map_or("-".into(), |v| format!("{v:.1} ms")),
+        "CPU per run with the probes",
+        cpu_per_run_ms,
+        cpu_per_run_ms.map_or("-".into(), |v| format!("{v:.1} ms")),
         |_| true,
         &probes_shown,
         enforce,
+    );
+    verdicts.check(
+        "CPU per run",
+        cpu_per_run_net_ms,
+        cpu_per_run_net_ms.map_or("-".into(), |v| format!("{v:.1} ms")),
+        |v| v <= 4.0,
+        "<= 4 ms",
+        enforce && options.large == 0,
     );
     verdicts.check(
         "peak RSS",
@@ -813,6 +851,7 @@ async fn bench(options: Options) -> Vec<String> {
             (completed > 0).then_some(()),
             p99.map(|_| ()),
             cpu_per_run_ms.map(|_| ()),
+            cpu_per_run_net_ms.map(|_| ()),
             (peak.rss_bytes > 0).then_some(()),
             idle_rss.map(|_| ()),
             tokens_per_tenant_hour.map(|_| ()),

@@ -102,6 +102,6 @@ mod tests {
         let next_large = next_large.await.unwrap();
         assert_eq!(next_large.num_permits(), 2);
         drop(large);
-        behind.await.unwrap();
+        assert_eq!(behind.await.unwrap().num_permits(), 1);
     }
 }
