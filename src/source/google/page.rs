@@ -193,24 +193,42 @@ struct HeadSeed<'a> {
     volatile: &'static [&'static str],
 }
 
-impl<'de> DeserializeSeed<'de> for HeadSeed<'_> {
-    /// `None`: the page is JSON, but not an object.
-    type Value = Option<HeadRead>;
+/// Each reader here is a seed that visits the value itself.
+macro_rules! seed_is_its_own_visitor {
+    ($($seed:ident),*) => {$(
+        impl<'de> DeserializeSeed<'de> for $seed<'_> {
+            type Value = <Self as Visitor<'de>>::Value;
 
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
+            fn deserialize<D: de::Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<Self::Value, D::Error> {
+                deserializer.deserialize_any(self)
+            }
+        }
+    )*};
 }
 
-/// Visits anything that is not a map as "not an object".
-macro_rules! not_a_map {
-    ($($method:ident: $type:ty),*) => {
-        $(fn $method<E: de::Error>(self, _: $type) -> Result<Self::Value, E> {
-            Ok(None)
-        })*
+seed_is_its_own_visitor!(HeadSeed, ListSeed, ValueDigest);
+
+/// Visits every scalar as `$value`.
+macro_rules! scalars_are {
+    ($value:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
     };
 }
 
@@ -221,7 +239,8 @@ impl<'de> Visitor<'de> for HeadSeed<'_> {
         formatter.write_str("a Directory API list page")
     }
 
-    not_a_map!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+    // `None`: the page is JSON, but not an object.
+    scalars_are!(None);
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
@@ -278,17 +297,6 @@ struct ListSeed<'a> {
     volatile: &'static [&'static str],
 }
 
-impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
-    type Value = Items<usize>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
 impl<'de> Visitor<'de> for ListSeed<'_> {
     type Value = Items<usize>;
 
@@ -300,25 +308,7 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
         Ok(Items::Null)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Items::NotAList)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Items::NotAList)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Items::NotAList)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Items::NotAList)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Items::NotAList)
-    }
+    scalars_are!(Items::NotAList);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
@@ -381,14 +371,6 @@ impl ValueDigest<'_> {
         self.digest.update([tag]);
         self.digest.update((text.len() as u64).to_le_bytes());
         self.digest.update(text.as_bytes());
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for ValueDigest<'_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
     }
 }
 
