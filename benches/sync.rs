@@ -327,7 +327,7 @@ fn write_config(
     // The testkit scrubs the environment; a log level asked for on the command line still
     // reaches the measured run.
     // So does jemalloc's tuning, for allocator experiments.
-    for passed in ["RUST_LOG", "_RJEM_MALLOC_CONF"] {
+    for passed in ["RUST_LOG", "MALLOC_CONF"] {
         if let Some(value) = std::env::var_os(passed) {
             dirsync = dirsync.env(passed, value);
         }

@@ -1,6 +1,8 @@
 //! `[source]`: which IdP a tenant reads and how.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -193,7 +195,7 @@ struct RawGoogle {
 #[derive(Debug, Clone)]
 pub struct GoogleSourceConfig {
     pub credentials_file: PathBuf,
-    pub service_account_key: ServiceAccountKey,
+    pub service_account_key: Arc<ServiceAccountKey>,
     pub subject: String,
     pub customer: String,
     pub domain: Option<String>,
@@ -461,7 +463,7 @@ impl std::fmt::Debug for ServiceAccountKey {
 /// Reads a service-account key file, saying precisely what is wrong with it: everything a
 /// sync needs from it is checked here (the token endpoint, the RSA key), so a bad key fails
 /// `check-config`, not the first run.
-pub fn read_service_account_key(path: &std::path::Path) -> Result<ServiceAccountKey, String> {
+pub fn read_service_account_key(path: &std::path::Path) -> Result<Arc<ServiceAccountKey>, String> {
     match read_key(path)? {
         (key, KeyState::Usable) => Ok(key),
         (_, KeyState::ExamplePlaceholder) => Err(format!(
@@ -475,15 +477,47 @@ pub fn read_service_account_key(path: &std::path::Path) -> Result<ServiceAccount
 /// example config still validates), an error wherever a key is actually used.
 const EXAMPLE_PLACEHOLDER: &str = "REPLACE-ME";
 
+#[derive(Clone, Copy)]
 enum KeyState {
     Usable,
     ExamplePlaceholder,
 }
 
-fn read_key(path: &std::path::Path) -> Result<(ServiceAccountKey, KeyState), String> {
+/// Keys already read, by file, with the text they were read from. One vendor service account
+/// with a different `subject` per tenant is the usual deployment, so ten thousand tenant files
+/// name one key file: they share one parsed key instead of holding ten thousand copies. The
+/// file is read again each time, so an edited key is parsed again.
+static KEYS_READ: LazyLock<Mutex<HashMap<PathBuf, KeyRead>>> = LazyLock::new(Mutex::default);
+
+/// A key file's text and the key parsed from it.
+struct KeyRead {
+    text: String,
+    key: Arc<ServiceAccountKey>,
+    state: KeyState,
+}
+
+fn read_key(path: &std::path::Path) -> Result<(Arc<ServiceAccountKey>, KeyState), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
+    let mut keys = KEYS_READ.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(read) = keys.get(path).filter(|read| read.text == text) {
+        return Ok((read.key.clone(), read.state));
+    }
+    let (key, state) = parse_key(path, &text)?;
+    let key = Arc::new(key);
+    keys.insert(
+        path.to_owned(),
+        KeyRead {
+            text,
+            key: key.clone(),
+            state,
+        },
+    );
+    Ok((key, state))
+}
+
+fn parse_key(path: &std::path::Path, text: &str) -> Result<(ServiceAccountKey, KeyState), String> {
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|err| {
         format!(
             "{} is not JSON ({err}): download the service-account key (JSON) again",
             path.display()

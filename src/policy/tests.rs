@@ -222,11 +222,11 @@ fn attributes_resolve_with_selectors_and_unresolved_paths_yield_nothing() {
     let applied = apply(
         fetched(),
         &tenant(|t| {
-            t.attributes.paths.insert(
+            t.attributes.insert(
                 "cost_center".into(),
                 crate::attribute_path::AttributePath::parse("customSchemas.HR.CostCenter").unwrap(),
             );
-            t.attributes.paths.insert(
+            t.attributes.insert(
                 "missing".into(),
                 crate::attribute_path::AttributePath::parse("customSchemas.Nope.X").unwrap(),
             );

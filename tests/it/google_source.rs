@@ -175,7 +175,7 @@ impl Fixture {
         .unwrap();
         GoogleSourceConfig {
             credentials_file: "key.json".into(),
-            service_account_key: key,
+            service_account_key: std::sync::Arc::new(key),
             subject: SUBJECT.into(),
             customer: "my_customer".into(),
             domain: None,
@@ -515,7 +515,7 @@ async fn custom_schema_attributes_ask_for_the_full_projection() {
     let fx = Fixture::start().await;
     small_directory(&fx);
     let mut attributes = AttributeMapping::default();
-    attributes.paths.insert(
+    attributes.insert(
         "cost_center".into(),
         AttributePath::parse("customSchemas.HR.CostCenter").unwrap(),
     );
