@@ -14,10 +14,23 @@ use crate::run::{RunOutcome, RunSummary};
 use crate::store::StoredCounts;
 use crate::telemetry::metrics::{Exposition, Kind};
 
+/// Run outcomes in the order their samples are written (by name).
+const OUTCOMES: [RunOutcome; 5] = [
+    RunOutcome::Committed,
+    RunOutcome::DryRun,
+    RunOutcome::Failed,
+    RunOutcome::NoChanges,
+    RunOutcome::Refused,
+];
+
+/// Plain counters and short sorted lists rather than maps: a node of ten thousand tenants
+/// keeps one of these for each, and each map was a node allocation of its own.
 #[derive(Debug, Default, Clone)]
 struct TenantMetrics {
-    runs: BTreeMap<&'static str, u64>,
-    events: BTreeMap<String, u64>,
+    /// By [`OUTCOMES`].
+    runs: [u64; OUTCOMES.len()],
+    /// By event type, sorted.
+    events: Vec<(String, u64)>,
     api_requests: u64,
     api_retries: u64,
     duration_sum_seconds: f64,
@@ -67,7 +80,9 @@ impl Metrics {
     pub fn record_run(&self, report: &RunSummary, dry_run: bool) {
         let mut tenants = lock(&self.tenants);
         let entry = tenants.entry(report.tenant.clone()).or_default();
-        *entry.runs.entry(report.outcome.as_str()).or_default() += 1;
+        if let Some(index) = OUTCOMES.iter().position(|o| *o == report.outcome) {
+            entry.runs[index] += 1;
+        }
         entry.api_requests += report.api_requests;
         entry.api_retries += report.retries;
         let seconds = report.duration_ms as f64 / 1000.0;
@@ -83,7 +98,13 @@ impl Metrics {
         }
         if report.outcome == RunOutcome::Committed {
             for (kind, count) in &report.counts {
-                *entry.events.entry(kind.clone()).or_default() += count;
+                match entry
+                    .events
+                    .binary_search_by(|(known, _)| known.as_str().cmp(kind))
+                {
+                    Ok(index) => entry.events[index].1 += count,
+                    Err(index) => entry.events.insert(index, (kind.clone(), *count)),
+                }
             }
         }
     }
@@ -120,8 +141,13 @@ impl Metrics {
             "Sync runs since the daemon started, by outcome.",
         );
         for (tenant, m) in &tenants {
-            for (outcome, count) in &m.runs {
-                family.sample(&[("tenant", tenant), ("outcome", outcome)], *count as f64);
+            for (outcome, count) in OUTCOMES.iter().zip(m.runs) {
+                if count > 0 {
+                    family.sample(
+                        &[("tenant", tenant), ("outcome", outcome.as_str())],
+                        count as f64,
+                    );
+                }
             }
         }
         let mut family = out.family(

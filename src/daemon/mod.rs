@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -506,7 +506,7 @@ impl Daemon {
 
     fn start_tenant(&self, config: &Arc<TenantConfig>) -> TenantHandle {
         let (config_tx, config_rx) = watch::channel(config.clone());
-        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        let (requests_tx, requests_rx) = tenant::force_queue();
         let state = Arc::new(Mutex::new(TenantState {
             tenant: config.id.clone(),
             enabled: config.enabled,

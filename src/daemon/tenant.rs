@@ -15,7 +15,7 @@ use rand::Rng;
 
 use super::schedule::{next_due, offset_of, Clock};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -151,10 +151,75 @@ pub struct ForceRequest {
     pub reply: oneshot::Sender<RunResult>,
 }
 
+/// The force requests waiting for one tenant's task: a list and a wake-up. (A channel was
+/// simpler, but each one held its first block of 32 slots, about a kilobyte, for every one of
+/// ten thousand idle tenants.)
+#[derive(Default)]
+struct ForceQueue {
+    waiting: Mutex<ForceWaiting>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct ForceWaiting {
+    requests: Vec<ForceRequest>,
+    /// The task ended: nothing will take a request any more.
+    closed: bool,
+}
+
+/// The control socket's end of a tenant's force requests.
+#[derive(Clone)]
+pub struct ForceSender(Arc<ForceQueue>);
+
+/// The tenant task's end; dropping it (the task ended, or panicked) refuses later requests
+/// and answers the waiting ones with "stopped" (their reply senders are dropped).
+pub struct ForceReceiver(Arc<ForceQueue>);
+
+pub fn force_queue() -> (ForceSender, ForceReceiver) {
+    let queue = Arc::new(ForceQueue::default());
+    (ForceSender(queue.clone()), ForceReceiver(queue))
+}
+
+impl ForceSender {
+    /// Hands the request back when the task has ended.
+    pub fn send(&self, request: ForceRequest) -> Result<(), ForceRequest> {
+        let mut waiting = lock(&self.0.waiting);
+        if waiting.closed {
+            return Err(request);
+        }
+        waiting.requests.push(request);
+        drop(waiting);
+        self.0.wake.notify_one();
+        Ok(())
+    }
+}
+
+impl ForceReceiver {
+    fn take(&self) -> Vec<ForceRequest> {
+        std::mem::take(&mut lock(&self.0.waiting).requests)
+    }
+
+    /// Until a request is sent (at once if one was sent since the last wait).
+    async fn wait(&self) {
+        self.0.wake.notified().await;
+    }
+}
+
+impl Drop for ForceReceiver {
+    fn drop(&mut self) {
+        let unanswered = {
+            let mut waiting = lock(&self.0.waiting);
+            waiting.closed = true;
+            std::mem::take(&mut waiting.requests)
+        };
+        drop(unanswered);
+    }
+}
+
 /// The daemon's handle on a running tenant task.
 pub struct TenantHandle {
     pub config: watch::Sender<Arc<TenantConfig>>,
-    pub requests: mpsc::UnboundedSender<ForceRequest>,
+    pub requests: ForceSender,
     pub state: Arc<Mutex<TenantState>>,
     /// Stops the task and abandons its fetch in progress (not a commit).
     pub stop: CancellationToken,
@@ -182,7 +247,7 @@ impl From<&TenantState> for Scheduled {
 pub struct TenantTask {
     pub store: Store,
     pub config: watch::Receiver<Arc<TenantConfig>>,
-    pub requests: mpsc::UnboundedReceiver<ForceRequest>,
+    pub requests: ForceReceiver,
     pub state: Arc<Mutex<TenantState>>,
     pub stop: CancellationToken,
     pub metrics: Metrics,
@@ -214,9 +279,7 @@ impl TenantTask {
         let mut served = self.clock.now();
         self.init_from_store().await;
         loop {
-            while let Ok(request) = self.requests.try_recv() {
-                pending.push(request);
-            }
+            pending.extend(self.requests.take());
             if let Some(first) = pending.first() {
                 let options = first.options;
                 let (batch, rest): (Vec<_>, Vec<_>) = pending
@@ -261,10 +324,9 @@ impl TenantTask {
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => break,
-                request = self.requests.recv() => match request {
-                    Some(request) => pending.push(request),
-                    None => break,
-                },
+                // Taken at the top of the loop. (The task stops when its handle goes: the
+                // config's sender goes with it.)
+                () = self.requests.wait() => {}
                 changed = self.config.changed() => {
                     if changed.is_err() {
                         break;

@@ -80,8 +80,7 @@ struct PausedTask {
     _dir: tempfile::TempDir,
     state: Arc<Mutex<TenantState>>,
     config: tokio::sync::watch::Sender<Arc<TenantConfig>>,
-    /// Kept open: a task whose request channel closes stops.
-    _requests: tokio::sync::mpsc::UnboundedSender<tenant::ForceRequest>,
+    _requests: tenant::ForceSender,
     stop: CancellationToken,
     clock: Clock,
     running: tokio::task::JoinHandle<()>,
@@ -103,7 +102,7 @@ impl PausedTask {
             .with_timezone(&chrono::Utc);
         let clock = Clock::following_tokio(start);
         let (config_tx, config_rx) = tokio::sync::watch::channel(config);
-        let (requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (requests_tx, requests_rx) = tenant::force_queue();
         let state = Arc::new(Mutex::new(TenantState::default()));
         let stop = CancellationToken::new();
         let task = TenantTask {
