@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use crate::mutex::lock;
 use crate::run::{RunOutcome, RunSummary};
 use crate::store::StoredCounts;
-use crate::telemetry::metrics::{Exposition, Kind};
+use crate::telemetry::metrics::{Exposition, Kind, Number};
 
 /// Run outcomes in the order their samples are written (by name).
 const OUTCOMES: [RunOutcome; 5] = [
@@ -124,7 +124,7 @@ impl Metrics {
             let mut family = out.family(name, kind, help);
             for (tenant, m) in &tenants {
                 if let Some(v) = value(m) {
-                    family.sample(&[("tenant", tenant)], v);
+                    family.sample(&[("tenant", tenant)], Number(v));
                 }
             }
         };
@@ -134,7 +134,7 @@ impl Metrics {
             Kind::Gauge,
             "Tenants the daemon schedules (enabled or not).",
         )
-        .sample(&[], scheduled.len() as f64);
+        .sample(&[], Number(scheduled.len() as f64));
         let mut family = out.family(
             "dirsync_runs_total",
             Kind::Counter,
@@ -145,7 +145,7 @@ impl Metrics {
                 if count > 0 {
                     family.sample(
                         &[("tenant", tenant), ("outcome", outcome.as_str())],
-                        count as f64,
+                        Number(count as f64),
                     );
                 }
             }
@@ -157,7 +157,7 @@ impl Metrics {
         );
         for (tenant, m) in &tenants {
             for (kind, count) in &m.events {
-                family.sample(&[("tenant", tenant), ("type", kind)], *count as f64);
+                family.sample(&[("tenant", tenant), ("type", kind)], Number(*count as f64));
             }
         }
         per_tenant(
@@ -238,7 +238,7 @@ impl Metrics {
             "The seq of the tenant's last committed event.",
         );
         for (tenant, seq) in last_seqs {
-            family.sample(&[("tenant", tenant)], *seq as f64);
+            family.sample(&[("tenant", tenant)], Number(*seq as f64));
         }
         let mut family = out.family(
             "dirsync_run_in_progress",
@@ -246,7 +246,7 @@ impl Metrics {
             "1 while a run of the tenant is in progress.",
         );
         for s in scheduled {
-            family.sample(&[("tenant", &s.tenant)], if s.running { 1.0 } else { 0.0 });
+            family.sample(&[("tenant", &s.tenant)], u8::from(s.running));
         }
         let mut family = out.family(
             "dirsync_consecutive_failures",
@@ -254,7 +254,10 @@ impl Metrics {
             "Failed or refused runs of the tenant in a row (the tenant backs off while > 0).",
         );
         for s in scheduled {
-            family.sample(&[("tenant", &s.tenant)], s.consecutive_failures as f64);
+            family.sample(
+                &[("tenant", &s.tenant)],
+                Number(f64::from(s.consecutive_failures)),
+            );
         }
         let mut family = out.family(
             "dirsync_next_run_timestamp_seconds",
@@ -271,7 +274,7 @@ impl Metrics {
             };
             family.sample(
                 &[("tenant", &s.tenant)],
-                at.timestamp_millis() as f64 / 1000.0,
+                Number(at.timestamp_millis() as f64 / 1000.0),
             );
         }
     }

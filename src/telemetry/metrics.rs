@@ -40,6 +40,9 @@ pub trait Collector: Send + Sync {
 #[derive(Clone, Default)]
 pub struct Registry {
     collectors: Arc<Mutex<Vec<Arc<dyn Collector>>>>,
+    /// The last scrape's length: the next one starts with that room instead of growing a
+    /// text of megabytes (10,000 tenants) by doubling and copying.
+    last_len: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Registry {
@@ -51,10 +54,15 @@ impl Registry {
     pub fn render(&self) -> String {
         // Collect outside the lock: a collector takes its own locks.
         let collectors = lock(&self.collectors).clone();
-        let mut out = Exposition::default();
+        let room = self.last_len.load(std::sync::atomic::Ordering::Relaxed);
+        let mut out = Exposition {
+            text: String::with_capacity(room + room / 8),
+        };
         for collector in collectors {
             collector.collect(&mut out);
         }
+        self.last_len
+            .store(out.text.len(), std::sync::atomic::Ordering::Relaxed);
         out.into_text()
     }
 }
@@ -118,6 +126,27 @@ impl Family<'_> {
     }
 }
 
+/// A sample value as `f64`'s `Display` writes it, but integral values (counts, seqs, most
+/// timestamps) through integer formatting: with ten thousand tenants a scrape writes over a
+/// hundred thousand of them, and the shortest-float search was a tenth of its CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct Number(pub f64);
+
+impl Display for Number {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = self.0;
+        // Below 2^53 every integral f64 is an exact i64; -0.0 stays on the float path.
+        if value.fract() == 0.0
+            && value.abs() < 9.0e15
+            && !(value == 0.0 && value.is_sign_negative())
+        {
+            write!(f, "{}", value as i64)
+        } else {
+            write!(f, "{value}")
+        }
+    }
+}
+
 /// A label value as the text format wants it: backslash, double quote and newline escaped.
 /// Tenant ids and the like never need it: they are written as they are, not copied.
 fn escape_label(value: &str) -> Cow<'_, str> {
@@ -141,6 +170,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_read_as_f64_display_writes_them() {
+        for value in [
+            0.0,
+            -0.0,
+            1.0,
+            3.0,
+            1.5,
+            -2.0,
+            1_733_312_345.0,
+            1_733_312_345.123,
+            9.1e15,
+            1e300,
+            f64::INFINITY,
+            f64::NAN,
+        ] {
+            assert_eq!(Number(value).to_string(), value.to_string(), "{value:?}");
+        }
+    }
 
     #[test]
     fn label_values_are_escaped() {
