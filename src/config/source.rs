@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 use super::{http_url, lenient, Problems, Secret, SecretShape};
 use crate::event::SourceKind;
@@ -483,33 +484,38 @@ enum KeyState {
     ExamplePlaceholder,
 }
 
-/// Keys already read, by file, with the text they were read from. One vendor service account
-/// with a different `subject` per tenant is the usual deployment, so ten thousand tenant files
-/// name one key file: they share one parsed key instead of holding ten thousand copies. The
-/// file is read again each time, so an edited key is parsed again.
+/// Keys in use, by file, with a digest of the text they were parsed from. One vendor service
+/// account with a different `subject` per tenant is the usual deployment, so ten thousand
+/// tenant files name one key file: they share one parsed key instead of holding ten thousand
+/// copies. The file is read again each time, so an edited key is parsed again. Weak, and
+/// keyed by a digest rather than the text: the cache holds no copy of a private key, nor a
+/// key no tenant uses any more.
 static KEYS_READ: LazyLock<Mutex<HashMap<PathBuf, KeyRead>>> = LazyLock::new(Mutex::default);
 
-/// A key file's text and the key parsed from it.
 struct KeyRead {
-    text: String,
-    key: Arc<ServiceAccountKey>,
+    digest: [u8; 32],
+    key: Weak<ServiceAccountKey>,
     state: KeyState,
 }
 
 fn read_key(path: &std::path::Path) -> Result<(Arc<ServiceAccountKey>, KeyState), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    let mut keys = KEYS_READ.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(read) = keys.get(path).filter(|read| read.text == text) {
-        return Ok((read.key.clone(), read.state));
+    let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+    let mut keys = crate::mutex::lock(&KEYS_READ);
+    if let Some(read) = keys.get(path).filter(|read| read.digest == digest) {
+        if let Some(key) = read.key.upgrade() {
+            return Ok((key, read.state));
+        }
     }
     let (key, state) = parse_key(path, &text)?;
     let key = Arc::new(key);
+    keys.retain(|_, read| read.key.strong_count() > 0);
     keys.insert(
         path.to_owned(),
         KeyRead {
-            text,
-            key: key.clone(),
+            digest,
+            key: Arc::downgrade(&key),
             state,
         },
     );

@@ -14,7 +14,8 @@ use crate::run::{RunOutcome, RunSummary};
 use crate::store::StoredCounts;
 use crate::telemetry::metrics::{Exposition, Kind, Number};
 
-/// Run outcomes in the order their samples are written (by name).
+/// Run outcomes in the order their samples are written (by name); [`outcome_slot`] is each
+/// one's place here.
 const OUTCOMES: [RunOutcome; 5] = [
     RunOutcome::Committed,
     RunOutcome::DryRun,
@@ -22,6 +23,17 @@ const OUTCOMES: [RunOutcome; 5] = [
     RunOutcome::NoChanges,
     RunOutcome::Refused,
 ];
+
+/// Exhaustive, so a new outcome cannot go uncounted.
+fn outcome_slot(outcome: RunOutcome) -> usize {
+    match outcome {
+        RunOutcome::Committed => 0,
+        RunOutcome::DryRun => 1,
+        RunOutcome::Failed => 2,
+        RunOutcome::NoChanges => 3,
+        RunOutcome::Refused => 4,
+    }
+}
 
 /// Plain counters and short sorted lists rather than maps: a node of ten thousand tenants
 /// keeps one of these for each, and each map was a node allocation of its own.
@@ -80,9 +92,7 @@ impl Metrics {
     pub fn record_run(&self, report: &RunSummary, dry_run: bool) {
         let mut tenants = lock(&self.tenants);
         let entry = tenants.entry(report.tenant.clone()).or_default();
-        if let Some(index) = OUTCOMES.iter().position(|o| *o == report.outcome) {
-            entry.runs[index] += 1;
-        }
+        entry.runs[outcome_slot(report.outcome)] += 1;
         entry.api_requests += report.api_requests;
         entry.api_retries += report.retries;
         let seconds = report.duration_ms as f64 / 1000.0;
@@ -284,6 +294,14 @@ impl Metrics {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn every_outcome_has_its_own_slot_in_render_order() {
+        for (slot, outcome) in OUTCOMES.iter().enumerate() {
+            assert_eq!(outcome_slot(*outcome), slot, "{outcome:?}");
+        }
+        assert!(OUTCOMES.windows(2).all(|w| w[0].as_str() < w[1].as_str()));
+    }
 
     #[test]
     fn renders_runs_events_and_stored_counts() {
